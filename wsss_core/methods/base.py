@@ -1,0 +1,129 @@
+"""The interface every WSSS method implements.
+
+A method is one module in ``wsss_core/methods/`` that defines a ``Method`` subclass and registers it:
+
+    @METHODS.register("mctformer")
+    class MCTformerV2(Method): ...
+
+The stages only ever talk to this interface:
+
+* ``train_classifier`` builds the network (``build_model``), turns each decoded image into the tensors
+  a step needs (``training_sample``, run inside DataLoader workers), and calls ``training_step`` in the
+  shared resumable loop (``wsss_core.training.loop``) with the optimiser from ``build_optimizer``.
+* ``export_seeds`` calls ``infer_seeds`` per image and writes the result to the HDF5 seed store.
+* For end-to-end (single-stage) methods, ``infer_segmentation`` calls ``segment`` to get the method's own
+  decoder output (multi-scale, flip), on which the shared dense CRF runs.
+
+Everything a method must remember across steps (CTI's token memory, ECA's prototypes, an EMA teacher)
+lives in the model as sub-modules or buffers, so the ordinary checkpoint holds it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from wsss_core.models.weights import WeightsCatalog
+from wsss_core.registry import Registry
+
+METHODS: Registry[type["Method"]] = Registry("method", package="wsss_core.methods")
+
+
+@dataclass(frozen=True)
+class SeedMaps:
+    """Class activation maps of one image at its native resolution.
+
+    ``maps``: float32 ``[k, H, W]``, each channel in ``[0, 1]``.
+    ``keys``: int64 ``[k]`` class ids in label space: 0 is background, 1..C the foreground classes.
+    A method with an explicit background map (SWTformer-V2, ViT-PCM) includes key 0; one without it
+    (MCTformer, CTI) leaves the background to a threshold chosen at evaluation.
+    """
+
+    maps: np.ndarray
+    keys: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.maps.ndim != 3 or self.maps.shape[0] != len(self.keys):
+            raise ValueError(f"maps {self.maps.shape} do not match keys {list(self.keys)}")
+
+    @property
+    def has_background(self) -> bool:
+        return bool(len(self.keys)) and int(self.keys[0]) == 0
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """Where training is: methods use it for warm-ups and loss schedules."""
+
+    epoch: int  # 0-based
+    step: int  # global optimiser step, 0-based
+    steps_per_epoch: int
+    total_steps: int
+
+
+class Method(abc.ABC):
+    """One published method: its network, its training losses and its CAM inference."""
+
+    name: ClassVar[str]
+    # True for single-stage methods that train their own segmentation decoder (MCC, ToCo, AFA, ECA).
+    end_to_end: ClassVar[bool] = False
+    # How ``infer_seeds`` normalises each map: "minmax" or "max"; recorded in the seed store so that
+    # refinement (IRN, PSA, CRF) converts seeds from any method the same documented way.
+    seed_normalization: ClassVar[str] = "minmax"
+
+    def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
+        self.config = dict(config)
+        self.num_classes = num_classes
+
+    # ----------------------------------------------------------------------------------- network
+    @abc.abstractmethod
+    def build_model(self, weights: WeightsCatalog) -> nn.Module:
+        """The network, with pretrained weights taken from ``weights`` (local files named in config)."""
+
+    # -------------------------------------------------------------------------------------- data
+    @abc.abstractmethod
+    def training_sample(
+        self, image: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+    ) -> dict[str, Any]:
+        """Tensors of one training example from an RGB ``uint8 [H, W, 3]`` image and its multi-hot
+        ``float32 [C]`` labels; randomness only from ``rng`` (reproducible whatever the workers)."""
+
+    # ------------------------------------------------------------------------------ optimisation
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Length of training: ``train.epochs`` × steps per epoch, or ``train.iterations``."""
+        train = self.config["train"]
+        if "iterations" in train and train["iterations"]:
+            return int(train["iterations"])
+        return int(train["epochs"]) * steps_per_epoch
+
+    @abc.abstractmethod
+    def build_optimizer(
+        self, model: nn.Module, steps_per_epoch: int
+    ) -> tuple[torch.optim.Optimizer, Any]:
+        """Optimiser and a timm-style scheduler (``step(epoch)``, ``step_update(num_updates)``)."""
+
+    @abc.abstractmethod
+    def training_step(
+        self, model: nn.Module, batch: Mapping[str, Any], progress: TrainingProgress
+    ) -> dict[str, torch.Tensor]:
+        """Losses of one batch; ``"loss"`` is the total that is back-propagated, the others are logged."""
+
+    # --------------------------------------------------------------------------------- inference
+    @abc.abstractmethod
+    def infer_seeds(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> SeedMaps:
+        """CAM seeds of one RGB ``uint8`` image for its present classes, as the paper exports them."""
+
+    def segment(self, model: nn.Module, image: np.ndarray) -> np.ndarray:
+        """Class probabilities ``float32 [C+1, H, W]`` from the method's own decoder (end-to-end only)."""
+        raise TypeError(f"method '{self.name}' has no segmentation decoder; it feeds refinement + DeepLab")
+
+
+def build_method(name: str, config: Mapping[str, Any], num_classes: int) -> Method:
+    """Instantiate the registered method ``name``."""
+    return METHODS.get(name)(config, num_classes)

@@ -1,0 +1,1 @@
+"""Networks: backbones through timm, the multi-token ViT, and the weight-file catalog."""

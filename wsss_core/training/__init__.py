@@ -1,0 +1,1 @@
+"""Resumable training: the shared loop, its checkpoints and learning-rate schedules."""

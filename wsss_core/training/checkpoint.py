@@ -1,0 +1,90 @@
+"""Resume state for long training stages.
+
+Snakemake deletes a rule's declared outputs before it runs, so resume state lives in an undeclared
+sibling folder (``<output dir>/_state/last.pt``). It holds model, optimiser, scheduler, step and RNG
+states plus the hash of the configuration that made it; a state made under another configuration is
+discarded rather than resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wsss_core.utils.atomic import save_torch
+
+LOG = logging.getLogger(__name__)
+
+
+def rng_state() -> dict[str, Any]:
+    """States of every random generator a training step may draw from."""
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ResumeState:
+    """Reads and writes ``last.pt`` in a state folder, atomically."""
+
+    def __init__(self, state_dir: str | Path, config_hash: str) -> None:
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / "last.pt"
+        self.config_hash = config_hash
+
+    def save(
+        self,
+        *,
+        step: int,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        history: list[dict[str, float]],
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        payload = {
+            "config_hash": self.config_hash,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "rng": rng_state(),
+            "history": history,
+            "extra": extra or {},
+        }
+        save_torch(payload, self.path)
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None when there is none or it belongs to another configuration."""
+        if not self.path.is_file():
+            return None
+        try:
+            payload = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as error:  # a truncated file cannot exist (atomic writes), but be safe
+            LOG.warning("ignoring unreadable resume state %s: %s", self.path, error)
+            return None
+        if payload.get("config_hash") != self.config_hash:
+            LOG.info("resume state %s was made with another configuration; starting afresh", self.path)
+            return None
+        return payload
+
+    def clear(self) -> None:
+        if self.path.exists():
+            self.path.unlink()
