@@ -123,6 +123,9 @@ def run_training(
             worker_init_fn=worker_init,
             collate_fn=collate_fn,
             pin_memory=device.type == "cuda",
+            # a private generator: creating the iterator must not consume the global torch RNG,
+            # or a resumed run would draw different dropout masks than an uninterrupted one
+            generator=torch.Generator().manual_seed(settings.seed * 100003 + epoch),
         )
         for batch in loader:
             progress = TrainingProgress(epoch, step, steps_per_epoch, total_steps)

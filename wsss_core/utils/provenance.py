@@ -26,6 +26,8 @@ def _module_path(module: str) -> Path | None:
     """File of a ``wsss_core`` module or package, or None when it is not part of the package."""
     if module != PACKAGE_NAME and not module.startswith(PACKAGE_NAME + "."):
         return None
+    if module == PACKAGE_NAME:
+        return PACKAGE_ROOT / "__init__.py"
     relative = Path(*module.split(".")[1:])
     as_file = PACKAGE_ROOT / relative.with_suffix(".py")
     if as_file.is_file():
@@ -57,21 +59,35 @@ def _imported_modules(path: Path, module: str) -> set[str]:
     return {name for name in found if _module_path(name) is not None}
 
 
-def _package_members(module: str) -> set[str]:
-    """All modules inside a subpackage (registries import their members dynamically)."""
-    path = _module_path(module)
+def _registry_packages(path: Path) -> set[str]:
+    """Packages whose members a module imports dynamically: ``Registry(..., package="wsss_core.x")``."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Call):
+            name = getattr(node.func, "id", getattr(node.func, "attr", None))
+            if name == "Registry":
+                for keyword in node.keywords:
+                    if keyword.arg == "package" and isinstance(keyword.value, ast.Constant):
+                        found.add(str(keyword.value.value))
+    return found
+
+
+def _package_members(package: str) -> set[str]:
+    """All modules of a package (a registry imports them all to run their decorators)."""
+    path = _module_path(package)
     if path is None or path.name != "__init__.py":
         return set()
-    members = set()
-    for child in path.parent.glob("*.py"):
-        if child.name != "__init__.py":
-            members.add(f"{module}.{child.stem}")
-    return members
+    return {f"{package}.{child.stem}" for child in path.parent.glob("*.py") if child.name != "__init__.py"}
 
 
 @functools.lru_cache(maxsize=None)
-def module_closure(module: str) -> tuple[str, ...]:
-    """``module`` and every ``wsss_core`` module it reaches through imports, sorted."""
+def module_closure(module: str, isolated: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """``module`` and every ``wsss_core`` module it reaches through imports, sorted.
+
+    Parent packages count (importing a module runs its package's ``__init__``), and a registry that
+    imports all members of a package pulls them all in; packages named in ``isolated`` are not expanded
+    that way, so that e.g. a stage's fingerprint can cover one method only.
+    """
     seen: set[str] = set()
     pending = [module]
     while pending:
@@ -83,18 +99,27 @@ def module_closure(module: str) -> tuple[str, ...]:
             continue
         seen.add(name)
         pending.extend(_imported_modules(path, name) - seen)
-        pending.extend(_package_members(name) - seen)
-        parent = name.rsplit(".", 1)[0]
-        if parent != name and parent not in seen:
-            pending.append(parent)
+        for package in _registry_packages(path) - isolated:
+            pending.extend(_package_members(package) - seen)
+        if "." in name:
+            pending.append(name.rsplit(".", 1)[0])
     return tuple(sorted(seen))
 
 
 @functools.lru_cache(maxsize=None)
-def code_fingerprint(module: str) -> str:
-    """Short SHA-256 over the sources of ``module`` and everything it imports from ``wsss_core``."""
+def code_fingerprint(module: str, method_module: str | None = None) -> str:
+    """Short SHA-256 over the sources of ``module`` and everything it imports from ``wsss_core``.
+
+    With ``method_module``, the ``wsss_core.methods`` registry is not expanded: the fingerprint covers
+    the stage plus that one method, so editing one method re-runs only that method's jobs.
+    """
+    if method_module is None:
+        names = set(module_closure(module))
+    else:
+        isolated = frozenset({"wsss_core.methods"})
+        names = set(module_closure(module, isolated)) | set(module_closure(method_module, isolated))
     digest = hashlib.sha256()
-    for name in module_closure(module):
+    for name in sorted(names):
         path = _module_path(name)
         assert path is not None
         digest.update(name.encode())

@@ -1,0 +1,31 @@
+# Weakly supervised semantic segmentation from image-level labels: the whole chain as one DAG.
+#
+#   snakemake --cores 8 results/voc/cti/miou.json         # a method on VOC (needs VOC on disk)
+#   snakemake --cores 2 results/synth/cti/miou.json       # the embedded synthetic dataset, CPU, minutes
+#
+# Rules live in workflow/rules/<stage>.smk; every rule calls one stage module, `python -m wsss_core.stages.X`.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/dataset.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/seeds.smk"
+include: "workflow/rules/refine.smk"
+include: "workflow/rules/segmentation.smk"
+include: "workflow/rules/results.smk"
+
+
+rule all:
+    input:
+        config["default_targets"],
+    default_target: True

@@ -1,0 +1,110 @@
+"""Resolution of config.yaml into per-job configuration: presets, variants, typos, dataset checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from wsss_core import workflow_config as resolve
+from wsss_core.errors import ConfigError, DatasetError
+
+
+def make_config(tmp_path):
+    return {
+        "seed": 3,
+        "device": "cpu",
+        "num_workers": 0,
+        "datasets": {
+            "synth": {"format": "voc", "classes": "synth", "root": "results/synth/dataset", "splits": {},
+                       "roles": {"train": "train_aug", "score": "train", "evaluate": "val"}, "generator": {"image_size": 32}},
+            "voc": {"format": "voc", "classes": "voc", "root": str(tmp_path / "missing"), "splits": {},
+                    "roles": {"train": "train_aug", "score": "train", "evaluate": "val"}},
+        },
+        "weights": {"files": {"deit_small": "w.pth"}, "use_hub": False},
+        "compute": {"synth": {"gpu": 0, "mem_mb": 1000, "runtime": 5}},
+        "methods": {
+            "cti": {
+                "pipeline": {"route": "multi_stage", "refine": "crf", "segmentation": "deeplab_v2",
+                             "presets": {"voc": {"refine": "irn"}}},
+                "params": {
+                    "model": {"backbone": "vit_synth", "weights": None},
+                    "train": {"epochs": 2, "lr": 0.1},
+                    "losses": {"bcam": True},
+                    "presets": {"voc": {"model": {"backbone": "deit_small", "weights": "deit_small"},
+                                        "train": {"epochs": 60}}},
+                },
+            }
+        },
+        "variants": {"cti_no_bcam": {"method": "cti", "params": {"losses": {"bcam": False}}}},
+        "stages": {"evaluate_seeds": {"thresholds": {"start": 0.1, "stop": 0.5, "step": 0.1},
+                                      "presets": {"voc": {"thresholds": {"start": 0.3}}}}},
+    }
+
+
+def test_preset_is_merged_for_its_dataset_only(tmp_path):
+    config = make_config(tmp_path)
+    synth = resolve.method_config(config, "synth", "cti")
+    voc = resolve.method_config(config, "voc", "cti")
+    assert synth["model"] == {"backbone": "vit_synth", "weights": None}
+    assert synth["train"] == {"epochs": 2, "lr": 0.1}
+    assert voc["model"] == {"backbone": "deit_small", "weights": "deit_small"}
+    assert voc["train"] == {"epochs": 60, "lr": 0.1}  # untouched keys survive the merge
+    assert voc["name"] == synth["name"] == "cti"
+    assert "presets" not in voc
+
+
+def test_variant_overrides_its_method(tmp_path):
+    config = make_config(tmp_path)
+    variant = resolve.method_config(config, "voc", "cti_no_bcam")
+    assert variant["name"] == "cti"
+    assert variant["losses"] == {"bcam": False}
+    assert variant["train"]["epochs"] == 60
+    assert resolve.run_names(config) == ["cti", "cti_no_bcam"]
+
+
+def test_misspelt_preset_key_names_the_key(tmp_path):
+    config = make_config(tmp_path)
+    config["methods"]["cti"]["params"]["presets"]["voc"]["trian"] = {"epochs": 1}
+    with pytest.raises(ConfigError, match=r"methods\.cti\.params\.presets\.voc\.trian"):
+        resolve.method_config(config, "voc", "cti")
+
+
+def test_misspelt_variant_key_names_the_key(tmp_path):
+    config = make_config(tmp_path)
+    config["variants"]["cti_no_bcam"]["params"] = {"losses": {"bcma": False}}
+    with pytest.raises(ConfigError, match=r"variants\.cti_no_bcam\.params\.losses\.bcma"):
+        resolve.method_config(config, "synth", "cti_no_bcam")
+
+
+def test_unknown_method_lists_known_ones(tmp_path):
+    with pytest.raises(ConfigError, match="known: cti, cti_no_bcam"):
+        resolve.method_config(make_config(tmp_path), "synth", "ctii")
+
+
+def test_pipeline_choice_and_stage_presets(tmp_path):
+    config = make_config(tmp_path)
+    assert resolve.pipeline_choice(config, "synth", "cti")["refine"] == "crf"
+    assert resolve.pipeline_choice(config, "voc", "cti")["refine"] == "irn"
+    assert resolve.stage_params(config, "voc", "evaluate_seeds")["thresholds"] == {"start": 0.3, "stop": 0.5, "step": 0.1}
+    with pytest.raises(ConfigError, match="stages.refine.irn"):
+        resolve.stage_params(config, "voc", "refine", "irn")
+
+
+def test_missing_dataset_root_names_path_key_and_synthetic_default(tmp_path):
+    config = make_config(tmp_path)
+    resolve.check_dataset_root(config, "synth")  # generated: nothing to check
+    with pytest.raises(DatasetError) as error:
+        resolve.check_dataset_root(config, "voc")
+    message = str(error.value)
+    assert str(tmp_path / "missing") in message
+    assert "datasets.voc.root" in message
+    assert "results/synth/" in message
+
+
+def test_job_config_holds_only_what_the_stage_needs(tmp_path):
+    config = make_config(tmp_path)
+    job = resolve.job_config(config, "synth", "cti", {"split": "train"}, with_weights=False)
+    assert set(job) == {"dataset", "stage", "seed", "device", "num_workers", "method", "run"}
+    assert job["dataset"]["name"] == "synth" and job["stage"] == {"split": "train"}
+    assert "weights" in resolve.job_config(config, "synth", None, {})
+    # key order does not change the JSON (so Snakemake's params trigger only fires on real changes)
+    assert resolve.to_json({"b": 1, "a": 2}) == resolve.to_json({"a": 2, "b": 1})

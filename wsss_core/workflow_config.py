@@ -1,0 +1,182 @@
+"""Resolution of ``config.yaml`` into the per-job configuration each stage receives.
+
+The Snakemake rules call these functions (through ``workflow/rules/common.smk``) so that no logic hides
+in the rule files. Two conventions:
+
+* **Presets.** Any mapping in the config may hold ``presets: {<dataset>: {...}}``. Resolving it for a
+  dataset deep-merges that preset over the rest of the mapping and drops ``presets``. A preset may only
+  override keys that exist in the base mapping, so a misspelt key stops with a message naming it.
+* **Variants.** ``variants: {<name>: {method: <method>, params: {...}}}`` defines named runs of a method
+  with overrides (ablation rows, sweeps). A variant name can stand wherever a method name can, e.g.
+  ``results/synth/cti_no_bcam/seeds/eval.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from wsss_core.errors import ConfigError, DatasetError
+
+PRESETS_KEY = "presets"
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``override`` merged into a copy of ``base``; keys of ``override`` must exist in ``base``."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if key not in merged:
+            known = ", ".join(sorted(k for k in merged if k != PRESETS_KEY)) or "none"
+            raise ConfigError(f"unknown key '{where}.{key}' in config (known keys there: {known})")
+        if isinstance(value, Mapping) and isinstance(merged[key], Mapping):
+            merged[key] = deep_merge(merged[key], value, f"{where}.{key}")
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def resolve_presets(node: Any, dataset: str, where: str) -> Any:
+    """``node`` with every ``presets`` mapping inside it applied for ``dataset`` (recursively)."""
+    if not isinstance(node, Mapping):
+        return copy.deepcopy(node)
+    presets = node.get(PRESETS_KEY, {}) or {}
+    base = {key: resolve_presets(value, dataset, f"{where}.{key}") for key, value in node.items() if key != PRESETS_KEY}
+    if dataset in presets:
+        preset = resolve_presets(presets[dataset], dataset, f"{where}.presets.{dataset}")
+        return deep_merge(base, preset, f"{where}.presets.{dataset}")
+    return base
+
+
+# ------------------------------------------------------------------------------------ datasets
+def dataset_config(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """The resolved ``datasets.<dataset>`` entry, with its name."""
+    try:
+        entry = config["datasets"][dataset]
+    except KeyError:
+        known = ", ".join(sorted(config.get("datasets", {})))
+        raise ConfigError(f"unknown dataset '{dataset}' (config key datasets.{dataset}); known: {known}") from None
+    resolved = resolve_presets(entry, dataset, f"datasets.{dataset}")
+    resolved["name"] = dataset
+    return resolved
+
+
+def split_for(config: Mapping[str, Any], dataset: str, role: str) -> str:
+    """The split a dataset uses for a role: ``train`` (networks), ``score`` (seeds/masks), ``evaluate``."""
+    roles = dataset_config(config, dataset)["roles"]
+    return roles[role]
+
+
+def is_generated(config: Mapping[str, Any], dataset: str) -> bool:
+    """True when the dataset is written by the workflow itself (the synthetic one)."""
+    return "generator" in config["datasets"][dataset]
+
+
+def check_dataset_root(config: Mapping[str, Any], dataset: str) -> None:
+    """Stop with one clear message when a real dataset is not on disk."""
+    if is_generated(config, dataset):
+        return
+    root = Path(dataset_config(config, dataset)["root"])
+    if not root.is_dir():
+        raise DatasetError(
+            f"dataset '{dataset}' is not on disk: expected its root at '{root}'. Set datasets.{dataset}.root "
+            f"in config.yaml (or --config datasets='{{{dataset}: {{root: /path}}}}'), or run the synthetic "
+            f"default instead: snakemake --cores 2 results/synth/cti/miou.json"
+        )
+
+
+# ------------------------------------------------------------------------------------- methods
+def method_names(config: Mapping[str, Any]) -> list[str]:
+    return sorted(config.get("methods", {}))
+
+
+def run_names(config: Mapping[str, Any]) -> list[str]:
+    """Methods and variants: every name that may stand in the ``{method}`` wildcard."""
+    return sorted(set(method_names(config)) | set(config.get("variants", {}) or {}))
+
+
+def _method_entry(config: Mapping[str, Any], run: str) -> tuple[str, Mapping[str, Any], Mapping[str, Any]]:
+    """(method name, its config entry, variant overrides) for a method or variant name."""
+    methods = config.get("methods", {})
+    variants = config.get("variants", {}) or {}
+    if run in methods:
+        return run, methods[run], {}
+    if run in variants:
+        variant = variants[run]
+        base = variant["method"]
+        if base not in methods:
+            raise ConfigError(f"variants.{run}.method names unknown method '{base}'")
+        return base, methods[base], variant.get("params", {}) or {}
+    raise ConfigError(f"unknown method or variant '{run}'; known: {', '.join(run_names(config))}")
+
+
+def method_config(config: Mapping[str, Any], dataset: str, run: str) -> dict[str, Any]:
+    """Resolved hyper-parameters of a method (or variant) for a dataset, with ``name`` set to the
+    registered method name."""
+    name, entry, overrides = _method_entry(config, run)
+    params = resolve_presets(entry.get("params", {}), dataset, f"methods.{name}.params")
+    if overrides:
+        params = deep_merge(params, resolve_presets(overrides, dataset, f"variants.{run}.params"), f"variants.{run}.params")
+    params["name"] = name
+    return params
+
+
+def pipeline_choice(config: Mapping[str, Any], dataset: str, run: str) -> dict[str, str]:
+    """How a method's final result is produced: ``route`` (``multi_stage`` or ``own_decoder``), and for
+    the multi-stage route the ``refine`` and ``segmentation`` names."""
+    name, entry, _ = _method_entry(config, run)
+    pipeline = resolve_presets(entry.get("pipeline", {}), dataset, f"methods.{name}.pipeline")
+    variant = (config.get("variants", {}) or {}).get(run, {})
+    pipeline.update(variant.get("pipeline", {}) or {})
+    return pipeline
+
+
+# -------------------------------------------------------------------------------------- stages
+def stage_params(config: Mapping[str, Any], dataset: str, *path: str) -> dict[str, Any]:
+    """Resolved ``stages.<path...>`` parameters for a dataset."""
+    node: Any = config.get("stages", {})
+    for key in path:
+        try:
+            node = node[key]
+        except (KeyError, TypeError):
+            raise ConfigError(f"missing config key stages.{'.'.join(path)}") from None
+    return resolve_presets(node, dataset, "stages." + ".".join(path))
+
+
+def job_config(
+    config: Mapping[str, Any],
+    dataset: str,
+    run: str | None,
+    stage: Mapping[str, Any] | None,
+    with_weights: bool = True,
+) -> dict[str, Any]:
+    """The JSON object one job receives as ``--config``: only what that stage depends on (a job that
+    loads no network gets no ``weights``, so changing a weight path does not re-run it)."""
+    payload: dict[str, Any] = {
+        "dataset": dataset_config(config, dataset),
+        "stage": dict(stage or {}),
+        "seed": config.get("seed", 0),
+        "device": config.get("device", "auto"),
+        "num_workers": config.get("num_workers", 0),
+    }
+    if with_weights:
+        payload["weights"] = copy.deepcopy(config.get("weights", {"files": {}, "use_hub": False}))
+    if run is not None:
+        payload["method"] = method_config(config, dataset, run)
+        payload["run"] = run
+    return payload
+
+
+def to_json(payload: Mapping[str, Any]) -> str:
+    """Compact, key-sorted JSON (stable, so Snakemake's params trigger fires only on real changes)."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+
+def compute_resources(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """``compute.<dataset>``: gpu, mem_mb, runtime (minutes) for the heavy rules of a dataset."""
+    compute = config.get("compute", {})
+    if dataset not in compute:
+        raise ConfigError(f"missing config key compute.{dataset} (gpu, mem_mb, runtime)")
+    return dict(compute[dataset])
