@@ -1,0 +1,1 @@
+"""Refinement of CAM seeds into pseudo masks: dense CRF here, affinity methods (IRN, PSA) beside it."""
