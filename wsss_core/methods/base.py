@@ -7,7 +7,7 @@ A method is one module in ``wsss_core/methods/`` that defines a ``Method`` subcl
 
 The stages only ever talk to this interface:
 
-* ``train_classifier`` builds the network (``build_model``), turns each decoded image into the tensors
+* ``train_method`` builds the network (``build_model``), turns each decoded image into the tensors
   a step needs (``training_sample``, run inside DataLoader workers), and calls ``training_step`` in the
   shared resumable loop (``wsss_core.training.loop``) with the optimiser from ``build_optimizer``.
 * ``export_seeds`` calls ``infer_seeds`` per image and writes the result to the HDF5 seed store.
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wsss_core.errors import ConfigError
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.registry import Registry
 
@@ -127,3 +128,15 @@ class Method(abc.ABC):
 def build_method(name: str, config: Mapping[str, Any], num_classes: int) -> Method:
     """Instantiate the registered method ``name``."""
     return METHODS.get(name)(config, num_classes)
+
+
+def method_from_config(config: Mapping[str, Any], num_classes: int) -> Method:
+    """The method named by a stage configuration's ``method.name``; a missing or unknown name is a
+    ConfigError naming the key."""
+    method_config = config.get("method")
+    if not isinstance(method_config, Mapping) or "name" not in method_config:
+        raise ConfigError("the stage configuration has no method.name; pass the method block of config.yaml")
+    try:
+        return build_method(method_config["name"], method_config, num_classes)
+    except KeyError as error:
+        raise ConfigError(f"method.name: {error.args[0]}") from None

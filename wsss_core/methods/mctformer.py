@@ -1,0 +1,338 @@
+"""MCTformer-V2 (Xu et al., CVPR 2022): multi-class-token ViT with a patch-CAM head.
+
+Follows the authors' code at commit 9606597 (xulianuwa/MCTformer; HEAD is MCTformer+, which differs)
+and cti_multistage.md §3.2:
+
+* Network: C class tokens, each initialised to the pretrained [CLS] token, with a learnable class
+  position embedding initialised to the pretrained [CLS] position embedding (repeated C times); the
+  patch position embedding is the pretrained one. A 3×3 convolution (C channels) on the patch tokens
+  gives the patch CAM P.
+* Logits: token logits are the mean over the embedding dims of each final class token (no final
+  norm); patch logits are the global average of P. Loss = MLSM(token) + MLSM(patch).
+* Optimisation: AdamW (timm filtering: no decay on 1-D parameters, tokens and position embeddings),
+  timm cosine schedule with linear warm-up, stepped per epoch. The authors call ``step(epoch)`` at
+  the end of epoch ``epoch``, so the schedule lags one epoch; ``train.scheduler_epoch_lag: true`` (default)
+  reproduces that, ``false`` follows the paper's plain schedule. The learning rate in config is the
+  absolute one (the authors scale 5e-4 · batch / 512 = 6.25e-5 for batch 64).
+* Augmentation (DeiT recipe): RandomResizedCrop (bicubic), horizontal flip, RandAugment
+  (``rand-m9-mstd0.5-inc1``) and random erasing (p 0.25, pixel mode), all drawn from the sample's own
+  generator so that a resumed epoch sees the same crops. The authors train with AMP; this code runs fp32.
+* Seeds: per scale (default 1.0) and flip, cam = A_pp(all blocks) · (A_cp(last 3 blocks) ⊙ ReLU(P)),
+  bilinear upsampling to H×W, absent classes zeroed, sum over scales and flips, then per-class
+  (x − min) / (max − min + 1e-8). Only the image's classes are stored (no background map).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from timm.data import rand_augment_transform
+from timm.data.random_erasing import RandomErasing
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
+from torch import nn
+
+from wsss_core.errors import ConfigError
+from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
+from wsss_core.models.backbones import create_backbone
+from wsss_core.models.multi_token_vit import (
+    MultiTokenViT,
+    ViTOutput,
+    class_to_patch_attention,
+    patch_to_patch_attention,
+    refine_with_patch_attention,
+)
+from wsss_core.models.weights import WeightsCatalog
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# --------------------------------------------------------------------------------------- data
+@contextmanager
+def seeded_python_random(rng: np.random.Generator) -> Iterator[None]:
+    """Run timm augmentations (which draw from the ``random`` module) from ``rng``, then restore
+    the global ``random`` state."""
+    saved = random.getstate()
+    random.seed(int(rng.integers(2**62)))
+    try:
+        yield
+    finally:
+        random.setstate(saved)
+
+
+def random_resized_crop_box(
+    height: int, width: int, scale: Sequence[float], ratio: Sequence[float], rng: np.random.Generator
+) -> tuple[int, int, int, int]:
+    """``(top, left, crop_height, crop_width)`` drawn as torchvision's RandomResizedCrop does: ten
+    tries at a random area fraction and log-uniform aspect ratio, else a centre crop clamped to
+    ``ratio``. An area fraction above 1 (CTI's scale up to 1.2) is possible only through the fallback."""
+    area = height * width
+    log_ratio = np.log(ratio)
+    for _ in range(10):
+        target_area = area * rng.uniform(scale[0], scale[1])
+        aspect = float(np.exp(rng.uniform(log_ratio[0], log_ratio[1])))
+        crop_width = int(round(np.sqrt(target_area * aspect)))
+        crop_height = int(round(np.sqrt(target_area / aspect)))
+        if 0 < crop_width <= width and 0 < crop_height <= height:
+            top = int(rng.integers(0, height - crop_height + 1))
+            left = int(rng.integers(0, width - crop_width + 1))
+            return top, left, crop_height, crop_width
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        crop_width, crop_height = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        crop_height, crop_width = height, int(round(height * max(ratio)))
+    else:
+        crop_width, crop_height = width, height
+    return (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
+
+
+def normalize_image(image: np.ndarray) -> torch.Tensor:
+    """RGB ``uint8 [H,W,3]`` → ImageNet-normalised ``float32 [3,H,W]``."""
+    tensor = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (tensor - mean) / std
+
+
+@dataclass(frozen=True)
+class DeitAugmentation:
+    """DeiT's training augmentation on one RGB image, with every random draw from ``rng``."""
+
+    crop_size: int
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: bool = True
+    rand_augment: str | None = "rand-m9-mstd0.5-inc1"
+    random_erasing: float = 0.25
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        height, width = image.shape[:2]
+        box = random_resized_crop_box(height, width, self.scale, self.ratio, rng)
+        top, left, crop_height, crop_width = box
+        picture = Image.fromarray(image).resize(
+            (self.crop_size, self.crop_size), Image.BICUBIC,
+            box=(left, top, left + crop_width, top + crop_height),
+        )
+        if self.flip and rng.random() < 0.5:
+            picture = picture.transpose(Image.FLIP_LEFT_RIGHT)
+        if self.rand_augment:
+            hparams = {
+                "translate_const": int(self.crop_size * 0.45),
+                "img_mean": tuple(round(255 * value) for value in IMAGENET_MEAN),
+                "interpolation": Image.BICUBIC,  # timm create_transform passes the train interpolation
+            }
+            with seeded_python_random(rng):
+                picture = rand_augment_transform(self.rand_augment, hparams)(picture)
+        tensor = normalize_image(np.asarray(picture))
+        if self.random_erasing > 0:
+            eraser = RandomErasing(probability=self.random_erasing, mode="pixel", max_count=1, device="cpu")
+            with seeded_python_random(rng), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(rng.integers(2**62)))
+                tensor = eraser(tensor)
+        return tensor
+
+
+# -------------------------------------------------------------------------------------- network
+class MCTformerOutput(NamedTuple):
+    token_logits: torch.Tensor  # [B, C] mean over dims of each final class token
+    patch_logits: torch.Tensor  # [B, C] global average of the patch CAM
+    patch_cams: torch.Tensor  # [B, C, h, w] raw output of the 3×3 head (P)
+    encoder: ViTOutput
+
+
+class MCTformerV2Network(nn.Module):
+    """C class tokens over a ViT, plus a 3×3 convolutional patch-CAM head."""
+
+    def __init__(self, vit: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.encoder = MultiTokenViT(vit)
+        dim = self.encoder.embed_dim
+        self.num_classes = num_classes
+        self.class_tokens = nn.Parameter(self.encoder.cls_token.expand(1, num_classes, dim).clone())
+        self.class_pos_embed = nn.Parameter(self.encoder.cls_pos_embed.expand(1, num_classes, dim).clone())
+        self.head = nn.Conv2d(dim, num_classes, kernel_size=3, stride=1, padding=1)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters kept out of weight decay, as the authors' ``cls_token``/``pos_embed``."""
+        return {"class_tokens", "class_pos_embed", "encoder.patch_pos_embed"}
+
+    def forward(self, images: torch.Tensor) -> MCTformerOutput:
+        encoded = self.encoder(images, self.class_tokens + self.class_pos_embed)
+        patch_cams = self.head(encoded.patch_tokens)
+        return MCTformerOutput(
+            token_logits=encoded.class_tokens.mean(dim=-1),
+            patch_logits=patch_cams.mean(dim=(2, 3)),
+            patch_cams=patch_cams,
+            encoder=encoded,
+        )
+
+
+def mctformer_losses(output: MCTformerOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Multilabel soft-margin losses on the token and the patch logits, summed with weight 1."""
+    token = F.multilabel_soft_margin_loss(output.token_logits, labels)
+    patch = F.multilabel_soft_margin_loss(output.patch_logits, labels)
+    return {"loss": token + patch, "token_loss": token, "patch_loss": patch}
+
+
+def fused_cams(
+    output: MCTformerOutput,
+    class_attention_blocks: Sequence[int] | None,
+    patch_attention_blocks: Sequence[int] | None,
+) -> torch.Tensor:
+    """A_pp · (A_cp ⊙ ReLU(P)) at patch resolution, ``[B, C, h, w]`` (P detached, as the authors)."""
+    patch_cams = F.relu(output.patch_cams.detach())
+    batch, classes, height, width = patch_cams.shape
+    attentions = output.encoder.attentions
+    class_attention = class_to_patch_attention(attentions, classes, class_attention_blocks)
+    cams = class_attention.reshape(batch, classes, height, width) * patch_cams
+    if patch_attention_blocks is not None and len(patch_attention_blocks) == 0:
+        return cams
+    patch_attention = patch_to_patch_attention(attentions, classes, patch_attention_blocks)
+    return refine_with_patch_attention(cams, patch_attention)
+
+
+def minmax_normalize(maps: torch.Tensor, epsilon: float = 1e-8) -> torch.Tensor:
+    """Per-channel ``(x - min) / (max - min + epsilon)`` of ``[K, H, W]``."""
+    low = maps.flatten(1).min(dim=1).values.view(-1, 1, 1)
+    high = maps.flatten(1).max(dim=1).values.view(-1, 1, 1)
+    return (maps - low) / (high - low + epsilon)
+
+
+# -------------------------------------------------------------------------------------- schedule
+class EpochLagScheduler:
+    """Wraps a timm scheduler so that ``step(epoch)`` uses ``epoch - lag`` (the authors' off-by-one)."""
+
+    def __init__(self, scheduler: Any, lag: int) -> None:
+        self.scheduler = scheduler
+        self.lag = lag
+
+    def step(self, epoch: int, metric: float | None = None) -> None:
+        self.scheduler.step(max(epoch - self.lag, 0), metric)
+
+    def step_update(self, num_updates: int, metric: float | None = None) -> None:
+        self.scheduler.step_update(num_updates, metric)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state)
+
+
+def _blocks(value: Any, key: str) -> list[int] | None:
+    """A block list from config: ``all`` (None), or a list of (possibly negative) block indices."""
+    if value == "all":
+        return None
+    if isinstance(value, (list, tuple)) and all(isinstance(item, int) for item in value):
+        return list(value)
+    raise ConfigError(
+        f"method.{key} must be 'all' or a list of block indices (e.g. [-3, -2, -1]), got {value!r}"
+    )
+
+
+# --------------------------------------------------------------------------------------- method
+@METHODS.register("mctformer")
+class MCTformerV2(Method):
+    """MCTformer-V2 classifier and its attention-refined CAM seeds."""
+
+    name = "mctformer"
+    seed_normalization = "minmax"
+
+    def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
+        super().__init__(config, num_classes)
+        for section in ("model", "train", "seeds"):
+            if not isinstance(self.config.get(section), Mapping):
+                raise ConfigError(f"method.{section} is missing from the mctformer configuration")
+        self.model_config = dict(self.config["model"])
+        self.train_config = dict(self.config["train"])
+        self.seed_config = dict(self.config["seeds"])
+        train = self.train_config
+        self.augmentation = DeitAugmentation(
+            crop_size=int(train["crop_size"]),
+            scale=tuple(train.get("scale", (0.08, 1.0))),
+            ratio=tuple(train.get("ratio", (3 / 4, 4 / 3))),
+            flip=bool(train.get("flip", True)),
+            rand_augment=train.get("rand_augment") or None,
+            random_erasing=float(train.get("random_erasing", 0.0)),
+        )
+        self.class_attention_blocks = _blocks(self.seed_config.get("class_attention_blocks", [-3, -2, -1]),
+                                              "seeds.class_attention_blocks")
+        self.patch_attention_blocks = _blocks(self.seed_config.get("patch_attention_blocks", "all"),
+                                              "seeds.patch_attention_blocks")
+
+    # ----------------------------------------------------------------------------------- network
+    def build_model(self, weights: WeightsCatalog) -> nn.Module:
+        model = self.model_config
+        overrides: dict[str, Any] = {"drop_path_rate": float(model.get("drop_path", 0.1))}
+        if model.get("image_size"):
+            overrides["img_size"] = int(model["image_size"])
+        vit = create_backbone(model["backbone"], weights.get(model.get("weights")), **overrides)
+        return MCTformerV2Network(vit, self.num_classes)
+
+    # -------------------------------------------------------------------------------------- data
+    def training_sample(
+        self, image: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+    ) -> dict[str, Any]:
+        labels_tensor = torch.as_tensor(labels, dtype=torch.float32)
+        return {"image": self.augmentation(image, rng), "labels": labels_tensor}
+
+    # ------------------------------------------------------------------------------ optimisation
+    def build_optimizer(self, model: nn.Module, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
+        train = self.train_config
+        optimizer = create_optimizer_v2(
+            model, opt="adamw", lr=float(train["lr"]), weight_decay=float(train["weight_decay"]), eps=1e-8
+        )
+        epochs = max(int(np.ceil(self.total_steps(steps_per_epoch) / steps_per_epoch)), 1)
+        scheduler = CosineLRScheduler(
+            optimizer,
+            t_initial=epochs,
+            lr_min=float(train["min_lr"]),
+            warmup_t=int(train["warmup_epochs"]),
+            warmup_lr_init=float(train.get("warmup_lr", 1e-6)),
+            t_in_epochs=True,
+        )
+        return optimizer, EpochLagScheduler(scheduler, 1 if train.get("scheduler_epoch_lag", True) else 0)
+
+    def training_step(
+        self, model: nn.Module, batch: Mapping[str, Any], progress: TrainingProgress
+    ) -> dict[str, torch.Tensor]:
+        return mctformer_losses(model(batch["image"]), batch["labels"])
+
+    # --------------------------------------------------------------------------------- inference
+    @torch.no_grad()
+    def infer_seeds(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> SeedMaps:
+        height, width = image.shape[:2]
+        present_mask = np.asarray(labels) > 0.5
+        present = np.flatnonzero(present_mask)
+        if present.size == 0:
+            return SeedMaps(np.zeros((0, height, width), np.float32), np.zeros(0, np.int64))
+        device = next(model.parameters()).device
+        label_mask = torch.as_tensor(present_mask, dtype=torch.float32, device=device).view(-1, 1, 1)
+        total = torch.zeros(self.num_classes, height, width, device=device)
+        for scale in self.seed_config.get("scales", [1.0]):
+            scaled = image
+            if float(scale) != 1.0:
+                size = (max(int(round(width * scale)), 1), max(int(round(height * scale)), 1))
+                scaled = np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+            batch = normalize_image(scaled).unsqueeze(0)
+            if self.seed_config.get("flip", True):
+                batch = torch.cat([batch, batch.flip(-1)])
+            output = model(batch.to(device))
+            cams = fused_cams(output, self.class_attention_blocks, self.patch_attention_blocks)
+            cams = F.interpolate(cams, size=(height, width), mode="bilinear", align_corners=False)
+            cams = cams * label_mask
+            total += cams[0]
+            if cams.shape[0] == 2:
+                total += cams[1].flip(-1)
+        maps = minmax_normalize(total[torch.as_tensor(present, device=device)])
+        return SeedMaps(maps.float().cpu().numpy(), (present + 1).astype(np.int64))
