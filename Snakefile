@@ -23,6 +23,7 @@ include: "workflow/rules/seeds.smk"
 include: "workflow/rules/refine.smk"
 include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/results.smk"
+include: "workflow/rules/ablation.smk"
 
 
 rule all:

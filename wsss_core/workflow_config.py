@@ -5,7 +5,8 @@ in the rule files. Two conventions:
 
 * **Presets.** Any mapping in the config may hold ``presets: {<dataset>: {...}}``. Resolving it for a
   dataset deep-merges that preset over the rest of the mapping and drops ``presets``. A preset may only
-  override keys that exist in the base mapping, so a misspelt key stops with a message naming it.
+  override keys that exist in the base mapping, so a misspelt key stops with a message naming it; an
+  empty mapping (``{}``) in the base is open and takes whatever the preset puts there.
 * **Variants.** ``variants: {<name>: {method: <method>, params: {...}}}`` defines named runs of a method
   with overrides (ablation rows, sweeps). A variant name can stand wherever a method name can, e.g.
   ``results/synth/cti_no_bcam/seeds/eval.json``.
@@ -31,7 +32,7 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any], where: str)
         if key not in merged:
             known = ", ".join(sorted(k for k in merged if k != PRESETS_KEY)) or "none"
             raise ConfigError(f"unknown key '{where}.{key}' in config (known keys there: {known})")
-        if isinstance(value, Mapping) and isinstance(merged[key], Mapping):
+        if isinstance(value, Mapping) and isinstance(merged[key], Mapping) and merged[key]:
             merged[key] = deep_merge(merged[key], value, f"{where}.{key}")
         else:
             merged[key] = copy.deepcopy(value)

@@ -173,3 +173,32 @@ for _name in GENERATED_DATASETS:
         raise WorkflowError(
             f"config.yaml: datasets.{_name}.root must be results/{_name}/dataset, where rule synth_dataset writes it"
         )
+
+
+# ----------------------------------------------------------------------------------- ablations
+def ablation_rows(wildcards):
+    """label → run (method or variant) of stages.ablations.<name>.rows."""
+    table = resolve.stage_params(config, wildcards.dataset, "ablations", wildcards.ablation)
+    return {label: row["run"] for label, row in table["rows"].items()}
+
+
+def ablation_inputs(wildcards):
+    return {
+        f"row{index}": f"results/{wildcards.dataset}/{run}/seeds/eval.json"
+        for index, run in enumerate(ablation_rows(wildcards).values())
+    }
+
+
+def ablation_rows_argument(wildcards):
+    """``'LABEL=eval.json' ...`` for the stage, shell-quoted."""
+    from shlex import quote
+
+    return " ".join(
+        quote(f"{label}={wildcards_path}")
+        for label, wildcards_path in zip(ablation_rows(wildcards), ablation_inputs(wildcards).values())
+    )
+
+
+def ablation_job(wildcards):
+    table = resolve.stage_params(config, wildcards.dataset, "ablations", wildcards.ablation)
+    return _job(wildcards, None, None, with_method=False, with_weights=False, **table)

@@ -47,8 +47,7 @@ foreground classes are stored (the BG channel is not; the background threshold i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -403,18 +402,6 @@ class CTINetwork(nn.Module):
 
 
 # ------------------------------------------------------------------------------------- method
-@contextmanager
-def seeded_numpy_global(rng: np.random.Generator) -> Iterator[None]:
-    """Seed NumPy's legacy global generator from ``rng`` (timm's RandAugment draws its operations from
-    it; ``DeitAugmentation`` seeds only ``random``), then restore it, so a sample depends on ``rng`` only."""
-    saved = np.random.get_state()
-    np.random.seed(int(rng.integers(2**32)))
-    try:
-        yield
-    finally:
-        np.random.set_state(saved)
-
-
 @METHODS.register("cti")
 class CTI(Method):
     """Class-token infusion with a background token (seeds for refinement + DeepLab)."""
@@ -450,8 +437,7 @@ class CTI(Method):
     # -------------------------------------------------------------------------------------- data
     def training_sample(self, image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
         weak = self.weak_view(image, rng)
-        with seeded_numpy_global(rng):  # timm RandAugment picks its ops with np.random
-            strong = self.strong_view(image, rng)
+        strong = self.strong_view(image, rng)
         return {"image": weak, "image_strong": strong, "labels": torch.as_tensor(labels, dtype=torch.float32)}
 
     # ------------------------------------------------------------------------------ optimisation

@@ -24,9 +24,7 @@ and cti_multistage.md §3.2:
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -51,24 +49,13 @@ from wsss_core.models.multi_token_vit import (
     refine_with_patch_attention,
 )
 from wsss_core.models.weights import WeightsCatalog
+from wsss_core.utils.seeding import seeded_global_generators
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # --------------------------------------------------------------------------------------- data
-@contextmanager
-def seeded_python_random(rng: np.random.Generator) -> Iterator[None]:
-    """Run timm augmentations (which draw from the ``random`` module) from ``rng``, then restore
-    the global ``random`` state."""
-    saved = random.getstate()
-    random.seed(int(rng.integers(2**62)))
-    try:
-        yield
-    finally:
-        random.setstate(saved)
-
-
 def random_resized_crop_box(
     height: int, width: int, scale: Sequence[float], ratio: Sequence[float], rng: np.random.Generator
 ) -> tuple[int, int, int, int]:
@@ -131,12 +118,12 @@ class DeitAugmentation:
                 "img_mean": tuple(round(255 * value) for value in IMAGENET_MEAN),
                 "interpolation": Image.BICUBIC,  # timm create_transform passes the train interpolation
             }
-            with seeded_python_random(rng):
+            with seeded_global_generators(rng):
                 picture = rand_augment_transform(self.rand_augment, hparams)(picture)
         tensor = normalize_image(np.asarray(picture))
         if self.random_erasing > 0:
             eraser = RandomErasing(probability=self.random_erasing, mode="pixel", max_count=1, device="cpu")
-            with seeded_python_random(rng), torch.random.fork_rng(devices=[]):
+            with seeded_global_generators(rng), torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(2**62)))
                 tensor = eraser(tensor)
         return tensor

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -31,3 +33,18 @@ def sample_rng(base_seed: int, epoch: int, index: int) -> np.random.Generator:
     """A generator that depends only on (seed, epoch, sample index): augmentation is then
     reproducible whatever the number of workers, and a resumed epoch sees the same crops."""
     return np.random.default_rng([base_seed, epoch, index])
+
+
+@contextlib.contextmanager
+def seeded_global_generators(rng: np.random.Generator) -> Iterator[None]:
+    """Seed Python's ``random`` and NumPy's legacy global generator from ``rng`` for the duration of
+    the block, then restore both: library augmentations (timm's RandAugment picks its operations with
+    ``np.random`` and its magnitudes with ``random``) then depend on the sample's own generator only."""
+    saved_python, saved_numpy = random.getstate(), np.random.get_state()
+    random.seed(int(rng.integers(2**62)))
+    np.random.seed(int(rng.integers(2**32)))
+    try:
+        yield
+    finally:
+        random.setstate(saved_python)
+        np.random.set_state(saved_numpy)
