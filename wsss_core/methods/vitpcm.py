@@ -1,0 +1,376 @@
+"""ViT-PCM: patch-class mapping on ViT-B/16 patch tokens, trained by max pooling (ECCV 2022).
+
+Follows the authors' TensorFlow code (deepplants/ViT-PCM ``model.py``, ``utils.py``, ``configs/``) and
+the supplement (``seeds/004``); the main paper was not available. Registered as ``vitpcm``.
+
+* Network: ViT patch tokens after the final LayerNorm, [cls] dropped, as a ``G×G`` grid (timm
+  ``dynamic_img_size`` interpolates the position embedding for any input size), HV-BiLSTM, bias-free
+  linear map to K+1 classes, softmax per patch (Z), global max pooling (y)
+  (``wsss_core.models.patch_class_mapping``). Inputs are normalised with mean = std = 0.5.
+* Losses (all weights 1, each switchable under ``losses``):
+  ``L_MCE`` = BCE(t, y) over the K+1 classes with Keras' clipping to [1e-7, 1 − 1e-7]; the authors take
+  t from the segmentation mask (so background is 1 on nearly every image); here t₀ = 1 always and
+  t₁..K are the image labels. ``L_REG`` = ``reg_weight`` · Σ W² (Keras L2 regulariser on the PC layer).
+  ``L_ET`` (equivariant transformation): the current network's view-1 prediction, without dropout or
+  gradient, is mapped in patch space into view-2's frame (undo view-1's flip-LR/flip-UD/transpose,
+  crop view-2's patch-aligned box, bilinear resize with aligned corners, apply view-2's flips and
+  transpose), sharpened by ``merge_class_labels`` and compared by categorical cross-entropy with the
+  predictions of a 2×2 mosaic of four view-2 images (the batch must be a multiple of 4).
+* Augmentation: every image is resized to a square ``image_size`` (aspect not kept, as coded). View 1:
+  colour jitter + flips/transpose; view 2: new jitter, with probability ``crop_probability`` a
+  ``crop_size`` crop on the patch grid (start drawn from {0, p, 2p, …, S} and clipped, as coded),
+  resized to ``view2_size``, + flips/transpose. TF's ``random_brightness(0.2)`` acts on 0–255 values
+  in the authors' pipeline (a no-op) and is left out.
+* Schedule: ``warmup_epochs`` with the ViT frozen and Adam at ``warmup_lr`` on the head; then the last
+  ``unfreeze_blocks`` blocks and the final norm train too, all at ``lr`` (constant). Keras builds a new
+  Adam at the switch; here one Adam keeps its moments (the encoder's start at the switch).
+  The authors select the checkpoint on VOC val GT; here the last one is used.
+* Seeds (baseline pseudo-masks, BPM): one forward pass on the image resized to a square
+  ``infer.image_size`` (960 → 60×60 patches), ``merge_class_labels`` with the image labels, bilinear
+  resize (aligned corners) to the image: the merged per-class probabilities of the background (key 0)
+  and the present classes. Their CRF is the shared CRF refine stage; the store's normalisation is
+  ``"probability"`` (channels sum to 1 at every pixel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from timm.scheduler.scheduler import Scheduler
+from torch import nn
+
+from wsss_core.data.transforms import adjust_contrast, adjust_hue, adjust_saturation, normalize_to_tensor
+from wsss_core.errors import ConfigError
+from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
+from wsss_core.methods.swtformer import option
+from wsss_core.models.backbones import create_backbone
+from wsss_core.models.patch_class_mapping import PatchClassMapping, PatchClassOutput
+from wsss_core.models.weights import WeightsCatalog
+
+KERAS_EPSILON = 1e-7
+
+
+# ------------------------------------------------------------------------------- maps and losses
+def merge_class_labels(probabilities: torch.Tensor, labels_with_background: torch.Tensor) -> torch.Tensor:
+    """The authors' ``merge_class_labels``: zero absent classes, scale each class map to a spatial max
+    of 1, renormalise over classes (0/0 → 0). ``[B, K+1, h, w]`` and ``[B, K+1]``."""
+    merged = probabilities * labels_with_background[..., None, None]
+    peak = merged.flatten(2).amax(dim=2)[..., None, None]
+    merged = torch.where(peak > 0, merged / peak.clamp_min(torch.finfo(merged.dtype).tiny), torch.zeros_like(merged))
+    total = merged.sum(dim=1, keepdim=True)
+    return torch.where(total > 0, merged / total.clamp_min(torch.finfo(merged.dtype).tiny), torch.zeros_like(merged))
+
+
+def multilabel_bce(pooled: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """L_MCE: binary cross-entropy averaged over the K+1 classes and the batch, Keras clipping."""
+    pooled = pooled.clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+    return -(targets * pooled.log() + (1.0 - targets) * (1.0 - pooled).log()).mean()
+
+
+def equivariance_loss(student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_ET: categorical cross-entropy −Σ_k t_k log p_k per patch, averaged over patches and images
+    (Keras ``CategoricalCrossentropy``: predictions renormalised, then clipped). ``[B, K+1, h, w]``."""
+    student = student / student.sum(dim=1, keepdim=True)
+    student = student.clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+    return -(target.detach() * student.log()).sum(dim=1).mean()
+
+
+def apply_flips(grid: torch.Tensor, flip_lr: bool, flip_ud: bool, transpose: bool) -> torch.Tensor:
+    """The authors' invertible view transform on ``[..., h, w]``: flip-LR, then flip-UD, then transpose."""
+    if flip_lr:
+        grid = grid.flip(-1)
+    if flip_ud:
+        grid = grid.flip(-2)
+    if transpose:
+        grid = grid.transpose(-1, -2)
+    return grid
+
+
+def revert_flips(grid: torch.Tensor, flip_lr: bool, flip_ud: bool, transpose: bool) -> torch.Tensor:
+    """Inverse of ``apply_flips``."""
+    if transpose:
+        grid = grid.transpose(-1, -2)
+    if flip_ud:
+        grid = grid.flip(-2)
+    if flip_lr:
+        grid = grid.flip(-1)
+    return grid
+
+
+def map_to_second_view(
+    first_view: torch.Tensor, first_flips: torch.Tensor, second_affine: torch.Tensor, patch_size: int, grid_size: int
+) -> torch.Tensor:
+    """View-1 patch maps ``[K+1, G, G]`` in view-2's frame ``[K+1, g, g]``.
+
+    ``first_flips``: (flip_lr, flip_ud, transpose) of view 1; ``second_affine``: view 2's flips and
+    its crop box (top, left, bottom, right) in view-1 pixels. Order as coded: undo view-1 flips →
+    crop (box ÷ patch) → bilinear resize with aligned corners → view-2 flips.
+    """
+    grid = revert_flips(first_view, *(bool(v) for v in first_flips.tolist()))
+    top, left, bottom, right = (int(v) // patch_size for v in second_affine[3:7].tolist())
+    grid = grid[:, top:bottom, left:right]
+    grid = F.interpolate(grid.unsqueeze(0), size=(grid_size, grid_size), mode="bilinear", align_corners=True)[0]
+    return apply_flips(grid, *(bool(v) for v in second_affine[:3].tolist()))
+
+
+def tile_mosaic(images: torch.Tensor) -> torch.Tensor:
+    """Four images per mosaic, 2×2 in the order top-left, top-right, bottom-left, bottom-right:
+    ``[4n, C, s, s] → [n, C, 2s, 2s]``."""
+    count, channels, height, width = images.shape
+    tiles = images.reshape(count // 4, 2, 2, channels, height, width)
+    return tiles.permute(0, 3, 1, 4, 2, 5).reshape(count // 4, channels, 2 * height, 2 * width)
+
+
+def split_mosaic(maps: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``tile_mosaic``: ``[n, C, 2h, 2w] → [4n, C, h, w]``."""
+    count, channels, height, width = maps.shape
+    tiles = maps.reshape(count, channels, 2, height // 2, 2, width // 2)
+    return tiles.permute(0, 2, 4, 1, 3, 5).reshape(4 * count, channels, height // 2, width // 2)
+
+
+# ------------------------------------------------------------------------------------------ data
+def color_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The authors' ``color_transform`` ranges without its no-op brightness, with the shared
+    (torchvision-style) operators: contrast ×[0.5, 2], saturation ×[0.5, 1.5], hue ±0.1 turn, then
+    grayscale with p = 0.1. uint8 in, uint8 out."""
+    image = adjust_contrast(image, rng.uniform(0.5, 2.0))
+    image = adjust_saturation(image, rng.uniform(0.5, 1.5))
+    image = adjust_hue(image, rng.uniform(-0.1, 0.1))
+    if rng.random() < 0.1:
+        image = adjust_saturation(image, 0.0)  # saturation 0 is the grey image
+    return image
+
+
+def flip_image(image: np.ndarray, flip_lr: bool, flip_ud: bool, transpose: bool) -> np.ndarray:
+    """``apply_flips`` on an ``[H, W, C]`` array."""
+    if flip_lr:
+        image = image[:, ::-1]
+    if flip_ud:
+        image = image[::-1]
+    if transpose:
+        image = image.transpose(1, 0, 2)
+    return np.ascontiguousarray(image)
+
+
+def patch_aligned_box(
+    image_size: int, crop_size: int, patch_size: int, rng: np.random.Generator
+) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of a ``crop_size`` square whose corner is drawn from
+    {0, p, …, S} and clipped to S − crop_size (the authors' ``bbox_for_crop``)."""
+    starts = np.arange(0, image_size + 1, patch_size)
+    top, left = (min(int(rng.choice(starts)), image_size - crop_size) for _ in range(2))
+    return top, left, top + crop_size, left + crop_size
+
+
+# --------------------------------------------------------------------------------------- network
+class ViTPCMNet(nn.Module):
+    """ViT encoder (patch tokens as a grid) + patch-class mapping head."""
+
+    def __init__(
+        self, encoder: nn.Module, num_classes_with_background: int, head: Mapping[str, Any], unfreeze_blocks: int
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = PatchClassMapping(int(encoder.embed_dim), num_classes_with_background, **head)
+        patch = encoder.patch_embed.patch_size
+        self.patch_size = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
+        self.freeze_encoder(unfreeze_blocks)
+
+    def freeze_encoder(self, unfreeze_blocks: int) -> None:
+        """Only the last ``unfreeze_blocks`` blocks and the final norm of the encoder are trainable."""
+        depth = len(self.encoder.blocks)
+        trainable = {f"blocks.{i}." for i in range(depth - unfreeze_blocks, depth)}
+        for name, parameter in self.encoder.named_parameters():
+            parameter.requires_grad = name.startswith(tuple(trainable)) or name.startswith("norm.")
+
+    def patch_grid(self, images: torch.Tensor) -> torch.Tensor:
+        """Final-norm patch tokens ``[B, H/p, W/p, D]``."""
+        tokens = self.encoder.forward_features(images)[:, self.encoder.num_prefix_tokens :]
+        height, width = images.shape[2] // self.patch_size, images.shape[3] // self.patch_size
+        return tokens.reshape(images.shape[0], height, width, -1)
+
+    def forward(self, images: torch.Tensor, encoder_grad: bool = True) -> PatchClassOutput:
+        with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
+            grid = self.patch_grid(images)
+        return self.head(grid)
+
+
+class PhaseLRScheduler(Scheduler):
+    """Per-step constant lr in two phases: the head group at ``warmup_lr`` for ``warmup_steps`` steps,
+    then every group at its initial lr (the authors' warm-up then main Adam)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int, warmup_lr: float) -> None:
+        self.warmup_steps = int(warmup_steps)
+        self.warmup_lr = float(warmup_lr)
+        super().__init__(optimizer, param_group_field="lr", t_in_epochs=False)
+        self.update_groups(self._get_lr(0))
+
+    def _get_lr(self, t: int) -> list[float]:
+        if t < self.warmup_steps:
+            return [self.warmup_lr if group.get("phase") == "head" else base
+                    for group, base in zip(self.optimizer.param_groups, self.base_values)]
+        return list(self.base_values)
+
+
+# ---------------------------------------------------------------------------------------- method
+@METHODS.register("vitpcm")
+class ViTPCM(Method):
+    """ViT-PCM: softmax over K+1 classes per patch, GMP, multilabel BCE (+ regulariser, ET)."""
+
+    name = "vitpcm"
+    seed_normalization = "probability"
+
+    def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
+        super().__init__(config, num_classes)
+        self.mean = tuple(option(self.config, "image_mean", (0.5, 0.5, 0.5)))
+        self.std = tuple(option(self.config, "image_std", (0.5, 0.5, 0.5)))
+        losses = dict(option(self.config, "losses", {}))
+        self.use_mce = bool(losses.get("mce", True))
+        self.use_reg = bool(losses.get("reg", True))
+        self.use_et = bool(losses.get("et", True))
+        self.reg_weight = float(option(self.config, "reg_weight", 0.01))
+
+    # ----------------------------------------------------------------------------------- network
+    def build_model(self, weights: WeightsCatalog) -> nn.Module:
+        overrides = dict(option(self.config, "backbone_overrides", {}))
+        overrides.setdefault("dynamic_img_size", True)  # 384 training, 960 BPM, 192-px views
+        encoder = create_backbone(
+            option(self.config, "backbone"), weights.get(option(self.config, "weights", None)), **overrides
+        )
+        head = dict(option(self.config, "head", {}))
+        unfreeze = int(option(self.config, "train.unfreeze_blocks", 5))
+        if not 0 <= unfreeze <= len(encoder.blocks):
+            raise ConfigError(
+                f"method.train.unfreeze_blocks={unfreeze} is outside 0..{len(encoder.blocks)} (encoder depth)"
+            )
+        model = ViTPCMNet(encoder, self.num_classes + 1, head, unfreeze)
+        if model.patch_size != int(option(self.config, "patch_size")):
+            raise ConfigError(
+                f"method.patch_size={option(self.config, 'patch_size')} does not match the patch size "
+                f"{model.patch_size} of backbone '{option(self.config, 'backbone')}': set it to {model.patch_size}"
+            )
+        return model
+
+    # -------------------------------------------------------------------------------------- data
+    def _sizes(self) -> tuple[int, int, int, int]:
+        patch = int(option(self.config, "patch_size"))
+        size = int(option(self.config, "train.image_size"))
+        view2 = int(option(self.config, "train.view2_size", size // 2))
+        crop = int(option(self.config, "train.crop_size", 0))
+        for key, value in (("train.image_size", size), ("train.view2_size", view2), ("train.crop_size", crop)):
+            if value % patch:
+                raise ConfigError(f"method.{key}={value} is not a multiple of method.patch_size={patch}")
+        return patch, size, view2, crop
+
+    def _tensor(self, image: np.ndarray) -> torch.Tensor:
+        return normalize_to_tensor(image, self.mean, self.std)
+
+    def _random_flips(self, rng: np.random.Generator) -> tuple[bool, bool, bool]:
+        train = option(self.config, "train")
+        return (
+            bool(rng.random() < float(train.get("flip_lr_probability", 0.5))),
+            bool(rng.random() < float(train.get("flip_ud_probability", 0.5))),
+            bool(rng.random() < float(train.get("transpose_probability", 0.5))),
+        )
+
+    def training_sample(self, image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+        patch, size, view2_size, crop = self._sizes()
+        jitter = bool(option(self.config, "train.color_jitter", True))
+        square = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+        first = color_jitter(square, rng) if jitter else square
+        first_flips = self._random_flips(rng)
+        second = color_jitter(square, rng) if jitter else square
+        box = (0, 0, size, size)
+        if crop > 0 and rng.random() < float(option(self.config, "train.crop_probability", 0.3)):
+            box = patch_aligned_box(size, crop, patch, rng)
+        second = second[box[0] : box[2], box[1] : box[3]]
+        second = cv2.resize(second, (view2_size, view2_size), interpolation=cv2.INTER_LINEAR)
+        second_flips = self._random_flips(rng)
+        return {
+            "image": self._tensor(flip_image(first, *first_flips)),
+            "image_et": self._tensor(flip_image(second, *second_flips)),
+            "flips": torch.tensor(first_flips, dtype=torch.float32),
+            "affine_et": torch.tensor(second_flips + box, dtype=torch.float32),
+            "labels": torch.from_numpy(np.asarray(labels, np.float32)),
+        }
+
+    # ------------------------------------------------------------------------------ optimisation
+    def _warmup_steps(self, steps_per_epoch: int) -> int:
+        return int(round(float(option(self.config, "train.warmup_epochs", 1)) * steps_per_epoch))
+
+    def build_optimizer(self, model: nn.Module, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
+        lr = float(option(self.config, "train.lr"))
+        groups = [
+            {"params": [p for p in model.head.parameters() if p.requires_grad], "lr": lr, "phase": "head"},
+            {"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": lr, "phase": "encoder"},
+        ]
+        groups = [group for group in groups if group["params"]]
+        optimizer = torch.optim.Adam(groups, lr=lr, eps=float(option(self.config, "train.adam_eps", KERAS_EPSILON)))
+        warmup_lr = float(option(self.config, "train.warmup_lr", 1e-3))
+        scheduler = PhaseLRScheduler(optimizer, self._warmup_steps(steps_per_epoch), warmup_lr)
+        return optimizer, scheduler
+
+    def training_step(
+        self, model: nn.Module, batch: Mapping[str, Any], progress: TrainingProgress
+    ) -> dict[str, torch.Tensor]:
+        encoder_grad = progress.step >= self._warmup_steps(progress.steps_per_epoch)
+        images, labels = batch["image"], batch["labels"]
+        targets = torch.cat([torch.ones_like(labels[:, :1]), labels], dim=1)
+        losses: dict[str, torch.Tensor] = {}
+        if self.use_et:
+            if images.shape[0] % 4:
+                raise ConfigError(
+                    f"ViT-PCM's equivariance loss tiles 4 views per mosaic: the training batch size "
+                    f"({images.shape[0]}) must be a multiple of 4, or set method.losses.et: false"
+                )
+            model.eval()
+            with torch.no_grad():
+                teacher = model(images).probabilities
+            model.train()
+        output = model(images, encoder_grad=encoder_grad)
+        if self.use_mce:
+            losses["mce"] = multilabel_bce(output.pooled, targets)
+        if self.use_reg:
+            losses["reg"] = self.reg_weight * model.head.weight_penalty()
+        if self.use_et:
+            student = split_mosaic(model(tile_mosaic(batch["image_et"]), encoder_grad=encoder_grad).probabilities)
+            patch = model.patch_size
+            mapped = torch.stack([
+                map_to_second_view(teacher[i], batch["flips"][i], batch["affine_et"][i], patch, student.shape[-1])
+                for i in range(images.shape[0])
+            ])
+            losses["et"] = equivariance_loss(student, merge_class_labels(mapped, targets))
+        if not losses:
+            raise ConfigError("method.losses disables every ViT-PCM loss: enable at least mce")
+        total = sum(losses.values())
+        return {"loss": total, **{name: value.detach() for name, value in losses.items()}}
+
+    # --------------------------------------------------------------------------------- inference
+    @torch.no_grad()
+    def class_probabilities(self, model: nn.Module, image: np.ndarray) -> torch.Tensor:
+        """Z ``[K+1, G, G]`` of the image resized to the square ``infer.image_size``."""
+        model.eval()
+        size = int(option(self.config, "infer.image_size"))
+        square = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+        device = next(model.parameters()).device
+        return model(self._tensor(square).unsqueeze(0).to(device)).probabilities[0]
+
+    @torch.no_grad()
+    def infer_seeds(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> SeedMaps:
+        """Baseline pseudo-mask probabilities: merged with the image labels, resized to the image;
+        background (key 0) and present classes."""
+        probabilities = self.class_probabilities(model, image)
+        present = np.flatnonzero(np.asarray(labels) > 0.5)
+        keys = np.concatenate([[0], present + 1]).astype(np.int64)
+        labels_with_background = torch.zeros(self.num_classes + 1, device=probabilities.device)
+        labels_with_background[torch.from_numpy(keys).to(probabilities.device)] = 1.0
+        merged = merge_class_labels(probabilities.unsqueeze(0), labels_with_background.unsqueeze(0))
+        merged = merged[:, torch.from_numpy(keys).to(probabilities.device)]
+        height, width = image.shape[:2]
+        resized = F.interpolate(merged, size=(height, width), mode="bilinear", align_corners=True)[0]
+        return SeedMaps(resized.clamp(0.0, 1.0).cpu().numpy().astype(np.float32), keys)
