@@ -1,0 +1,394 @@
+"""ECA (Wu et al., ACM MM 2024, "DINO is Also a Semantic Guider: Exploiting Class-aware Affinity for WSSS"):
+AFA plus DINO-guided class-aware affinity (SAE) and CAM correspondence enhancement (CCE).
+
+There is no public code: the paper is implemented as written and each detail it leaves open is a config
+value whose default is listed below (see also ``single_stage/class_aware_affinity.py``).
+
+Network (``ECANetwork``): AFA's (MiT-B1 stride-16 encoder, GMP classifier / CAM, SegFormer decoder,
+affinity-from-attention head) plus a **frozen DINO** (timm ``vit_small_patch8_224.dino`` from a local
+file; eval mode, no gradient, in the checkpoint so inference needs no extra file) and the momentum
+prototypes (buffers). DINO and the prototypes are used in training only; ``segment`` and
+``infer_seeds`` are AFA's (MiT + heads).
+
+Loss (Eq. 12) = L_cls + λ1·(L_seg + L̃_seg) + λ2·L_corr + λ3·L_aff, (λ1, λ2, λ3) = (0.1, 0.1, 0.1) VOC,
+(0.1, 0.05, 0.1) COCO; only L_cls during the ``schedule.cam_iters`` warm-up ("2k iterations warmed up
+for the classifiers"; COCO 5000 as in AFA's COCO config, an assumption). After it, per step:
+
+1. multi-scale (1.0, 0.5, 1.5) + flip CAMs of the crop (AFA), no grad;
+2. the **CAM label** (``cam_label.rule``): ``par_dual_threshold`` (default) = AFA's PAR-refined label with
+   high 0.55 / low 0.35; ``background_threshold`` = the single hard threshold α = ``thresholds.background``
+   (0.5, the paper's α) without ignore band, the other reading of §3.1. L_seg = balanced CE against it;
+3. SAE on the DINO grid (DINO sees the same normalised crop as the MiT; the CAM is resized bilinearly
+   to its grid; tokens outside the crop's valid box are never seeds and are 0 in the CARM): seeds
+   (k = ``seed_selection.fraction`` 0.3 VOC / 0.15 COCO), graph (γ = ``graph.threshold`` 0.15), CARM,
+   calibration with the prototypes (τ = ``prototypes.momentum`` 0.99; features = MiT stage 4 resized to
+   the DINO grid; then updated), CARM label (PAR, ``carm_label.uncertain_margin`` 0: no ignore band).
+   L̃_seg = balanced CE against it, on the same decoder output as L_seg;
+4. L_aff: AFA's affinity-from-attention loss with pair labels of the **CARM** label (Table 4 footnote;
+   ``affinity.label_source: cam`` for AFA's), radius 8;
+5. CCE: ``correspondence.num_views`` (2) local views of ``correspondence.view_size`` (256) px cut from
+   independently re-augmented copies of the crop (colour jitter 0.4/0.4/0.2/0.1 with p 0.8, hflip p 0.5),
+   centred on a random foreground pixel of the CAM label (uniform if none). Their stage-4 CAM logits
+   (with gradient) give p_i = softmax over the C classes; the CAM label cropped to the view, reduced to
+   its token grid by majority vote ignoring 255 (``label_downsample: nearest`` for the plain variant)
+   and flipped with the view, defines positive (same label) and negative pairs (255 and the diagonal
+   ignored). D = JS(p_i ‖ p_j) / ln 2 ∈ [0, 1] and per view L = mean_{R+} D + mean_{R−} (1 − D),
+   averaged over views and images.
+
+⚠ Eq. 11 as printed puts (1 − D) on positive and D on negative pairs, which with a divergence D would
+*separate* positive pairs, against the text ("maximising the similarity of positive pairs"). We treat it
+as a typo (default ``correspondence.sign: corrected``); ``sign: printed`` reproduces the printed formula.
+
+Other defaults: AFA's affinity propagation is off (``propagation.after: null``; the paper describes only
+PAR); PAR, thresholds 0.55/0.35, radius 8, optimiser (AdamW 6e-5 poly, heads 10×, norms frozen, 1500-step
+warm-up) follow AFA as the paper says; VOC 18k iterations, batch 8, crop 512.
+
+Synthetic preset: a tiny from-scratch MiT (``mit_synth``) and a **random-init frozen** ViT (``vit_synth``)
+in place of DINO. Random keys still carry the input's colour/position statistics but none of DINO's
+learned grouping, so the CARM, and hence L̃_seg and L_aff, are much weaker there than with real DINO
+weights (measured: even with the ground-truth masks as CAM, CARM labels from a random ``vit_synth`` reach
+only ≈25% mIoU on synthetic train images): synthetic numbers test the plumbing, not ECA's gain over AFA.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wsss_core.errors import ConfigError
+from wsss_core.methods.afa import (
+    AFA,
+    AFA_SECTION_KEYS,
+    AFANetwork,
+    attention_affinity_labels,
+    attention_affinity_loss,
+    bilinear,
+    config_section,
+)
+from wsss_core.methods.base import METHODS, TrainingProgress
+from wsss_core.methods.toco import colour_jitter, denormalize, normalize, to_tensor
+from wsss_core.models.mix_transformer import MixTransformer
+from wsss_core.models.weights import WeightsCatalog
+from wsss_core.single_stage.cams import multi_scale_cams
+from wsss_core.single_stage.class_aware_affinity import (
+    FrozenDinoKeys,
+    MomentumPrototypes,
+    background_cam,
+    carm_pseudo_labels,
+    class_aware_region_maps,
+    foreground_cue,
+    key_affinity,
+    minmax_maps,
+    select_seeds,
+)
+from wsss_core.single_stage.losses import balanced_segmentation_loss
+from wsss_core.single_stage.pseudo_labels import (
+    IGNORE_INDEX,
+    affinity_labels,
+    box_mask,
+    cams_to_labels,
+    label_masked_cams,
+    token_box_mask,
+)
+
+
+ECA_SECTION_KEYS: dict[str, frozenset[str]] = {
+    **AFA_SECTION_KEYS,
+    "affinity": AFA_SECTION_KEYS["affinity"] | {"label_source"},
+    "loss_weights": frozenset({"cls", "segmentation", "carm_segmentation", "correspondence", "affinity"}),
+    "dino": frozenset({"backbone", "weights", "backbone_args"}),
+    "seed_selection": frozenset({"fraction", "fallback_top1"}),
+    "graph": frozenset({"threshold", "clamp_foreground_cue"}),
+    "prototypes": frozenset({"momentum", "calibrate"}),
+    "carm_label": frozenset({"uncertain_margin"}),
+    "cam_label": frozenset({"rule"}),
+    "correspondence": frozenset({
+        "num_views", "view_size", "sign", "label_downsample", "centre", "jitter_probability", "flip_probability",
+    }),
+}
+
+
+# ---------------------------------------------------------------------------------------- CCE
+def pairwise_js_divergence(probabilities: torch.Tensor, epsilon: float = 1e-8) -> torch.Tensor:
+    """Jensen-Shannon divergence in bits ``[B, N, N]`` (∈ [0, 1]) between all pairs of the distributions
+    ``probabilities`` ``[B, N, C]``."""
+    p = probabilities.clamp_min(epsilon)
+    negative_entropy = (p * p.log()).sum(dim=-1)  # [B, N]
+    mixture = 0.5 * (p[:, :, None, :] + p[:, None, :, :])
+    mixture_term = (mixture * mixture.log()).sum(dim=-1)  # [B, N, N]
+    divergence = 0.5 * (negative_entropy[:, :, None] + negative_entropy[:, None, :]) - mixture_term
+    return (divergence / math.log(2.0)).clamp(0.0, 1.0)
+
+
+def correspondence_loss(logits: torch.Tensor, pair_labels: torch.Tensor, sign: str = "corrected") -> torch.Tensor:
+    """Eq. 11 over views: local CAM logits ``[V, C, h, w]`` (softmax over C) and pair labels ``[V, N, N]``
+    (1 positive, 0 negative, else ignored). ``corrected``: mean_{R+} D + mean_{R−} (1 − D) per view,
+    averaged over views (an empty set adds 0); ``printed``: the formula as printed, (1 − D) on R+ and D on R−."""
+    if sign not in ("corrected", "printed"):
+        raise ValueError(f"correspondence sign must be 'corrected' or 'printed', not {sign!r}")
+    probabilities = logits.flatten(2).transpose(1, 2).softmax(dim=-1)
+    divergence = pairwise_js_divergence(probabilities)
+    positive = (pair_labels == 1).to(divergence)
+    negative = (pair_labels == 0).to(divergence)
+    on_positive, on_negative = (divergence, 1 - divergence) if sign == "corrected" else (1 - divergence, divergence)
+    per_view = (positive * on_positive).sum(dim=(1, 2)) / positive.sum(dim=(1, 2)).clamp_min(1) + (
+        negative * on_negative
+    ).sum(dim=(1, 2)) / negative.sum(dim=(1, 2)).clamp_min(1)
+    return per_view.mean()
+
+
+def downsample_label(
+    label: torch.Tensor, grid: tuple[int, int], num_labels: int, mode: str = "majority"
+) -> torch.Tensor:
+    """A pixel label ``[B, H, W]`` (0..num_labels−1, 255) on a token grid: ``majority`` vote per cell
+    ignoring 255 (255 when a cell has no valid pixel), or ``nearest`` sampling."""
+    if mode == "nearest":
+        return F.interpolate(label[:, None].float(), size=grid, mode="nearest")[:, 0].long()
+    if mode != "majority":
+        raise ValueError(f"label_downsample must be 'majority' or 'nearest', not {mode!r}")
+    valid = label != IGNORE_INDEX
+    one_hot = F.one_hot(label.masked_fill(~valid, 0).long(), num_labels).permute(0, 3, 1, 2).float()
+    one_hot = one_hot * valid[:, None].float()
+    votes = F.adaptive_avg_pool2d(one_hot, grid)
+    winner = votes.argmax(dim=1)
+    return torch.where(votes.sum(dim=1) > 0, winner, torch.full_like(winner, IGNORE_INDEX))
+
+
+def sample_view_corners(
+    label: torch.Tensor, view_size: int, num_views: int, centre: str = "foreground"
+) -> torch.Tensor:
+    """Top-left corners ``[B, V, 2]`` of ``num_views`` square views per label ``[B, H, W]``, centred on
+    a random foreground pixel (label 1..254; uniform when none or ``centre == "uniform"``), clipped
+    to the crop. Uses torch's global generator (checkpointed by the training loop)."""
+    batch, height, width = label.shape
+    if view_size > min(height, width):
+        raise ConfigError(
+            f"method.correspondence.view_size = {view_size} exceeds the {height}x{width} crop (method.crop_size)"
+        )
+    corners = torch.zeros(batch, num_views, 2, dtype=torch.long)
+    for index in range(batch):
+        foreground = torch.nonzero((label[index] > 0) & (label[index] != IGNORE_INDEX)).cpu()
+        for view in range(num_views):
+            if centre == "foreground" and foreground.shape[0]:
+                cy, cx = foreground[int(torch.randint(foreground.shape[0], (1,)))].tolist()
+            else:
+                cy, cx = int(torch.randint(height, (1,))), int(torch.randint(width, (1,)))
+            corners[index, view, 0] = min(max(cy - view_size // 2, 0), height - view_size)
+            corners[index, view, 1] = min(max(cx - view_size // 2, 0), width - view_size)
+    return corners
+
+
+# ------------------------------------------------------------------------------------ network
+class ECANetwork(AFANetwork):
+    """AFA's network + a frozen DINO guide + momentum prototypes on the stage-4 width. DINO's parameters
+    do not require gradients, so ``parameter_groups`` (AFA's) never hands them to the optimiser."""
+
+    def __init__(
+        self, encoder: MixTransformer, dino: nn.Module, num_classes: int, embedding_dim: int = 256,
+        dropout: float = 0.1, affinity_blocks: int = 2, prototype_momentum: float = 0.99,
+    ) -> None:
+        super().__init__(encoder, num_classes, embedding_dim, dropout, affinity_blocks)
+        self.dino = FrozenDinoKeys(dino)
+        self.prototypes = MomentumPrototypes(num_classes, encoder.embed_dims[-1], prototype_momentum)
+
+
+# ------------------------------------------------------------------------------------- method
+@METHODS.register("eca")
+class ECA(AFA):
+    """ECA: AFA + class-aware affinity region maps from a frozen DINO + CAM correspondence."""
+
+    name = "eca"
+    default_loss_weights = {
+        "cls": 1.0, "segmentation": 0.1, "carm_segmentation": 0.1, "correspondence": 0.1, "affinity": 0.1,
+    }
+    section_keys = ECA_SECTION_KEYS
+
+    def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
+        config = dict(config)
+        # ECA's default where it differs from AFA's: no affinity propagation.
+        config["propagation"] = {"after": None, **dict(config_section(config, "propagation", ECA_SECTION_KEYS))}
+        super().__init__(config, num_classes)
+        self.dino_config = dict(self.section("dino"))
+        seeds = self.section("seed_selection")
+        self.seed_fraction = float(seeds.get("fraction", 0.3))
+        self.seed_fallback = bool(seeds.get("fallback_top1", True))
+        if not 0.0 < self.seed_fraction <= 1.0:
+            raise ConfigError(
+                f"method.seed_selection.fraction is the top-k share of candidates in (0, 1], got {self.seed_fraction}"
+            )
+        graph = self.section("graph")
+        self.graph_threshold = float(graph.get("threshold", 0.15))
+        self.clamp_cue = bool(graph.get("clamp_foreground_cue", False))
+        prototypes = self.section("prototypes")
+        self.prototype_momentum = float(prototypes.get("momentum", 0.99))
+        self.calibrate = bool(prototypes.get("calibrate", True))
+        self.carm_margin = float(self.section("carm_label").get("uncertain_margin", 0.0))
+        self.cam_label_rule = self.section("cam_label").get("rule", "par_dual_threshold")
+        if self.cam_label_rule not in ("par_dual_threshold", "background_threshold"):
+            raise ConfigError(
+                "method.cam_label.rule must be 'par_dual_threshold' or 'background_threshold', "
+                f"not {self.cam_label_rule!r}"
+            )
+        self.affinity_source = self.section("affinity").get("label_source", "carm")
+        if self.affinity_source not in ("carm", "cam"):
+            raise ConfigError(f"method.affinity.label_source must be 'carm' or 'cam', not {self.affinity_source!r}")
+        cce = self.section("correspondence")
+        self.num_views = int(cce.get("num_views", 2))
+        self.view_size = int(cce.get("view_size", 256))
+        self.correspondence_sign = cce.get("sign", "corrected")
+        self.label_downsample = cce.get("label_downsample", "majority")
+        self.view_centre = cce.get("centre", "foreground")
+        self.jitter_probability = float(cce.get("jitter_probability", 0.8))
+        self.flip_probability = float(cce.get("flip_probability", 0.5))
+        for key, value, allowed in (
+            ("sign", self.correspondence_sign, ("corrected", "printed")),
+            ("label_downsample", self.label_downsample, ("majority", "nearest")),
+            ("centre", self.view_centre, ("foreground", "uniform")),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"method.correspondence.{key} must be one of {allowed}, not {value!r}")
+        if self.num_views < 1 or self.view_size > self.crop_size:
+            raise ConfigError(
+                f"method.correspondence needs num_views >= 1 and view_size <= crop_size ({self.crop_size}), "
+                f"got {self.num_views} views of {self.view_size}"
+            )
+
+    # ------------------------------------------------------------------------------- network
+    def build_model(self, weights: WeightsCatalog) -> nn.Module:
+        from wsss_core.models.backbones import create_backbone
+
+        name = self.dino_config.get("backbone", "dino_vit_small8")
+        args = {"dynamic_img_size": True, **dict(self.dino_config.get("backbone_args", {}))}
+        dino = create_backbone(name, weights.get(self.dino_config.get("weights", "dino_vit_small8")), **args)
+        return self.network_from_encoders(self.build_encoder(weights), dino)
+
+    def network_from_encoders(self, encoder: MixTransformer, dino: nn.Module) -> ECANetwork:
+        """The network around an already built MiT and ViT (used by ``build_model`` and the tests)."""
+        patch = int(dino.patch_embed.patch_size[0])
+        if self.crop_size % patch:
+            raise ConfigError(f"method.crop_size = {self.crop_size} must be a multiple of the DINO patch size {patch}")
+        decoder = self.section("decoder")
+        return ECANetwork(
+            encoder, dino, self.num_classes, int(decoder.get("embedding_dim", 256)), float(decoder.get("dropout", 0.1)),
+            self.affinity_blocks, self.prototype_momentum,
+        )
+
+    # ---------------------------------------------------------------------------------- data
+    def training_sample(self, image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+        """AFA's sample plus ``num_views`` re-augmented copies of the crop (``local_views``
+        ``[V, 3, S, S]``, colour-jittered) and whether each view is to be flipped (``local_flips``);
+        the views are cut in ``training_step`` where the CAM label is known."""
+        crop, box = self.crop(image, rng)
+        views, flips = [], []
+        for _ in range(self.num_views):
+            view = to_tensor(crop)
+            if rng.random() < self.jitter_probability:
+                view = colour_jitter(view, rng)
+            flips.append(bool(rng.random() < self.flip_probability))
+            views.append(normalize(view.clamp(0.0, 1.0)))
+        return {
+            "image": normalize(to_tensor(crop)),
+            "labels": torch.from_numpy(np.asarray(labels, dtype=np.float32)),
+            "image_box": torch.from_numpy(box),
+            "local_views": torch.stack(views),
+            "local_flips": torch.tensor(flips),
+        }
+
+    # ------------------------------------------------------------------------------ training
+    def cam_label(
+        self, images: torch.Tensor, cams: torch.Tensor, labels: torch.Tensor, box: torch.Tensor
+    ) -> torch.Tensor:
+        if self.cam_label_rule == "par_dual_threshold":
+            return super().cam_label(images, cams, labels, box)
+        label = cams_to_labels(cams, labels, self.thresholds.background)
+        label[~box_mask(box, *label.shape[-2:])] = IGNORE_INDEX
+        return label
+
+    @torch.no_grad()
+    def class_aware_maps(
+        self, model: ECANetwork, images: torch.Tensor, cams: torch.Tensor, labels: torch.Tensor, box: torch.Tensor,
+        stage4: torch.Tensor,
+    ) -> torch.Tensor:
+        """SAE: calibrated CARM ``[B, C+1, h, w]`` on the DINO grid (prototypes updated afterwards)."""
+        keys, query, grid = model.dino(images)
+        batch = images.shape[0]
+        valid = token_box_mask(box, grid, model.dino.patch_size).flatten(1)
+        small = bilinear(label_masked_cams(cams, labels), grid).flatten(2)
+        scores = torch.cat([background_cam(small), small], dim=1)
+        present = torch.cat([torch.ones_like(labels[:, :1]), labels], dim=1) > 0
+        seeds = select_seeds(scores, present, self.seed_fraction, valid, self.seed_fallback)
+        cue = foreground_cue(query, keys)
+        if self.clamp_cue:
+            cue = cue.clamp_min(0.0)
+        carm = torch.cat(
+            [
+                class_aware_region_maps(
+                    key_affinity(keys[i : i + 1]), seeds[i : i + 1], cue[i : i + 1], self.graph_threshold
+                )
+                for i in range(batch)
+            ]
+        )
+        carm = minmax_maps(carm, valid)
+        if self.calibrate:
+            features = F.interpolate(stage4.detach(), size=grid, mode="bilinear", align_corners=False).flatten(2)
+            carm = model.prototypes.calibrate(carm, features, valid)
+            model.prototypes.update(features, seeds)
+        return carm.view(batch, -1, *grid)
+
+    def correspondence(
+        self, model: ECANetwork, batch: Mapping[str, Any], cam_label: torch.Tensor
+    ) -> torch.Tensor:
+        """CCE loss of the local views against the global CAM label."""
+        views, flips = batch["local_views"], batch["local_flips"].bool()
+        corners = sample_view_corners(cam_label, self.view_size, self.num_views, self.view_centre)
+        size = self.view_size
+        crops, targets = [], []
+        for index in range(views.shape[0]):
+            for view in range(self.num_views):
+                top, left = corners[index, view].tolist()
+                crop = views[index, view, :, top : top + size, left : left + size]
+                target = cam_label[index, top : top + size, left : left + size]
+                if bool(flips[index, view]):
+                    crop, target = crop.flip(-1), target.flip(-1)
+                crops.append(crop)
+                targets.append(target)
+        logits = model.classifier.cam(model(torch.stack(crops)).features[-1])
+        token_label = downsample_label(
+            torch.stack(targets), tuple(logits.shape[-2:]), self.num_classes + 1, self.label_downsample
+        )
+        return correspondence_loss(logits, affinity_labels(token_label), self.correspondence_sign)
+
+    def training_step(
+        self, model: nn.Module, batch: Mapping[str, Any], progress: TrainingProgress
+    ) -> dict[str, torch.Tensor]:
+        images, labels, box = batch["image"], batch["labels"].float(), batch["image_box"]
+        weights = self.active_loss_weights(progress.step)
+        out = model(images)
+        losses = {"cls": F.multilabel_soft_margin_loss(model.classifier(out.features[-1]), labels)}
+        if progress.step <= self.cam_iters:
+            zero = losses["cls"].detach() * 0.0
+            losses.update({name: zero for name in weights if name != "cls"})
+        else:
+            (cams,) = multi_scale_cams(model.cam_maps, images, self.cam_scales)
+            with torch.no_grad():
+                label = self.cam_label(images, cams, labels, box)
+                carm = self.class_aware_maps(model, images, cams, labels, box, out.features[-1])
+                carm_label = carm_pseudo_labels(
+                    self.par.to(images.device), denormalize(images), carm, labels, box, self.par_downscale,
+                    self.carm_margin,
+                )
+            seg_logits = bilinear(model.decoder(out.features), images.shape[-2:])
+            losses["segmentation"] = balanced_segmentation_loss(seg_logits, label)
+            losses["carm_segmentation"] = balanced_segmentation_loss(seg_logits, carm_label)
+            affinity_target = carm_label if self.affinity_source == "carm" else label
+            pairs = attention_affinity_labels(affinity_target, tuple(out.features[-1].shape[-2:]), self.affinity_radius)
+            losses["affinity"] = attention_affinity_loss(model.affinity(out), pairs)
+            losses["correspondence"] = self.correspondence(model, batch, label)
+        losses["loss"] = sum(weights[name] * losses[name] for name in weights)
+        return losses
