@@ -17,7 +17,6 @@ from wsss_core.methods.mctformer import (
     fused_cams,
     mctformer_losses,
     minmax_normalize,
-    random_resized_crop_box,
 )
 from wsss_core.models.multi_token_vit import ViTOutput
 from wsss_core.models.weights import WeightsCatalog
@@ -118,15 +117,6 @@ def test_scheduler_lags_one_epoch_like_the_authors() -> None:
     optimizer, scheduler = plain.build_optimizer(plain.build_model(WeightsCatalog({})), steps_per_epoch=1)
     scheduler.step(1)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(5.005e-4)
-
-
-def test_random_resized_crop_box_stays_inside_the_image() -> None:
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        top, left, height, width = random_resized_crop_box(30, 50, (0.08, 1.0), (3 / 4, 4 / 3), rng)
-        assert 0 <= top and top + height <= 30 and 0 <= left and left + width <= 50 and height > 0 and width > 0
-    # a scale that can never fit falls back to the centre crop clamped to the ratio range
-    assert random_resized_crop_box(10, 40, (5.0, 6.0), (3 / 4, 4 / 3), rng) == (0, 13, 10, 13)
 
 
 def test_augmentation_is_a_function_of_the_generator_only() -> None:

@@ -61,7 +61,8 @@ from torch import nn
 from wsss_core.errors import ConfigError
 from wsss_core.losses.cti import background_cam_loss, cam_consistency_loss, minmax_normalize
 from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
-from wsss_core.methods.mctformer import DeitAugmentation, normalize_image
+from wsss_core.data.transforms import normalize_to_tensor
+from wsss_core.methods.mctformer import DeitAugmentation
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.multi_token_vit import (
     ClassTokenHook,
@@ -522,7 +523,7 @@ class CTI(Method):
         if present.size == 0:
             return SeedMaps(np.zeros((0, height, width), np.float32), np.zeros(0, np.int64))
         device = next(network.parameters()).device
-        images = normalize_image(image)[None].to(device)
+        images = normalize_to_tensor(image)[None].to(device)
         if self.settings.seed_flip:
             images = torch.cat([images, images.flip(-1)])
         maps = network.seed_cams(images, blocks.seed_class_patch, blocks.seed_patch_patch)

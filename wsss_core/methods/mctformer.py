@@ -38,6 +38,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 
+from wsss_core.data.transforms import IMAGENET_MEAN, normalize_to_tensor, random_resized_crop_box
 from wsss_core.errors import ConfigError
 from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
 from wsss_core.models.backbones import create_backbone
@@ -51,46 +52,9 @@ from wsss_core.models.multi_token_vit import (
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.utils.seeding import seeded_global_generators
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # --------------------------------------------------------------------------------------- data
-def random_resized_crop_box(
-    height: int, width: int, scale: Sequence[float], ratio: Sequence[float], rng: np.random.Generator
-) -> tuple[int, int, int, int]:
-    """``(top, left, crop_height, crop_width)`` drawn as torchvision's RandomResizedCrop does: ten
-    tries at a random area fraction and log-uniform aspect ratio, else a centre crop clamped to
-    ``ratio``. An area fraction above 1 (CTI's scale up to 1.2) is possible only through the fallback."""
-    area = height * width
-    log_ratio = np.log(ratio)
-    for _ in range(10):
-        target_area = area * rng.uniform(scale[0], scale[1])
-        aspect = float(np.exp(rng.uniform(log_ratio[0], log_ratio[1])))
-        crop_width = int(round(np.sqrt(target_area * aspect)))
-        crop_height = int(round(np.sqrt(target_area / aspect)))
-        if 0 < crop_width <= width and 0 < crop_height <= height:
-            top = int(rng.integers(0, height - crop_height + 1))
-            left = int(rng.integers(0, width - crop_width + 1))
-            return top, left, crop_height, crop_width
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        crop_width, crop_height = width, int(round(width / min(ratio)))
-    elif in_ratio > max(ratio):
-        crop_height, crop_width = height, int(round(height * max(ratio)))
-    else:
-        crop_width, crop_height = width, height
-    return (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
-
-
-def normalize_image(image: np.ndarray) -> torch.Tensor:
-    """RGB ``uint8 [H,W,3]`` → ImageNet-normalised ``float32 [3,H,W]``."""
-    tensor = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (tensor - mean) / std
-
-
 @dataclass(frozen=True)
 class DeitAugmentation:
     """DeiT's training augmentation on one RGB image, with every random draw from ``rng``."""
@@ -120,7 +84,7 @@ class DeitAugmentation:
             }
             with seeded_global_generators(rng):
                 picture = rand_augment_transform(self.rand_augment, hparams)(picture)
-        tensor = normalize_image(np.asarray(picture))
+        tensor = normalize_to_tensor(np.asarray(picture))
         if self.random_erasing > 0:
             eraser = RandomErasing(probability=self.random_erasing, mode="pixel", max_count=1, device="cpu")
             with seeded_global_generators(rng), torch.random.fork_rng(devices=[]):
@@ -311,7 +275,7 @@ class MCTformerV2(Method):
             if float(scale) != 1.0:
                 size = (max(int(round(width * scale)), 1), max(int(round(height * scale)), 1))
                 scaled = np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
-            batch = normalize_image(scaled).unsqueeze(0)
+            batch = normalize_to_tensor(scaled).unsqueeze(0)
             if self.seed_config.get("flip", True):
                 batch = torch.cat([batch, batch.flip(-1)])
             output = model(batch.to(device))
