@@ -1,0 +1,1 @@
+"""Results people can read: the summary tables, the figures, and the papers' reported numbers."""

@@ -1,0 +1,438 @@
+"""The results summary of a dataset: one row per run × refinement × segmentation network.
+
+A row gathers what the stages already wrote for one route of one run (``results/{ds}/{run}``):
+
+* seeds: ``seeds/eval.json`` (``best.miou``, ``best.mean_precision``, ``best.mean_recall``,
+  ``best_threshold``);
+* pseudo-masks (multi-stage route): ``masks/{refine}/eval.json`` (``miou``, ``mean_precision``, ...);
+* final result on the evaluation split: ``seg/{refine}.{network}/miou.json`` or ``decoder/miou.json``;
+  the run's configured route is read from ``miou.json`` (``pipeline``), other routes are named in the
+  stage configuration (``routes``);
+* wall time per stage: the Snakemake benchmark TSVs ``benchmarks/{ds}/{run}/<rule>[_<refine>.<net>].tsv``
+  (column ``s``, averaged over repeats); a missing file leaves the cell empty.
+
+Beside the measured numbers, for VOC and COCO label spaces, the row carries the papers' reported
+numbers (``wsss_core.reporting.reported_numbers``), which the tables label as *reported*.
+All scores are fractions in the JSON files and percent in the tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wsss_core.errors import InputError
+from wsss_core.reporting.reported_numbers import ReportedNumber, reported_numbers
+
+SCORE_LEVELS: tuple[str, ...] = ("seed", "mask", "final")
+REPORTED_COLUMNS: tuple[str, ...] = ("seed", "mask", "val", "test")
+
+# Benchmark files (without .tsv; glob patterns allowed) that make up each wall-time column, per route;
+# {refine}/{network} are the row's. A column is the sum of its jobs' wall times, so the shards of a
+# sharded export or inference (``*.{i}of{n}``) and their merge add up to the stage's total job time.
+# On the multi-stage route the refinement column also takes every other benchmark of the run whose name
+# has the refinement as a word (IRN and PSA run several rules: relation labels, affinity training,
+# random walk).
+STAGE_BENCHMARKS: dict[str, dict[str, tuple[str, ...]]] = {
+    "multi_stage": {
+        "train": ("train_method",),
+        "seeds": ("export_seeds", "export_seeds.*of*", "merge_seed_shards"),
+        "refine": ("refine_{refine}",),
+        "segmentation": ("train_segmentation_{refine}.{network}",),
+        "inference": (
+            "infer_segmentation_{refine}.{network}",
+            "infer_segmentation_{refine}.{network}.*of*",
+            "merge_prediction_shards_seg/{refine}.{network}",
+        ),
+        "evaluation": ("evaluate_seeds", "evaluate_masks_{refine}", "evaluate_segmentation_seg/{refine}.{network}"),
+    },
+    "own_decoder": {
+        "train": ("train_method",),
+        "seeds": ("export_seeds", "export_seeds.*of*", "merge_seed_shards"),
+        "refine": (),
+        "segmentation": (),
+        "inference": ("infer_decoder", "infer_decoder.*of*", "merge_prediction_shards_decoder"),
+        "evaluation": ("evaluate_seeds", "evaluate_segmentation_decoder"),
+    },
+}
+STAGE_COLUMNS: tuple[str, ...] = tuple(STAGE_BENCHMARKS["multi_stage"])
+_NOT_REFINEMENT = ("train_method", "export_seeds", "evaluate_", "train_segmentation_", "infer_", "merge_",
+                   "final_result", "sample_grid", "training_curves")
+
+
+class SummaryInputError(InputError):
+    """A run directory or one of its score files is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Headline scores of one level (fractions), or ``None`` where the level does not exist."""
+
+    miou: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One route of one run: measured scores, wall times and the papers' reported numbers."""
+
+    dataset: str
+    run: str
+    method: str
+    route: str  # multi_stage | own_decoder
+    refine: str | None
+    segmentation: str | None
+    seed: Scores
+    mask: Scores
+    final: Scores
+    seed_threshold: float | None
+    seconds: dict[str, float | None]
+    reported: dict[str, ReportedNumber] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pipeline_label(self) -> str:
+        """``crf → deeplab_v2`` or ``own decoder``."""
+        if self.route == "own_decoder":
+            return "own decoder"
+        return f"{self.refine} → {self.segmentation}"
+
+    @property
+    def total_seconds(self) -> float | None:
+        values = [value for value in self.seconds.values() if value is not None]
+        return sum(values) if values else None
+
+
+# ------------------------------------------------------------------------------------------ reading
+def read_json(path: Path) -> dict[str, Any]:
+    """A score JSON; a missing or unreadable file names the stage to run."""
+    if not path.is_file():
+        raise SummaryInputError(f"score file '{path}' does not exist: build it first (snakemake {path})")
+    try:
+        payload = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise SummaryInputError(
+            f"score file '{path}' is not valid JSON ({error}); delete it and re-run its rule"
+        ) from None
+    if not isinstance(payload, dict):
+        raise SummaryInputError(f"score file '{path}' holds {type(payload).__name__}, not a JSON object")
+    return payload
+
+
+def _number(payload: Mapping[str, Any], key: str, path: Path) -> float | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SummaryInputError(
+            f"'{path}': '{key}' is {value!r}, not a number; re-run the rule that writes it"
+        ) from None
+    return number if math.isfinite(number) else None
+
+
+def scores_of(payload: Mapping[str, Any], path: Path) -> Scores:
+    """mIoU and mean precision/recall of a scores dict (``evaluate_masks`` output, or ``best`` of a
+    seed evaluation)."""
+    if "miou" not in payload:
+        raise SummaryInputError(f"'{path}' has no 'miou': it must be written by evaluate_masks or evaluate_seeds")
+    return Scores(
+        miou=_number(payload, "miou", path),
+        precision=_number(payload, "mean_precision", path),
+        recall=_number(payload, "mean_recall", path),
+    )
+
+
+def benchmark_seconds(path: Path) -> float | None:
+    """Mean of column ``s`` of a Snakemake benchmark TSV, or None when the file is absent."""
+    if not path.is_file():
+        return None
+    rows = list(csv.DictReader(io.StringIO(path.read_text()), delimiter="\t"))
+    values = [float(row["s"]) for row in rows if row.get("s") not in (None, "", "NA")]
+    return sum(values) / len(values) if values else None
+
+
+def _words(name: str) -> set[str]:
+    return set(name.replace(".", "_").replace("/", "_").split("_"))
+
+
+def stage_seconds(
+    benchmarks: Path | None, route: str, refine: str | None = None, network: str | None = None
+) -> dict[str, float | None]:
+    """Wall seconds per column of ``STAGE_BENCHMARKS[route]`` for one route of one run (benchmark folder
+    ``benchmarks/{ds}/{run}``); a column with no benchmark file is None."""
+    values: dict[str, float | None] = {}
+    claimed: set[Path] = set()
+    for column, templates in STAGE_BENCHMARKS[route].items():
+        total, found = 0.0, False
+        for template in templates if benchmarks is not None else ():
+            pattern = template.format(refine=refine, network=network) + ".tsv"
+            for path in sorted(benchmarks.glob(pattern)) if "*" in pattern else [benchmarks / pattern]:
+                seconds = benchmark_seconds(path)
+                if seconds is not None:
+                    total, found = total + seconds, True
+                    claimed.add(path)
+        values[column] = total if found else None
+    if benchmarks is not None and route == "multi_stage" and refine is not None and benchmarks.is_dir():
+        for path in sorted(benchmarks.rglob("*.tsv")):
+            name = path.relative_to(benchmarks).with_suffix("").as_posix()
+            if path in claimed or name.startswith(_NOT_REFINEMENT) or refine not in _words(name):
+                continue
+            seconds = benchmark_seconds(path)
+            if seconds is not None:
+                values["refine"] = (values["refine"] or 0.0) + seconds
+    return values
+
+
+def _parse_route(route: str, where: str) -> tuple[str, str]:
+    refine, separator, network = route.partition(".")
+    if not separator or not refine or not network:
+        raise SummaryInputError(f"{where}: route '{route}' is not REFINE.NETWORK, e.g. crf.deeplab_v2")
+    return refine, network
+
+
+def read_rows(
+    run_dir: Path,
+    *,
+    dataset: str,
+    label_space: str,
+    method: str | None = None,
+    extra_routes: Sequence[str] = (),
+    benchmarks: Path | None = None,
+) -> list[SummaryRow]:
+    """Rows of one run: its configured route (from ``miou.json``) and ``extra_routes``
+    (``REFINE.NETWORK``, multi-stage). ``label_space`` (voc/coco/synth) selects reported numbers."""
+    run = run_dir.name
+    final = read_json(run_dir / "miou.json")
+    pipeline = final.get("pipeline") or {}
+    if "route" not in pipeline:
+        raise SummaryInputError(f"'{run_dir / 'miou.json'}' has no pipeline.route: re-run rule final_result")
+    seeds_path = run_dir / "seeds" / "eval.json"
+    seeds = read_json(seeds_path)
+    seed_scores = scores_of(seeds.get("best", seeds), seeds_path)
+    threshold = _number(seeds, "best_threshold", seeds_path)
+    method_name = method or _method_name(seeds) or run
+    reported = reported_numbers(run, method_name, label_space)
+
+    routes: list[tuple[str, str | None, str | None]] = []
+    if pipeline["route"] == "own_decoder":
+        routes.append(("own_decoder", None, None))
+    else:
+        routes.append(("multi_stage", pipeline.get("refine"), pipeline.get("segmentation")))
+    for extra in extra_routes:
+        refine, network = _parse_route(extra, f"stage.routes.{run}")
+        if ("multi_stage", refine, network) not in routes:
+            routes.append(("multi_stage", refine, network))
+
+    rows = []
+    for route, refine, network in routes:
+        sources = {"seeds": str(seeds_path)}
+        mask_scores = Scores()
+        if route == "multi_stage":
+            mask_path = run_dir / "masks" / str(refine) / "eval.json"
+            mask_scores = scores_of(read_json(mask_path), mask_path)
+            sources["masks"] = str(mask_path)
+            result_path = run_dir / "seg" / f"{refine}.{network}" / "miou.json"
+        else:
+            result_path = run_dir / "decoder" / "miou.json"
+        result = read_json(result_path)
+        sources["result"] = str(result_path)
+        rows.append(
+            SummaryRow(
+                dataset=dataset,
+                run=run,
+                method=method_name,
+                route=route,
+                refine=refine,
+                segmentation=network,
+                seed=seed_scores,
+                mask=mask_scores,
+                final=scores_of(result, result_path),
+                seed_threshold=threshold,
+                seconds=stage_seconds(benchmarks, route, refine, network),
+                reported=reported,
+                sources=sources,
+            )
+        )
+    return rows
+
+
+def _method_name(seed_eval: Mapping[str, Any]) -> str | None:
+    """The registered method behind a run, from the seed evaluation's provenance (if recorded)."""
+    method = ((seed_eval.get("provenance") or {}).get("config") or {}).get("method") or {}
+    name = method.get("name") if isinstance(method, Mapping) else None
+    return str(name) if name else None
+
+
+# ---------------------------------------------------------------------------------------- rendering
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100.0 * value:.1f}"
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}"
+
+
+def _reported(row: SummaryRow, metric: str, measured_split: str | None = None) -> str:
+    number = row.reported.get(metric)
+    if number is None:
+        return ""
+    note = f" ({number.split})" if measured_split and number.split != measured_split else ""
+    return f"{number.miou:.1f}{note}"
+
+
+def _pr(scores: Scores) -> str:
+    if scores.precision is None or scores.recall is None:
+        return ""
+    return f"{100 * scores.precision:.1f} / {100 * scores.recall:.1f}"
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the summary, rendered to Markdown and to HTML from the same cells."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    text_columns: int  # the first columns are text (left-aligned), the rest numbers (right-aligned)
+
+
+def summary_tables(rows: Sequence[SummaryRow], with_reported: bool) -> list[Table]:
+    """Scores (with the papers' numbers beside them), wall times, and the reported numbers' sources."""
+    header = ["run", "method", "pipeline", "seed mIoU", "seed P / R", "bg thr.", "mask mIoU", "mask P / R",
+              "final mIoU", "final P / R"]
+    if with_reported:
+        header += ["reported seed", "reported mask", "reported val", "reported test"]
+    score_rows = []
+    for row in rows:
+        cells = [row.run, row.method, row.pipeline_label, _percent(row.seed.miou), _pr(row.seed),
+                 "" if row.seed_threshold is None else f"{row.seed_threshold:.2f}", _percent(row.mask.miou),
+                 _pr(row.mask), _percent(row.final.miou), _pr(row.final)]
+        if with_reported:
+            cells += [_reported(row, "seed", "train"), _reported(row, "mask", "train"), _reported(row, "val"),
+                      _reported(row, "test")]
+        score_rows.append(cells)
+    tables = [Table("Scores (mIoU %, measured" + ("; reported = the papers' numbers" if with_reported else "") + ")",
+                    header, score_rows, 3)]
+    columns = list(STAGE_COLUMNS)
+    time_rows = [[row.run, row.pipeline_label] + [_seconds(row.seconds[column]) for column in columns]
+                 + [_seconds(row.total_seconds)] for row in rows]
+    title = "Wall time per stage (seconds; the sum of the stage's jobs, from the Snakemake benchmarks)"
+    tables.append(Table(title, ["run", "pipeline", *columns, "total"], time_rows, 2))
+    if with_reported:
+        reported_rows = [[run, number.metric, f"{number.miou:.2f}", number.split, number.setting, number.source]
+                         for run, numbers in _unique_reported(rows) for number in numbers]
+        if not reported_rows:
+            reported_rows = [["–", "–", "", "–", "–", "no run of this summary has reported numbers"]]
+        tables.append(Table("Reported numbers (from the papers, not measured here)",
+                            ["run", "metric", "reported mIoU", "split", "paper's setting", "source"], reported_rows, 2))
+    return tables
+
+
+def _unique_reported(rows: Sequence[SummaryRow]) -> list[tuple[str, list[ReportedNumber]]]:
+    """Each run's reported numbers once (a run with several routes has several rows), seed → test."""
+    order = {metric: index for index, metric in enumerate(REPORTED_COLUMNS)}
+    seen: dict[str, list[ReportedNumber]] = {}
+    for row in rows:
+        if row.run not in seen:
+            seen[row.run] = sorted(row.reported.values(), key=lambda number: order[number.metric])
+    return list(seen.items())
+
+
+def _introduction(splits: Mapping[str, str] | None) -> str:
+    splits = splits or {}
+    return (
+        "mIoU in percent; P / R = precision / recall, unweighted means over classes. Seeds and pseudo-masks "
+        f"are scored on the score split ({splits.get('score', 'score')}), the final result on the evaluation "
+        f"split ({splits.get('evaluate', 'evaluate')}); bg thr. = the seeds' best background threshold."
+    )
+
+
+def render_markdown(rows: Sequence[SummaryRow], dataset: str, with_reported: bool,
+                    splits: Mapping[str, str] | None = None, footer: str = "") -> str:
+    """The summary as Markdown."""
+    lines = [f"# Results on {dataset}", "", _introduction(splits)]
+    for table in summary_tables(rows, with_reported):
+        lines += ["", f"## {table.title}", ""]
+        lines.append("| " + " | ".join(table.header) + " |")
+        numbers = len(table.header) - table.text_columns
+        lines.append("|" + "|".join([":---"] * table.text_columns + ["---:"] * numbers) + "|")
+        lines += ["| " + " | ".join(cells) + " |" for cells in table.rows]
+    return "\n".join(lines) + "\n" + footer
+
+
+_HTML_STYLE = (
+    "body{font-family:sans-serif;font-size:14px;margin:1.5em}table{border-collapse:collapse;margin-bottom:1.5em}"
+    "th,td{border:1px solid #ccc;padding:3px 8px}th{background:#f0f0f0}td.number{text-align:right}"
+    "th.reported,td.reported{background:#fff7e0;font-style:italic}"
+)
+
+
+def render_html(rows: Sequence[SummaryRow], dataset: str, with_reported: bool,
+                splits: Mapping[str, str] | None = None, footer: str = "") -> str:
+    """The summary as a self-contained HTML page (the Snakemake report shows HTML inline, not Markdown);
+    reported numbers are shaded and italic so they are never read as measured ones."""
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Results on {html.escape(dataset)}</title>"
+             f"<style>{_HTML_STYLE}</style></head><body><h1>Results on {html.escape(dataset)}</h1>",
+             f"<p>{html.escape(_introduction(splits))}</p>"]
+    for table in summary_tables(rows, with_reported):
+        parts.append(f"<h2>{html.escape(table.title)}</h2><table><tr>")
+        reported = [name.startswith("reported") for name in table.header]
+        parts += [f"<th class='{'reported' if flag else ''}'>{html.escape(name)}</th>"
+                  for name, flag in zip(table.header, reported)]
+        parts.append("</tr>")
+        for cells in table.rows:
+            parts.append("<tr>")
+            for index, cell in enumerate(cells):
+                classes = ("number" if index >= table.text_columns else "") + (" reported" if reported[index] else "")
+                parts.append(f"<td class='{classes.strip()}'>{html.escape(cell)}</td>")
+            parts.append("</tr>")
+        parts.append("</table>")
+    parts.append(footer + "</body></html>\n")
+    return "".join(parts)
+
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "dataset", "run", "method", "route", "refine", "segmentation",
+    "seed_miou", "seed_precision", "seed_recall", "seed_threshold",
+    "mask_miou", "mask_precision", "mask_recall",
+    "final_miou", "final_precision", "final_recall",
+    *(f"seconds_{column}" for column in STAGE_COLUMNS), "seconds_total",
+    *(f"reported_{metric}_miou" for metric in REPORTED_COLUMNS),
+    *(f"reported_{metric}_source" for metric in REPORTED_COLUMNS),
+)
+
+
+def _csv_number(value: float | None, scale: float = 1.0) -> str:
+    return "" if value is None else f"{value * scale:.4f}"
+
+
+def render_csv(rows: Sequence[SummaryRow]) -> str:
+    """The summary as CSV: measured scores in percent (4 decimals), seconds, reported numbers and
+    their sources in columns named ``reported_*``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        cells = [row.dataset, row.run, row.method, row.route, row.refine or "", row.segmentation or ""]
+        for level in SCORE_LEVELS:
+            scores: Scores = getattr(row, level)
+            cells += [_csv_number(scores.miou, 100), _csv_number(scores.precision, 100),
+                      _csv_number(scores.recall, 100)]
+            if level == "seed":
+                cells.append(_csv_number(row.seed_threshold))
+        cells += [_csv_number(row.seconds[column]) for column in STAGE_COLUMNS]
+        cells.append(_csv_number(row.total_seconds))
+        cells += [_csv_number(row.reported[m].miou) if m in row.reported else "" for m in REPORTED_COLUMNS]
+        cells += [row.reported[m].source if m in row.reported else "" for m in REPORTED_COLUMNS]
+        writer.writerow(cells)
+    return buffer.getvalue()
