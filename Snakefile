@@ -20,10 +20,12 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/seeds.smk"
+include: "workflow/rules/sharding.smk"
 include: "workflow/rules/refine.smk"
 include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/results.smk"
 include: "workflow/rules/ablation.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -124,14 +124,31 @@ def method_config(config: Mapping[str, Any], dataset: str, run: str) -> dict[str
     return params
 
 
-def pipeline_choice(config: Mapping[str, Any], dataset: str, run: str) -> dict[str, str]:
+def pipeline_choice(config: Mapping[str, Any], dataset: str, run: str) -> dict[str, Any]:
     """How a method's final result is produced: ``route`` (``multi_stage`` or ``own_decoder``), and for
-    the multi-stage route the ``refine`` and ``segmentation`` names."""
+    the multi-stage route the ``refine`` and ``segmentation`` names, plus ``refine_overrides``: the
+    method's own values for ``stages.refine.<refine>`` (e.g. ViT-PCM's CRF kernel)."""
     name, entry, _ = _method_entry(config, run)
     pipeline = resolve_presets(entry.get("pipeline", {}), dataset, f"methods.{name}.pipeline")
     variant = (config.get("variants", {}) or {}).get(run, {})
     pipeline.update(variant.get("pipeline", {}) or {})
+    pipeline.setdefault("refine_overrides", {})
+    pipeline.setdefault("decoder_overrides", {})
     return pipeline
+
+
+def refine_params(config: Mapping[str, Any], dataset: str, run: str, refine: str) -> dict[str, Any]:
+    """``stages.refine.<refine>`` for a dataset with the method's ``pipeline.refine_overrides`` on top."""
+    params = stage_params(config, dataset, "refine", refine)
+    overrides = pipeline_choice(config, dataset, run)["refine_overrides"]
+    return deep_merge(params, overrides, f"methods.{run}.pipeline.refine_overrides") if overrides else params
+
+
+def decoder_params(config: Mapping[str, Any], dataset: str, run: str) -> dict[str, Any]:
+    """``stages.decoder_inference`` with the method's ``pipeline.decoder_overrides`` on top (its CRF)."""
+    params = stage_params(config, dataset, "decoder_inference")
+    overrides = pipeline_choice(config, dataset, run)["decoder_overrides"]
+    return deep_merge(params, overrides, f"methods.{run}.pipeline.decoder_overrides") if overrides else params
 
 
 # -------------------------------------------------------------------------------------- stages

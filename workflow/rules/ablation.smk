@@ -23,6 +23,7 @@ rule ablation_table:
         mem_mb=1000,
         runtime=5,
         gpu=0,
+        **SLURM_LIGHT,
     shell:
         "{PYTHON} -m wsss_core.stages.ablation_table --config {params.config:q} --rows {params.rows} "
         "--output {output.markdown} > {log} 2>&1"

@@ -67,7 +67,32 @@ def evaluate_seeds_job(wildcards):
 
 
 def refine_crf_job(wildcards):
-    return _job(wildcards, "train", ("refine", "crf"), with_weights=False)
+    params = resolve.refine_params(config, wildcards.dataset, wildcards.method, "crf")
+    return _job(wildcards, "train", None, with_weights=False, **params)
+
+
+def _affinity_job(wildcards, *parts):
+    """Job of an IRN/PSA stage: ``refine``, the refiner's ``settings`` under its own name, and the
+    named ``parts`` of ``stages.refine.<refine>`` (with the method's refine_overrides)."""
+    refine = resolve.refine_params(config, wildcards.dataset, wildcards.method, wildcards.refine)
+    extra = {"refine": wildcards.refine, wildcards.refine: refine["settings"]}
+    if "label_crf" in parts:
+        extra["crf"] = refine["label_crf"]
+    if "train" in parts:
+        extra.update(refine["train"])
+    return _job(wildcards, "train", None, **extra)
+
+
+def affinity_labels_job(wildcards):
+    return _affinity_job(wildcards, "label_crf")
+
+
+def train_affinity_job(wildcards):
+    return _affinity_job(wildcards, "train")
+
+
+def refine_random_walk_job(wildcards):
+    return _affinity_job(wildcards)
 
 
 def evaluate_masks_job(wildcards):
@@ -83,7 +108,8 @@ def infer_segmentation_job(wildcards):
 
 
 def infer_decoder_job(wildcards):
-    return _job(wildcards, "evaluate", ("decoder_inference",))
+    params = resolve.decoder_params(config, wildcards.dataset, wildcards.method)
+    return _job(wildcards, "evaluate", None, **params)
 
 
 def evaluate_final_job(wildcards):
@@ -202,3 +228,242 @@ def ablation_rows_argument(wildcards):
 def ablation_job(wildcards):
     table = resolve.stage_params(config, wildcards.dataset, "ablations", wildcards.ablation)
     return _job(wildcards, None, None, with_method=False, with_weights=False, **table)
+
+
+# --- reporting: summary tables and figures (workflow/rules/report.smk); parameters at stages.reporting
+def reporting_params(dataset):
+    """``stages.reporting`` resolved for a dataset (runs, routes, sample_ids, num_samples, ...)."""
+    try:
+        return resolve.stage_params(config, dataset, "reporting")
+    except InputError as error:
+        raise WorkflowError(f"config.yaml: {error}") from None
+
+
+def reporting_runs(dataset):
+    """Runs (methods or variants) that the dataset's summary and figures cover, in table order."""
+    runs = list(reporting_params(dataset).get("runs") or [])
+    unknown = sorted(set(runs) - set(resolve.run_names(config)))
+    if unknown:
+        raise WorkflowError(
+            f"config.yaml: stages.reporting.runs names {unknown}, which are neither methods nor variants"
+        )
+    return runs
+
+
+def reporting_routes(dataset):
+    """Further REFINE.NETWORK routes per run listed in the summary: ``stages.reporting.routes``."""
+    routes = dict(reporting_params(dataset).get("routes") or {})
+    unknown = sorted(set(routes) - set(reporting_runs(dataset)))
+    if unknown:
+        raise WorkflowError(
+            f"config.yaml: stages.reporting.routes names {unknown}, which are not in stages.reporting.runs"
+        )
+    return routes
+
+
+def reporting_targets(dataset):
+    """Every table and figure of a dataset: add to ``rule all`` (or default_targets) so that
+    ``snakemake --report`` collects them."""
+    base = f"results/{dataset}"
+    targets = [f"{base}/summary.md", f"{base}/figures/class_iou.png"]
+    for run in reporting_runs(dataset):
+        targets += [f"{base}/{run}/figures/samples.png", f"{base}/{run}/figures/training_curves.png"]
+    return targets
+
+
+def summary_input(wildcards):
+    """The final scores of each run, and the masks/result scores of its extra routes."""
+    base = f"results/{wildcards.dataset}"
+    runs = reporting_runs(wildcards.dataset)
+    inputs = [f"{base}/{run}/miou.json" for run in runs]
+    for run, routes in reporting_routes(wildcards.dataset).items():
+        for route in routes:
+            refine = route.split(".")[0]
+            inputs += [f"{base}/{run}/masks/{refine}/eval.json", f"{base}/{run}/seg/{route}/miou.json"]
+    return inputs
+
+
+def summary_run_dirs(wildcards):
+    return " ".join(f"results/{wildcards.dataset}/{run}" for run in reporting_runs(wildcards.dataset))
+
+
+def summary_job(wildcards):
+    runs = reporting_runs(wildcards.dataset)
+    methods = {run: resolve.method_config(config, wildcards.dataset, run)["name"] for run in runs}
+    return _job(wildcards, None, None, with_method=False, with_weights=False,
+                routes=reporting_routes(wildcards.dataset), methods=methods)
+
+
+def class_iou_input(wildcards):
+    return [f"results/{wildcards.dataset}/{run}/miou.json" for run in reporting_runs(wildcards.dataset)]
+
+
+def class_iou_scores(wildcards):
+    """``--scores`` arguments: RUN=results/{ds}/{run}/miou.json."""
+    return " ".join(f"{run}=results/{wildcards.dataset}/{run}/miou.json" for run in reporting_runs(wildcards.dataset))
+
+
+def class_iou_job(wildcards):
+    panel = reporting_params(wildcards.dataset).get("classes_per_panel", 21)
+    return _job(wildcards, None, None, with_method=False, with_weights=False, classes_per_panel=panel)
+
+
+def _route_files(wildcards):
+    """Pseudo-mask store and prediction store (and segmentation model) of a run's configured route."""
+    base = f"results/{wildcards.dataset}/{wildcards.method}"
+    choice = pipeline(wildcards)
+    if choice["route"] == "own_decoder":
+        return {"predictions": f"{base}/decoder/predictions.h5"}
+    route = f"{choice['refine']}.{choice['segmentation']}"
+    return {
+        "masks": f"{base}/masks/{choice['refine']}/masks.h5",
+        "predictions": f"{base}/seg/{route}/predictions.h5",
+        "segmentation_model": f"{base}/seg/{route}/model.pt",
+    }
+
+
+def sample_grid_input(wildcards):
+    base = f"results/{wildcards.dataset}/{wildcards.method}"
+    files = _route_files(wildcards)
+    inputs = {"dataset": dataset_input(wildcards), "seeds": f"{base}/seeds/cams.h5",
+              "seed_eval": f"{base}/seeds/eval.json", "predictions": files["predictions"]}
+    if "masks" in files:
+        inputs["masks"] = files["masks"]
+    return inputs
+
+
+def sample_grid_masks_option(wildcards):
+    """``--masks <store>`` on the multi-stage route (the store is also a declared input)."""
+    files = _route_files(wildcards)
+    return f"--masks {files['masks']}" if "masks" in files else ""
+
+
+def sample_grid_job(wildcards):
+    params = reporting_params(wildcards.dataset)
+    return _job(wildcards, None, None, with_weights=False, sample_ids=list(params.get("sample_ids") or []),
+                num_samples=params.get("num_samples", 3))
+
+
+def training_curves_input(wildcards):
+    base = f"results/{wildcards.dataset}/{wildcards.method}"
+    inputs = {"model": f"{base}/train/model.pt", "seed_eval": f"{base}/seeds/eval.json"}
+    files = _route_files(wildcards)
+    if "segmentation_model" in files:
+        inputs["segmentation_model"] = files["segmentation_model"]
+    return inputs
+
+
+def segmentation_model_option(wildcards):
+    """``--segmentation-model <model.pt>`` on the multi-stage route (also a declared input)."""
+    files = _route_files(wildcards)
+    return f"--segmentation-model {files['segmentation_model']}" if "segmentation_model" in files else ""
+
+
+def training_curves_job(wildcards):
+    diagnostics = reporting_params(wildcards.dataset).get("diagnostics", ["memory_full_classes"])
+    return _job(wildcards, None, None, with_weights=False, diagnostics=list(diagnostics))
+
+
+# --- paper scale (sharding, DDP)
+# Sharded stages (seed export, segmentation inference): `sharding.shards` (with presets per dataset) cuts
+# a split into N parallel jobs that rule merge_* joins into the store an unsharded job writes. Datasets
+# with one shard keep the plain rules; the per-rule `dataset` constraints below pick one route.
+# Multi-GPU training: compute.<dataset>.gpu > 1 makes the training stage run that many torchrun workers.
+# SLURM: `slurm:` gives partitions, account, GPU model and CPUs per GPU to every rule (profiles/slurm).
+def dataset_shards(dataset):
+    """Number of shards of the sharded stages for a dataset (`sharding.shards`, presets applied)."""
+    try:
+        sharding = resolve.resolve_presets(config.get("sharding", {"shards": 1}), dataset, "sharding")
+        shards = int(sharding.get("shards", 1))
+    except (InputError, TypeError, ValueError) as error:
+        raise WorkflowError(f"config.yaml: sharding.shards for dataset '{dataset}': {error}") from None
+    if shards < 1:
+        raise WorkflowError(f"config.yaml: sharding.shards must be at least 1 (dataset '{dataset}', got {shards})")
+    return shards
+
+
+SHARDED_DATASETS = [name for name in config["datasets"] if dataset_shards(name) > 1]
+SHARDED = "|".join(SHARDED_DATASETS) or "no_sharded_dataset"
+UNSHARDED = "|".join(name for name in config["datasets"] if name not in SHARDED_DATASETS) or "no_unsharded_dataset"
+
+
+def _shard_files(wildcards, pattern):
+    shards = dataset_shards(wildcards.dataset)
+    names = dict(wildcards.items())
+    return [pattern.format(shard=shard, shards=shards, **names) for shard in range(shards)]
+
+
+def seed_shards(wildcards):
+    """The seed-store shards that rule merge_seed_shards joins."""
+    return _shard_files(wildcards, "results/{dataset}/{method}/seeds/shards/cams.{shard}of{shards}.h5")
+
+
+def prediction_shards(wildcards):
+    """The prediction shards of a segmentation network or of a method's own decoder."""
+    return _shard_files(wildcards, "results/{dataset}/{method}/{route_dir}/shards/predictions.{shard}of{shards}.h5")
+
+
+def merge_seeds_job(wildcards):
+    return _job(wildcards, "train", None, with_method=False, with_weights=False)
+
+
+def merge_predictions_job(wildcards):
+    return _job(wildcards, "evaluate", None, with_method=False, with_weights=False)
+
+
+def training_processes(wildcards):
+    """torchrun workers of a training job: the GPUs its rule asks for (one process on CPU)."""
+    return max(heavy_gpu(wildcards), 1)
+
+
+def _processes(wildcards):
+    """`stage.processes` for a training job with several GPUs; nothing for one (the JSON, hence the
+    params trigger and the resume hash, of one-GPU and CPU jobs stay as they were)."""
+    processes = training_processes(wildcards)
+    return {"processes": processes} if processes > 1 else {}
+
+
+def train_distributed_job(wildcards):
+    """train_job, data-parallel over the job's GPUs when it has several."""
+    return _job(wildcards, "train", ("train_method",), **_processes(wildcards))
+
+
+def train_segmentation_distributed_job(wildcards):
+    """train_segmentation_job, data-parallel over the job's GPUs when it has several."""
+    return _job(wildcards, "train", ("segmentation", wildcards.network, "train"), **_processes(wildcards))
+
+
+def _slurm(key, default=""):
+    return (config.get("slurm") or {}).get(key, default)
+
+
+def slurm_account(wildcards):
+    return str(_slurm("account") or "")
+
+
+def slurm_heavy_partition(wildcards):
+    """The GPU partition for a heavy rule that gets GPUs on this dataset, else the CPU partition."""
+    return str(_slurm("gpu_partition") if heavy_gpu(wildcards) else _slurm("cpu_partition"))
+
+
+def slurm_light_partition(wildcards):
+    return str(_slurm("cpu_partition") or "")
+
+
+def slurm_gpu_model(wildcards):
+    """--gpus=<model>:N; empty for CPU jobs (a model alone would make the plugin ask for one GPU)."""
+    return str(_slurm("gpu_model") or "") if heavy_gpu(wildcards) else ""
+
+
+def slurm_cpus_per_gpu(wildcards):
+    return int(_slurm("cpus_per_gpu", 0) or 0) if heavy_gpu(wildcards) else 0
+
+
+# `resources: ..., **SLURM_HEAVY` in the GPU-capable rules, `**SLURM_LIGHT` in the CPU rules.
+SLURM_HEAVY = {
+    "slurm_partition": slurm_heavy_partition,
+    "slurm_account": slurm_account,
+    "gpu_model": slurm_gpu_model,
+    "cpus_per_gpu": slurm_cpus_per_gpu,
+}
+SLURM_LIGHT = {"slurm_partition": slurm_light_partition, "slurm_account": slurm_account}

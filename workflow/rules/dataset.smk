@@ -18,5 +18,6 @@ rule synth_dataset:
         mem_mb=2000,
         runtime=30,
         gpu=0,
+        **SLURM_LIGHT,
     shell:
         "{PYTHON} -m wsss_core.stages.synth_dataset --config {params.config:q} --output {output} > {log} 2>&1"

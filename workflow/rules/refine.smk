@@ -21,6 +21,7 @@ rule refine_crf:
         mem_mb=4000,
         runtime=heavy_runtime,
         gpu=0,
+        **SLURM_LIGHT,
     shell:
         "{PYTHON} -m wsss_core.stages.refine_crf --config {params.config:q} --seeds {input.seeds} "
         "--seed-eval {input.seed_eval} --output {output} > {log} 2>&1"
@@ -44,6 +45,90 @@ rule evaluate_masks:
         mem_mb=4000,
         runtime=60,
         gpu=0,
+        **SLURM_LIGHT,
     shell:
         "{PYTHON} -m wsss_core.stages.evaluate_masks --config {params.config:q} --masks {input.masks} "
         "--output {output} > {log} 2>&1"
+
+
+# IRN and PSA: relation labels from the seeds (CRF at two thresholds), an affinity network trained on
+# them, and the random walk that turns seeds into pseudo-masks. Settings: stages.refine.{irn,psa}.
+
+
+rule affinity_labels:
+    input:
+        dataset=dataset_input,
+        seeds="results/{dataset}/{method}/seeds/cams.h5",
+    output:
+        "results/{dataset}/{method}/masks/{refine}/relation_labels.h5",
+    params:
+        config=affinity_labels_job,
+        code=stage_code("wsss_core.stages.affinity_labels"),
+    log:
+        "logs/{dataset}/{method}/affinity_labels_{refine}.log",
+    benchmark:
+        "benchmarks/{dataset}/{method}/affinity_labels_{refine}.tsv"
+    wildcard_constraints:
+        refine="irn|psa",
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=heavy_runtime,
+        gpu=0,
+        **SLURM_LIGHT,
+    shell:
+        "{PYTHON} -m wsss_core.stages.affinity_labels --config {params.config:q} --seeds {input.seeds} "
+        "--output {output} > {log} 2>&1"
+
+
+rule train_affinity:
+    input:
+        dataset=dataset_input,
+        labels="results/{dataset}/{method}/masks/{refine}/relation_labels.h5",
+    output:
+        "results/{dataset}/{method}/masks/{refine}/model.pt",
+    params:
+        config=train_affinity_job,
+        code=stage_code("wsss_core.stages.train_affinity"),
+    log:
+        "logs/{dataset}/{method}/train_affinity_{refine}.log",
+    benchmark:
+        "benchmarks/{dataset}/{method}/train_affinity_{refine}.tsv"
+    wildcard_constraints:
+        refine="irn|psa",
+    threads: 8
+    resources:
+        gpu=heavy_gpu,
+        **SLURM_HEAVY,
+        mem_mb=heavy_mem_mb,
+        runtime=heavy_runtime,
+    shell:
+        "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON} -m wsss_core.stages.train_affinity --config {params.config:q} "
+        "--labels {input.labels} --output {output} > {log} 2>&1"
+
+
+rule refine_random_walk:
+    input:
+        dataset=dataset_input,
+        seeds="results/{dataset}/{method}/seeds/cams.h5",
+        model="results/{dataset}/{method}/masks/{refine}/model.pt",
+    output:
+        "results/{dataset}/{method}/masks/{refine}/masks.h5",
+    params:
+        config=refine_random_walk_job,
+        code=stage_code("wsss_core.stages.refine_random_walk"),
+    log:
+        "logs/{dataset}/{method}/refine_random_walk_{refine}.log",
+    benchmark:
+        "benchmarks/{dataset}/{method}/refine_random_walk_{refine}.tsv"
+    wildcard_constraints:
+        refine="irn|psa",
+    threads: 4
+    resources:
+        gpu=heavy_gpu,
+        **SLURM_HEAVY,
+        mem_mb=heavy_mem_mb,
+        runtime=heavy_runtime,
+    shell:
+        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.refine_random_walk --config {params.config:q} "
+        "--seeds {input.seeds} --model {input.model} --output {output} > {log} 2>&1"

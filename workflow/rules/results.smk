@@ -21,6 +21,7 @@ rule evaluate_segmentation:
         mem_mb=4000,
         runtime=60,
         gpu=0,
+        **SLURM_LIGHT,
     shell:
         "{PYTHON} -m wsss_core.stages.evaluate_masks --config {params.config:q} --masks {input.predictions} "
         "--output {output} > {log} 2>&1"
@@ -44,6 +45,7 @@ rule final_result:
         mem_mb=1000,
         runtime=5,
         gpu=0,
+        **SLURM_LIGHT,
     shell:
         "{PYTHON} -m wsss_core.stages.final_result --pipeline {params.pipeline:q} --result {input.result} "
         "--seeds {input.seeds} {params.masks} --output {output} > {log} 2>&1"

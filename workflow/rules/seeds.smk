@@ -1,4 +1,6 @@
 # CAM seeds: export to the HDF5 seed store, and their evaluation (background-threshold sweep, P/R).
+# A dataset with `sharding.shards` N > 1 exports N shards in parallel (rule export_seeds_shard) that
+# rule merge_seed_shards (sharding.smk) joins into the same cams.h5.
 
 
 rule export_seeds:
@@ -14,14 +16,45 @@ rule export_seeds:
         "logs/{dataset}/{method}/export_seeds.log",
     benchmark:
         "benchmarks/{dataset}/{method}/export_seeds.tsv"
+    wildcard_constraints:
+        dataset=UNSHARDED,
     threads: 4
     resources:
         gpu=heavy_gpu,
         mem_mb=heavy_mem_mb,
         runtime=heavy_runtime,
+        **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.export_seeds --config {params.config:q} "
         "--model {input.model} --output {output} > {log} 2>&1"
+
+
+rule export_seeds_shard:
+    input:
+        dataset=dataset_input,
+        model="results/{dataset}/{method}/train/model.pt",
+    output:
+        temp("results/{dataset}/{method}/seeds/shards/cams.{shard}of{shards}.h5"),
+    params:
+        config=export_seeds_job,
+        code=stage_code("wsss_core.stages.export_seeds"),
+    log:
+        "logs/{dataset}/{method}/export_seeds.{shard}of{shards}.log",
+    benchmark:
+        "benchmarks/{dataset}/{method}/export_seeds.{shard}of{shards}.tsv"
+    wildcard_constraints:
+        dataset=SHARDED,
+        shard="[0-9]+",
+        shards="[0-9]+",
+    threads: 4
+    resources:
+        gpu=heavy_gpu,
+        mem_mb=heavy_mem_mb,
+        runtime=heavy_runtime,
+        **SLURM_HEAVY,
+    shell:
+        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.export_seeds --config {params.config:q} "
+        "--model {input.model} --shard {wildcards.shard} --shards {wildcards.shards} --output {output} > {log} 2>&1"
 
 
 rule evaluate_seeds:
@@ -42,6 +75,7 @@ rule evaluate_seeds:
         mem_mb=4000,
         runtime=60,
         gpu=0,
+        **SLURM_LIGHT,
     shell:
         "{PYTHON} -m wsss_core.stages.evaluate_seeds --config {params.config:q} --seeds {input.seeds} "
         "--output {output} > {log} 2>&1"

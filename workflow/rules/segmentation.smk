@@ -1,5 +1,7 @@
 # Segmentation: a DeepLab network trained on the pseudo-masks and evaluated on the evaluation split with
 # multi-scale + flip + dense CRF inference; or, for end-to-end methods, the method's own decoder.
+# A dataset with `sharding.shards` N > 1 runs inference as N parallel shard jobs (rules *_shard) that
+# rule merge_prediction_shards (sharding.smk) joins into the same predictions.h5.
 
 
 rule train_segmentation:
@@ -9,7 +11,7 @@ rule train_segmentation:
     output:
         "results/{dataset}/{method}/seg/{refine}.{network}/model.pt",
     params:
-        config=train_segmentation_job,
+        config=train_segmentation_distributed_job,
         code=stage_code("wsss_core.stages.train_segmentation"),
     log:
         "logs/{dataset}/{method}/train_segmentation_{refine}.{network}.log",
@@ -20,6 +22,7 @@ rule train_segmentation:
         gpu=heavy_gpu,
         mem_mb=heavy_mem_mb,
         runtime=heavy_runtime,
+        **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON} -m wsss_core.stages.train_segmentation "
         "--config {params.config:q} --masks {input.masks} --output {output} > {log} 2>&1"
@@ -38,14 +41,45 @@ rule infer_segmentation:
         "logs/{dataset}/{method}/infer_segmentation_{refine}.{network}.log",
     benchmark:
         "benchmarks/{dataset}/{method}/infer_segmentation_{refine}.{network}.tsv"
+    wildcard_constraints:
+        dataset=UNSHARDED,
     threads: 4
     resources:
         gpu=heavy_gpu,
         mem_mb=heavy_mem_mb,
         runtime=heavy_runtime,
+        **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
         "--model {input.model} --output {output} > {log} 2>&1"
+
+
+rule infer_segmentation_shard:
+    input:
+        dataset=dataset_input,
+        model="results/{dataset}/{method}/seg/{refine}.{network}/model.pt",
+    output:
+        temp("results/{dataset}/{method}/seg/{refine}.{network}/shards/predictions.{shard}of{shards}.h5"),
+    params:
+        config=infer_segmentation_job,
+        code=stage_code("wsss_core.stages.infer_segmentation"),
+    log:
+        "logs/{dataset}/{method}/infer_segmentation_{refine}.{network}.{shard}of{shards}.log",
+    benchmark:
+        "benchmarks/{dataset}/{method}/infer_segmentation_{refine}.{network}.{shard}of{shards}.tsv"
+    wildcard_constraints:
+        dataset=SHARDED,
+        shard="[0-9]+",
+        shards="[0-9]+",
+    threads: 4
+    resources:
+        gpu=heavy_gpu,
+        mem_mb=heavy_mem_mb,
+        runtime=heavy_runtime,
+        **SLURM_HEAVY,
+    shell:
+        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
+        "--model {input.model} --shard {wildcards.shard} --shards {wildcards.shards} --output {output} > {log} 2>&1"
 
 
 rule infer_decoder:
@@ -61,11 +95,42 @@ rule infer_decoder:
         "logs/{dataset}/{method}/infer_decoder.log",
     benchmark:
         "benchmarks/{dataset}/{method}/infer_decoder.tsv"
+    wildcard_constraints:
+        dataset=UNSHARDED,
     threads: 4
     resources:
         gpu=heavy_gpu,
         mem_mb=heavy_mem_mb,
         runtime=heavy_runtime,
+        **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
         "--model {input.model} --output {output} > {log} 2>&1"
+
+
+rule infer_decoder_shard:
+    input:
+        dataset=dataset_input,
+        model="results/{dataset}/{method}/train/model.pt",
+    output:
+        temp("results/{dataset}/{method}/decoder/shards/predictions.{shard}of{shards}.h5"),
+    params:
+        config=infer_decoder_job,
+        code=stage_code("wsss_core.stages.infer_segmentation"),
+    log:
+        "logs/{dataset}/{method}/infer_decoder.{shard}of{shards}.log",
+    benchmark:
+        "benchmarks/{dataset}/{method}/infer_decoder.{shard}of{shards}.tsv"
+    wildcard_constraints:
+        dataset=SHARDED,
+        shard="[0-9]+",
+        shards="[0-9]+",
+    threads: 4
+    resources:
+        gpu=heavy_gpu,
+        mem_mb=heavy_mem_mb,
+        runtime=heavy_runtime,
+        **SLURM_HEAVY,
+    shell:
+        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
+        "--model {input.model} --shard {wildcards.shard} --shards {wildcards.shards} --output {output} > {log} 2>&1"

@@ -8,7 +8,7 @@ rule train_method:
     output:
         "results/{dataset}/{method}/train/model.pt",
     params:
-        config=train_job,
+        config=train_distributed_job,
         code=stage_code("wsss_core.stages.train_method"),
     log:
         "logs/{dataset}/{method}/train_method.log",
@@ -19,6 +19,7 @@ rule train_method:
         gpu=heavy_gpu,
         mem_mb=heavy_mem_mb,
         runtime=heavy_runtime,
+        **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON} -m wsss_core.stages.train_method "
         "--config {params.config:q} --output {output} > {log} 2>&1"

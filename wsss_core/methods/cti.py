@@ -72,6 +72,7 @@ from wsss_core.models.multi_token_vit import (
     refine_with_patch_attention,
 )
 from wsss_core.models.weights import WeightsCatalog
+from wsss_core.training.distributed import gather_tensor
 
 CCTI_CLASS_CHOICES = ("present", "one_present")
 
@@ -372,9 +373,16 @@ class CTINetwork(nn.Module):
         offsets = torch.cat([self.background_token, self.cls_token.expand(1, self.num_classes, dim)], dim=1)
         return tokens + offsets + self.class_pos_embed
 
-    def forward(self, images: torch.Tensor, block_hooks: Mapping[int, ClassTokenHook] | None = None) -> CTIForward:
-        """One pass; ``block_hooks[l]`` replaces the class tokens right before block ``l`` (infusion)."""
-        encoded = self.encoder(images, self.class_tokens(), block_hooks=block_hooks)
+    def forward(
+        self,
+        images: torch.Tensor,
+        block_hooks: Mapping[int, ClassTokenHook] | None = None,
+        need_attentions: bool = True,
+    ) -> CTIForward:
+        """One pass; ``block_hooks[l]`` replaces the class tokens right before block ``l`` (infusion).
+        Passes that use no attention map (the strong view, I-CTI) set ``need_attentions=False`` and run
+        fused attention: same tokens, less memory and time."""
+        encoded = self.encoder(images, self.class_tokens(), block_hooks=block_hooks, need_attentions=need_attentions)
         logits_map = self.head(encoded.patch_tokens)
         return CTIForward(
             class_logits=encoded.class_tokens[:, 1:].mean(dim=-1),
@@ -468,7 +476,7 @@ class CTI(Method):
         settings, blocks = self.settings, _layer_sets(network)
         images, labels = batch["image"], batch["labels"].float()
         anchor = network(images)
-        positive = network(batch["image_strong"])
+        positive = network(batch["image_strong"], need_attentions=False)
         loss_cls = sum(
             F.multilabel_soft_margin_loss(logits, labels)
             for logits in (anchor.class_logits, anchor.patch_logits, positive.class_logits, positive.patch_logits)
@@ -490,14 +498,17 @@ class CTI(Method):
         if settings.icti and auxiliary:
             positive_tokens = positive.class_tokens_per_block[layer]  # not detached, as coded
             infused = network(
-                images, block_hooks={layer + 1: lambda tokens: intra_image_infusion(tokens, positive_tokens)}
+                images,
+                block_hooks={layer + 1: lambda tokens: intra_image_infusion(tokens, positive_tokens)},
+                need_attentions=False,
             )
             losses["icti"] = settings.icti_weight * cam_consistency_loss(anchor.cams, infused.cams)
             total = total + losses["icti"]
 
         if settings.ccti and auxiliary:
             own_tokens = anchor.class_tokens_per_block[layer][:, 1:].detach()
-            network.memory.update(own_tokens, labels)
+            # under several processes every rank stores the whole global batch, as one process would
+            network.memory.update(gather_tensor(own_tokens), gather_tensor(labels))
             if network.memory.is_full():
                 memory_tokens = network.memory.means()
                 selected = choose_infused_classes(labels, settings.ccti_classes)

@@ -9,6 +9,12 @@ computed explicitly from ``blk.attn.qkv`` / ``scale`` / softmax / ``proj`` (same
 non-fused path). The final LayerNorm is never applied (MCTformer-V2 and CTI read tokens from the
 residual stream).
 
+When a caller does not need the attention maps (``need_attentions=False``: CTI's strong-view and I-CTI
+passes, any inference that reads only tokens or CAMs), the blocks run timm's arithmetic through
+``torch.nn.functional.scaled_dot_product_attention`` instead (flash / memory-efficient kernels on GPU:
+no ``[B, heads, N, N]`` probabilities are materialised) and ``attentions`` is empty; outputs agree with the
+explicit path to float rounding.
+
 The patch position embedding is resized bicubically to the exact patch grid of each input
 (``(H // p, W // p)``; cti_multistage.md G11); rows/columns beyond a multiple of the patch size are
 dropped by the patch convolution, as in the authors' code (G12).
@@ -39,20 +45,38 @@ class ViTOutput(NamedTuple):
     class_tokens_per_block: tuple[torch.Tensor, ...]  # L × [B, K, D], output of each block
 
 
-def block_with_attention(block: nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run one pre-norm timm ``Block`` and also return its softmax attention ``[B, heads, N, N]``."""
+def _query_key_value(block: nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A timm ``Block``'s normed query, key and value, each ``[B, heads, N, D/heads]``."""
     attention = block.attn
     batch, length, _ = tokens.shape
-    normed = block.norm1(tokens)
-    qkv = attention.qkv(normed).reshape(batch, length, 3, attention.num_heads, -1).permute(2, 0, 3, 1, 4)
+    qkv = attention.qkv(block.norm1(tokens)).reshape(batch, length, 3, attention.num_heads, -1).permute(2, 0, 3, 1, 4)
     query, key, value = qkv.unbind(0)
-    query, key = attention.q_norm(query), attention.k_norm(key)
-    probabilities = ((query * attention.scale) @ key.transpose(-2, -1)).softmax(dim=-1)
-    mixed = (attention.attn_drop(probabilities) @ value).transpose(1, 2).reshape(batch, length, -1)
+    return attention.q_norm(query), attention.k_norm(key), value
+
+
+def _finish_block(block: nn.Module, tokens: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
+    """The rest of a timm ``Block`` after attention: ``mixed [B, heads, N, D/heads]`` → projection,
+    residual, MLP."""
+    attention = block.attn
+    mixed = mixed.transpose(1, 2).reshape(tokens.shape)
     mixed = attention.proj_drop(attention.proj(getattr(attention, "norm", nn.Identity())(mixed)))
     tokens = tokens + block.drop_path1(block.ls1(mixed))
-    tokens = tokens + block.drop_path2(block.ls2(block.mlp(block.norm2(tokens))))
-    return tokens, probabilities
+    return tokens + block.drop_path2(block.ls2(block.mlp(block.norm2(tokens))))
+
+
+def block_with_attention(block: nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run one pre-norm timm ``Block`` and also return its softmax attention ``[B, heads, N, N]``."""
+    query, key, value = _query_key_value(block, tokens)
+    probabilities = ((query * block.attn.scale) @ key.transpose(-2, -1)).softmax(dim=-1)
+    return _finish_block(block, tokens, block.attn.attn_drop(probabilities) @ value), probabilities
+
+
+def block_with_fused_attention(block: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Run one pre-norm timm ``Block`` with fused attention (SDPA); no probabilities are returned."""
+    query, key, value = _query_key_value(block, tokens)
+    dropout = block.attn.attn_drop.p if block.attn.training else 0.0
+    mixed = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, scale=block.attn.scale)
+    return _finish_block(block, tokens, mixed)
 
 
 class MultiTokenViT(nn.Module):
@@ -92,10 +116,12 @@ class MultiTokenViT(nn.Module):
         images: torch.Tensor,
         class_tokens: torch.Tensor,
         block_hooks: Mapping[int, ClassTokenHook] | None = None,
+        need_attentions: bool = True,
     ) -> ViTOutput:
         """Encode ``images [B,3,H,W]`` with ``class_tokens [B|1, K, D]`` (position embedding included).
 
-        ``block_hooks[l]`` replaces the class tokens right before block ``l`` (0-based).
+        ``block_hooks[l]`` replaces the class tokens right before block ``l`` (0-based). With
+        ``need_attentions=False`` the blocks use fused attention and ``attentions`` is ``()``.
         """
         batch = images.shape[0]
         patches = self.patch_embed.proj(images)  # [B, D, h, w]; remainder rows/columns dropped
@@ -115,8 +141,11 @@ class MultiTokenViT(nn.Module):
             if index in hooks:
                 replaced = hooks[index](tokens[:, :num_tokens])
                 tokens = torch.cat([replaced, tokens[:, num_tokens:]], dim=1)
-            tokens, probabilities = block_with_attention(block, tokens)
-            attentions.append(probabilities)
+            if need_attentions:
+                tokens, probabilities = block_with_attention(block, tokens)
+                attentions.append(probabilities)
+            else:
+                tokens = block_with_fused_attention(block, tokens)
             per_block.append(tokens[:, :num_tokens])
         patch_tokens = tokens[:, num_tokens:].transpose(1, 2).reshape(batch, -1, *grid)
         return ViTOutput(tokens[:, :num_tokens], patch_tokens, tuple(attentions), tuple(per_block))

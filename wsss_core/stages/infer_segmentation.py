@@ -1,6 +1,7 @@
 """Stage ``infer_segmentation``: predict label masks of a split with a trained segmentation model.
 
-    python -m wsss_core.stages.infer_segmentation --config JSON --model model.pt [--split val] --output PRED.h5
+    python -m wsss_core.stages.infer_segmentation --config JSON --model model.pt [--split val] --output PRED.h5 \
+        [--shard I --shards N]
 
 The model file is either
 * a ``train_segmentation`` model (``network`` key): a ``SEGMENTATION_NETWORKS`` network, run with the
@@ -14,6 +15,10 @@ Stage keys: ``split`` (default ``val``; ``--split`` overrides it), ``scales`` (d
 ``device`` (falls back to ``config["device"]``). ``scales``/``flip``/``fuse``/``fuse_space`` do not apply to
 end-to-end methods, whose ``segment`` follows its paper. The store's attributes record
 ``images_per_second`` and the provenance.
+
+With ``--shard I --shards N`` only the images ``ids[I::N]`` are segmented (attribute ``shard`` = "I/N");
+``merge_stores`` joins the shards into the store an unsharded run writes. Images are decoded ahead by
+``num_workers`` DataLoader workers (``export_seeds.prefetched_images``), in split order.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from wsss_core.refine.crf import CRFParams, crf_probabilities
 from wsss_core.segmentation import build_segmentation_network
 from wsss_core.segmentation.inference import DEEPLAB_CRF, FUSION_SPACES, FUSIONS, predict_probabilities
 from wsss_core.stages import _cli
+from wsss_core.stages.export_seeds import prefetched_images
+from wsss_core.stages.merge_stores import add_shard_arguments, shard_ids
 from wsss_core.utils.device import resolve_device
 from wsss_core.utils.progress import progress
 from wsss_core.utils.provenance import provenance
@@ -137,13 +144,16 @@ def crf_settings(stage: Mapping[str, Any]) -> CRFParams | None:
     return CRFParams.from_config(stage["crf"], key="stage.crf")
 
 
-def infer(config: Mapping[str, Any], model_path: Path, output: Path, split: str | None = None) -> dict[str, Any]:
-    """Write the predicted masks of ``split`` (default ``stage.split``, else ``val``) to ``output``;
-    returns the store attributes."""
+def infer(
+    config: Mapping[str, Any], model_path: Path, output: Path, split: str | None = None, shard: int = 0,
+    shards: int = 1,
+) -> dict[str, Any]:
+    """Write the predicted masks of ``split`` (default ``stage.split``, else ``val``; its shard ``shard`` of
+    ``shards``) to ``output``; returns the store attributes."""
     stage = dict(config.get("stage") or {})
     reader = wsss_core.data.open_dataset(config["dataset"])
     split = split or stage.get("split", "val")
-    ids = reader.ids(split)
+    ids = shard_ids(reader.ids(split), shard, shards)
     checkpoint = load_checkpoint(model_path)
     device = resolve_device(stage.get("device", config.get("device", "auto")))
     num_labels = label_count(checkpoint)
@@ -163,10 +173,12 @@ def infer(config: Mapping[str, Any], model_path: Path, output: Path, split: str 
         "model_config_hash": (checkpoint.get("provenance") or {}).get("config_hash", ""),
         "crf": None if crf is None else dataclasses.asdict(crf),
     }
+    if shards > 1:
+        attrs["shard"] = f"{shard}/{shards}"
     with MaskStoreWriter(output, num_classes=reader.num_classes, attrs=attrs) as writer:
         started = time.perf_counter()
-        for image_id in progress(ids, f"segment {split}"):
-            image = reader.image(image_id)
+        images = prefetched_images(reader, ids, int(config.get("num_workers", 0)), with_labels=False)
+        for image_id, image, _ in progress(images, f"segment {split}", total=len(ids)):
             probabilities = segment(image)
             if crf is not None:
                 probabilities = crf_probabilities(image, probabilities, crf)
@@ -183,8 +195,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", required=True, type=Path, help="model file from train_segmentation or train_method")
     parser.add_argument("--split", default=None, help="split to segment (default: stage.split, else val)")
     parser.add_argument("--output", required=True, type=Path, help="mask store (HDF5) to write")
+    add_shard_arguments(parser)
     args = parser.parse_args(argv)
-    _cli.run(lambda: infer(args.config, args.model, args.output, args.split))
+    _cli.run(lambda: infer(args.config, args.model, args.output, args.split, args.shard, args.shards))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,15 @@
 Reads ``dataset``, ``method`` (``name`` + hyper-parameters), ``stage.split`` (default ``train_aug``),
 ``stage.log_every``, ``stage.checkpoint_every``, ``weights``, ``seed``, ``device``, ``num_workers``
 and optionally ``threads`` (torch intra-op threads).
+
+Paper-scale keys (all optional, see ``wsss_core.training.loop`` and ``wsss_core.training.distributed``):
+``stage.processes`` (default 1; N > 1 or ``auto`` = the visible GPUs: the stage re-executes itself under
+``torchrun --standalone --nproc_per_node N``, data-parallel with ``method.train.batch_size`` as the
+global batch), ``stage.precision`` (``fp32`` default | ``bf16`` | ``auto`` = bf16 on a capable GPU),
+``stage.channels_last`` (false), ``stage.pin_memory`` (null = on for CUDA), ``stage.prefetch_factor``
+(null = torch's 2), ``stage.image_cache`` (null = off; true = decode the split once into
+``<output dir>/_image_cache/`` (removed after training); a folder path = keep it there, e.g. node-local
+scratch; see ``wsss_core.training.image_cache``). Rank 0 writes the checkpoints and ``model.pt``.
 The shared resumable loop keeps its state in ``<output dir>/_state/`` (outside Snakemake's declared
 output), so a killed job resumes where it stopped; the state is removed once ``model.pt`` is written.
 The model file holds ``method``, ``method_config``, ``num_classes``, ``model`` (state dict on CPU),
@@ -15,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,7 +38,9 @@ from wsss_core.errors import ConfigError
 from wsss_core.methods.base import Method, method_from_config
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.stages._cli import run, stage_parser
+from wsss_core.training import distributed
 from wsss_core.training.checkpoint import ResumeState
+from wsss_core.training.image_cache import CachedReader, DecodedImageCache
 from wsss_core.training.loop import LoopSettings, run_training
 from wsss_core.utils.atomic import save_torch
 from wsss_core.utils.device import resolve_device, set_torch_threads
@@ -37,6 +49,26 @@ from wsss_core.utils.seeding import seed_everything
 
 LOG = logging.getLogger(__name__)
 STAGE = "wsss_core.stages.train_method"
+IMAGE_CACHE_DIR = "_image_cache"
+
+
+def _with_image_cache(
+    reader: Any, setting: Any, split: str, dataset: Mapping[str, Any], output: Path,
+    context: distributed.DistributedContext,
+) -> Any:
+    """``reader`` with its ``split`` images served from a decoded-image cache when ``stage.image_cache``
+    asks for one (rank 0 builds it, the other ranks wait and open it)."""
+    if not setting:
+        return reader
+    if setting is not True and not isinstance(setting, str):
+        raise ConfigError(f"stage.image_cache must be null, true or a folder path, got {setting!r}")
+    folder = output.parent / IMAGE_CACHE_DIR if setting is True else Path(setting)
+    ids = reader.ids(split)
+    source = {"dataset": dict(dataset), "split": split, "ids": config_hash(ids)}
+    if context.is_main:
+        DecodedImageCache.build(reader, ids, folder / split, source)
+    distributed.barrier(context)
+    return CachedReader(reader, DecodedImageCache(folder / split))
 
 
 def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
@@ -44,12 +76,20 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
     started = time.perf_counter()
     seed = int(config.get("seed", 0))
     set_torch_threads(config)
+    context, device = distributed.initialize(resolve_device(config.get("device", "auto")))
+    if not context.is_main:  # one log: rank 0's
+        logging.getLogger().setLevel(logging.WARNING)
     seed_everything(seed)
     stage = dict(config.get("stage") or {})
     split = stage.get("split", "train_aug")
     reader = open_dataset(config["dataset"])
+    reader = _with_image_cache(reader, stage.get("image_cache"), split, config["dataset"], output, context)
     method = method_from_config(config, reader.num_classes)
     model = method.build_model(WeightsCatalog.from_config(config.get("weights")))
+    model = distributed.synchronize_batch_norm(model, context, device)
+    distributed.broadcast_module(model, context)
+    if context.is_distributed:  # different dropout / drop-path masks per rank, like different images
+        seed_everything(distributed.rank_seed(seed, context.rank))
     dataset = TrainingDataset(reader, split, method.training_sample, seed)
     train = method.config.get("train", {})
     if "batch_size" not in train:
@@ -69,6 +109,10 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
         log_every=int(stage.get("log_every", 10)),
         checkpoint_every=int(stage.get("checkpoint_every", 0)),
         clip_grad_norm=train.get("clip_grad_norm"),
+        precision=str(stage.get("precision", "fp32")),
+        channels_last=bool(stage.get("channels_last", False)),
+        pin_memory=stage.get("pin_memory"),
+        prefetch_factor=stage.get("prefetch_factor"),
     )
     state = ResumeState(output.parent / "_state", config_hash(config))
     saved = state.load()
@@ -85,7 +129,8 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
         total_steps=total_steps,
         settings=settings,
         state=state,
-        device=resolve_device(config.get("device", "auto")),
+        device=device,
+        context=context,
     )
     training_seconds = time.perf_counter() - training_started
     payload = {
@@ -97,19 +142,32 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
         # this invocation's steps only (a resumed run trained fewer than total_steps)
         "images_per_second": (total_steps - first_step) * batch_size / max(training_seconds, 1e-9),
         "seconds": round(time.perf_counter() - started, 2),
+        "processes": context.world_size,
         "provenance": provenance(dict(config), STAGE),
     }
-    save_torch(payload, output)
-    shutil.rmtree(state.state_dir, ignore_errors=True)
-    LOG.info("wrote %s (%.1f images/s)", output, payload["images_per_second"])
+    if context.is_main:
+        save_torch(payload, output)
+        shutil.rmtree(state.state_dir, ignore_errors=True)
+        if stage.get("image_cache") is True:
+            shutil.rmtree(output.parent / IMAGE_CACHE_DIR, ignore_errors=True)
+        LOG.info("wrote %s (%.1f images/s)", output, payload["images_per_second"])
+    distributed.barrier(context)
+    distributed.shutdown(context)
     return payload
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, required=True, help="model file to write (…/train/model.pt)")
-    args = parser.parse_args(argv)
-    run(lambda: train_method(args.config, args.output))
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(arguments)
+
+    def launch() -> None:
+        processes = distributed.requested_processes((args.config.get("stage") or {}).get("processes"))
+        distributed.relaunch_under_torchrun(processes, STAGE, arguments)
+        train_method(args.config, args.output)
+
+    run(launch)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ that network's keys (``backbone``, ``backbone_overrides``, ``weights``, ``batch_
 ``weight_decay``, ``poly_power`` (0.9), ``lr_update_every`` (1; deeplab-pytorch uses 10), ``crop_size``,
 ``scales`` (random choice per image), ``flip`` (true), ``num_workers``, ``log_every`` (20),
 ``checkpoint_every`` (500), ``device`` (falls back to ``config["device"]``).
+Paper scale (``wsss_core.training.loop`` / ``.distributed``): ``processes`` (default 1; N > 1: the stage
+re-executes itself under ``torchrun`` with N data-parallel ranks, ``batch_size`` being the global batch;
+trained BatchNorm becomes SyncBatchNorm on GPUs), ``precision`` (fp32 | bf16 | auto), ``channels_last``
+(false), ``pin_memory``, ``prefetch_factor``. Rank 0 writes checkpoints and the model.
 
 Recipe of kazuto1011/deeplab-pytorch (configs/voc12.yaml): SGD with momentum, the network's parameter
 groups (DeepLab-V2: ×1 / ×10 / ×20 without weight decay), poly decay, a random scale from a fixed list,
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +50,7 @@ from wsss_core.methods.base import TrainingProgress
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.segmentation import InputNormalization, build_segmentation_network
 from wsss_core.stages import _cli
+from wsss_core.training import distributed
 from wsss_core.training.checkpoint import ResumeState
 from wsss_core.training.loop import LoopSettings, images_per_second, run_training
 from wsss_core.training.schedulers import PolyLRScheduler
@@ -147,6 +153,9 @@ def train(config: Mapping[str, Any], masks_path: Path, output: Path) -> dict[str
     """Train the configured network on the pseudo-masks and write ``output``; returns the payload."""
     stage = stage_settings(config)
     seed = int(config.get("seed", 0))
+    context, device = distributed.initialize(resolve_device(stage.get("device", config.get("device", "auto"))))
+    if not context.is_main:  # one log: rank 0's
+        logging.getLogger().setLevel(logging.WARNING)
     seed_everything(seed)
     reader = wsss_core.data.open_dataset(config["dataset"])
     split = stage.get("split", "train_aug")
@@ -157,6 +166,10 @@ def train(config: Mapping[str, Any], masks_path: Path, output: Path) -> dict[str
     num_labels = reader.num_classes + 1
     weights = WeightsCatalog.from_config(config.get("weights"))
     model = build_segmentation_network(stage["network"], num_labels, stage, weights)
+    model = distributed.synchronize_batch_norm(model, context, device)
+    distributed.broadcast_module(model, context)
+    if context.is_distributed:  # different random draws per rank, like different images of one batch
+        seed_everything(distributed.rank_seed(seed, context.rank))
     lr = float(stage["lr"])
     optimizer = torch.optim.SGD(
         model.parameter_groups(lr), lr=lr, momentum=float(stage["momentum"]),
@@ -179,15 +192,18 @@ def train(config: Mapping[str, Any], masks_path: Path, output: Path) -> dict[str
         seed=seed,
         log_every=int(stage.get("log_every", 20)),
         checkpoint_every=int(stage.get("checkpoint_every", 500)),
+        precision=str(stage.get("precision", "fp32")),
+        channels_last=bool(stage.get("channels_last", False)),
+        pin_memory=stage.get("pin_memory"),
+        prefetch_factor=stage.get("prefetch_factor"),
     )
-    device = resolve_device(stage.get("device", config.get("device", "auto")))
     state = ResumeState(output.parent / "_state", config_hash(config))
     LOG.info("training %s on %d images of %s for %d iterations on %s", stage["network"], len(ids), split,
              iterations, device)
     started = time.perf_counter()
     history = run_training(
         task=SegmentationTask(), model=model, optimizer=optimizer, scheduler=scheduler, dataset=dataset,
-        total_steps=iterations, settings=settings, state=state, device=device,
+        total_steps=iterations, settings=settings, state=state, device=device, context=context,
     )
     payload = {
         "network": stage["network"],
@@ -197,10 +213,14 @@ def train(config: Mapping[str, Any], masks_path: Path, output: Path) -> dict[str
         "history": history,
         "images_per_second": images_per_second(history, batch_size),
         "seconds": round(time.perf_counter() - started, 2),
+        "processes": context.world_size,
         "provenance": provenance(config, STAGE),
     }
-    save_torch(payload, output)
-    shutil.rmtree(state.state_dir, ignore_errors=True)
+    if context.is_main:
+        save_torch(payload, output)
+        shutil.rmtree(state.state_dir, ignore_errors=True)
+    distributed.barrier(context)
+    distributed.shutdown(context)
     return payload
 
 
@@ -208,8 +228,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = _cli.stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--masks", required=True, type=Path, help="pseudo-mask store (HDF5) of the split")
     parser.add_argument("--output", required=True, type=Path, help="model file to write")
-    args = parser.parse_args(argv)
-    _cli.run(lambda: train(args.config, args.masks, args.output))
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(arguments)
+
+    def launch() -> None:
+        processes = distributed.requested_processes((args.config.get("stage") or {}).get("processes"))
+        distributed.relaunch_under_torchrun(processes, STAGE, arguments)
+        train(args.config, args.masks, args.output)
+
+    _cli.run(launch)
 
 
 if __name__ == "__main__":

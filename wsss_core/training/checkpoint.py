@@ -3,7 +3,8 @@
 Snakemake deletes a rule's declared outputs before it runs, so resume state lives in an undeclared
 sibling folder (``<output dir>/_state/last.pt``). It holds model, optimiser, scheduler, step and RNG
 states plus the hash of the configuration that made it; a state made under another configuration is
-discarded rather than resumed.
+discarded rather than resumed. In multi-process training rank 0 writes the file with every rank's RNG
+state (``rng_per_rank``) and every rank resumes from it (:func:`rank_rng_state`).
 """
 
 from __future__ import annotations
@@ -34,11 +35,24 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def rank_rng_state(saved: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
+    """The RNG state rank ``rank`` resumes with: its own when the checkpoint was written by a run with
+    the same number of processes, else rank 0's (the config hash covers the process count, so this
+    happens only for hand-made states)."""
+    per_rank = saved.get("rng_per_rank")
+    if per_rank and len(per_rank) == world_size:
+        return per_rank[rank]
+    if world_size > 1:
+        LOG.warning("resume state has no RNG state per rank for %d processes; all ranks take rank 0's", world_size)
+    return saved["rng"]
 
 
 class ResumeState:
@@ -58,14 +72,18 @@ class ResumeState:
         scheduler: Any,
         history: list[dict[str, float]],
         extra: dict[str, Any] | None = None,
+        rng_per_rank: list[dict[str, Any]] | None = None,
     ) -> None:
+        """Write the state atomically. ``rng_per_rank`` (multi-process training) holds every rank's RNG
+        state in rank order; ``rng`` is then rank 0's, so one-process readers still find theirs."""
         payload = {
             "config_hash": self.config_hash,
             "step": step,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "rng": rng_state(),
+            "rng": rng_per_rank[0] if rng_per_rank else rng_state(),
+            "rng_per_rank": rng_per_rank,
             "history": history,
             "extra": extra or {},
         }

@@ -1,0 +1,119 @@
+"""The real Snakemake DAG on a tiny synthetic dataset: every stage, both routes, reruns and a SIGKILL.
+
+These tests run `snakemake` as a subprocess in a temporary working directory with the repository's
+Snakefile and config.yaml plus tests/e2e_config.yaml (tiny sizes). They take a few minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def snakemake(workdir: Path, *targets: str, extra: tuple[str, ...] = (), check: bool = True,
+              background: bool = False):
+    command = [
+        str(SNAKEMAKE), "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(REPOSITORY / "config.yaml"), str(REPOSITORY / "tests" / "e2e_config.yaml"),
+        "--cores", "2", *extra, *targets,
+    ]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if background:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=environment, start_new_session=True)
+    result = subprocess.run(command, capture_output=True, text=True, env=environment)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> Path:
+    """Run the multi-stage chain (MCTformer-V2 → seeds → CRF → DeepLab-V2) and an end-to-end method
+    (ToCo's own decoder) once for the module."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir, "results/synth/mctformer/miou.json", "results/synth/toco/miou.json")
+    return workdir
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_multi_stage_chain_writes_scores_with_provenance(chain):
+    run = chain / "results/synth/mctformer"
+    final = read(run / "miou.json")
+    assert 0.0 <= final["miou"] <= 1.0
+    assert final["pipeline"]["route"] == "multi_stage"
+    assert final["pipeline"]["refine"] == "crf" and final["pipeline"]["segmentation"] == "deeplab_v2"
+    assert 0.0 <= final["seed_miou"] <= 1.0 and 0.0 <= final["mask_miou"] <= 1.0
+    assert len(final["iou"]) == 21  # background + 20 synthetic classes
+
+    seeds = read(run / "seeds/eval.json")
+    assert seeds["split"] == "train" and seeds["num_images"] == 12
+    assert 0.05 <= seeds["best_threshold"] <= 0.95
+    for artefact in (seeds, read(run / "masks/crf/eval.json"), read(run / "seg/crf.deeplab_v2/miou.json")):
+        assert artefact["provenance"]["code_fingerprint"]
+        assert artefact["provenance"]["config"]["dataset"]["name"] == "synth"
+
+    with h5py.File(run / "seeds/cams.h5", "r", locking=False) as store:
+        assert store.attrs["method"] == "mctformer"
+        assert len(store["maps"]) == 32  # every train_aug image
+        assert "provenance" in store.attrs
+    for stage in ("train_method", "export_seeds", "refine_crf", "train_segmentation", "infer_segmentation"):
+        assert (chain / f"benchmarks/synth/mctformer/{stage}{'' if stage in ('train_method', 'export_seeds', 'refine_crf') else '_crf.deeplab_v2'}.tsv").is_file()
+
+
+def test_end_to_end_route_uses_the_methods_own_decoder(chain):
+    final = read(chain / "results/synth/toco/miou.json")
+    assert final["pipeline"]["route"] == "own_decoder"
+    assert final["mask_miou"] is None
+    assert 0.0 <= final["miou"] <= 1.0
+    assert (chain / "results/synth/toco/decoder/predictions.h5").is_file()
+
+
+def test_finished_run_is_not_redone_and_a_parameter_change_reruns_downstream(chain):
+    dry = snakemake(chain, "results/synth/mctformer/miou.json", extra=("-n",))
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    changed = snakemake(
+        chain, "results/synth/mctformer/miou.json",
+        extra=("-n", "--config", "stages={'evaluate_seeds': {'thresholds': {'start': 0.1, 'stop': 0.9, 'step': 0.05}}}"),
+    )
+    summary = changed.stdout + changed.stderr
+    assert "evaluate_seeds" in summary and "refine_crf" in summary
+    assert "train_method" not in summary.split("Job stats:")[1].split("Reasons:")[0]
+
+
+def test_sigkill_during_training_resumes_from_the_last_checkpoint(tmp_path):
+    overrides = ("--config", "methods={'mctformer': {'params': {'presets': {'synth': {'train': {'epochs': 6}}}}}}")
+    target = "results/synth/mctformer/train/model.pt"
+    snakemake(tmp_path, "results/synth/dataset")
+    process = snakemake(tmp_path, target, extra=overrides, background=True)
+    state = tmp_path / "results/synth/mctformer/train/_state/last.pt"
+    deadline = time.time() + 600
+    while not state.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert state.exists(), "training never wrote a checkpoint"
+    os.killpg(process.pid, signal.SIGKILL)  # the whole job: snakemake and the stage it runs
+    process.wait()
+    assert not (tmp_path / target).exists()
+
+    snakemake(tmp_path, extra=("--unlock",))
+    snakemake(tmp_path, target, extra=overrides)
+    log = (tmp_path / "logs/synth/mctformer/train_method.log").read_text()
+    assert "resumed from" in log
+    assert (tmp_path / target).is_file()
+    assert not state.exists()  # resume state is removed once the model is written
