@@ -37,3 +37,21 @@ def test_rand_augment_view_depends_only_on_the_sample_generator():
         views.append(augment(image, sample_rng(3, 0, 5)))
     assert torch.equal(views[0], views[1])
     assert not torch.equal(views[0], augment(image, sample_rng(3, 0, 6)))
+
+
+def test_rand_augment_survives_the_zero_bit_posterize_of_the_top_magnitude():
+    from PIL import Image
+
+    from wsss_core.data.rand_augment import posterize, rand_augment_transform
+
+    image = Image.fromarray((np.arange(16 * 16 * 3) % 256).astype(np.uint8).reshape(16, 16, 3))
+    assert np.asarray(posterize(image, 0)).max() == 0  # Pillow < 11: keep no bits -> black
+    assert np.array_equal(np.asarray(posterize(image, 8)), np.asarray(image))
+    assert np.asarray(posterize(image, 1)).max() == 128
+    # magnitude 10 with no spread: increasing posterize asks for 0 bits on every call
+    transform = rand_augment_transform("rand-n1-m10-inc1", {"translate_const": 4, "img_mean": (124, 116, 104)})
+    transform.ops = [op for op in transform.ops if op.name == "PosterizeIncreasing"]
+    for op in transform.ops:
+        op.prob = 1.0  # RandAugment applies each chosen op with probability 0.5
+    for _ in range(3):
+        assert np.asarray(transform(image)).max() == 0

@@ -32,12 +32,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from timm.data import rand_augment_transform
 from timm.data.random_erasing import RandomErasing
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 
+from wsss_core.data.rand_augment import rand_augment_transform
 from wsss_core.data.transforms import IMAGENET_MEAN, normalize_to_tensor, random_resized_crop_box
 from wsss_core.errors import ConfigError
 from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
