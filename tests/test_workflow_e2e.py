@@ -28,7 +28,7 @@ def snakemake(workdir: Path, *targets: str, extra: tuple[str, ...] = (), check: 
     command = [
         str(SNAKEMAKE), "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(workdir),
         "--configfile", str(REPOSITORY / "config.yaml"), str(REPOSITORY / "tests" / "e2e_config.yaml"),
-        "--cores", "2", *extra, *targets,
+        "--cores", "2", *targets, *extra,  # targets first: --config takes every value after it
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     if background:
@@ -87,7 +87,7 @@ def test_end_to_end_route_uses_the_methods_own_decoder(chain):
 
 def test_finished_run_is_not_redone_and_a_parameter_change_reruns_downstream(chain):
     dry = snakemake(chain, "results/synth/mctformer/miou.json", extra=("-n",))
-    assert "Nothing to be done" in dry.stdout + dry.stderr
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
     changed = snakemake(
         chain, "results/synth/mctformer/miou.json",
         extra=("-n", "--config", "stages={'evaluate_seeds': {'thresholds': {'start': 0.1, 'stop': 0.9, 'step': 0.05}}}"),
