@@ -23,7 +23,6 @@ two ends lie in the image, as IRN's does (PSA's dense build only has pairs whose
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any

@@ -24,7 +24,7 @@ from wsss_core.errors import ConfigError
 from wsss_core.evaluation.metrics import score_seeds_by_argmax, threshold_sweep
 from wsss_core.io.seed_store import SeedStore
 from wsss_core.stages import _cli
-from wsss_core.stages.evaluate_masks import (
+from wsss_core.stages._shared import (
     expected_method,
     missing_ids,
     open_reader,

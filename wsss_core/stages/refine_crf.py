@@ -38,7 +38,7 @@ from wsss_core.methods.base import SeedMaps
 from wsss_core.refine.crf import CRFParams, crf_probabilities
 from wsss_core.registry import Registry
 from wsss_core.stages import _cli
-from wsss_core.stages.evaluate_masks import (
+from wsss_core.stages._shared import (
     expected_method,
     missing_ids,
     open_reader,

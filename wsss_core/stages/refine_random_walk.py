@@ -34,7 +34,7 @@ from wsss_core.refine.seed_adapter import to_refinement_seeds
 from wsss_core.segmentation import NORMALIZATIONS
 from wsss_core.stages import _cli
 from wsss_core.stages.affinity_labels import refiner_from_stage
-from wsss_core.stages.evaluate_masks import expected_method, missing_ids, open_reader, source_record, stage_config
+from wsss_core.stages._shared import expected_method, missing_ids, open_reader, source_record, stage_config
 from wsss_core.utils.device import resolve_device
 from wsss_core.utils.progress import progress
 from wsss_core.utils.provenance import provenance

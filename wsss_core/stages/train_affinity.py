@@ -46,7 +46,7 @@ from wsss_core.models.weights import WeightsCatalog
 from wsss_core.segmentation import NORMALIZATIONS, InputNormalization
 from wsss_core.stages import _cli
 from wsss_core.stages.affinity_labels import refiner_from_stage
-from wsss_core.stages.evaluate_masks import missing_ids, source_record, stage_config
+from wsss_core.stages._shared import missing_ids, source_record, stage_config
 from wsss_core.training.checkpoint import ResumeState
 from wsss_core.training.loop import LoopSettings, images_per_second, run_training
 from wsss_core.training.schedulers import PolyLRScheduler

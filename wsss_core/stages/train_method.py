@@ -30,12 +30,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from wsss_core.data import open_dataset
 from wsss_core.data.datasets import TrainingDataset
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import Method, method_from_config
+from wsss_core.methods.base import method_from_config
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.stages._cli import run, stage_parser
 from wsss_core.training import distributed
