@@ -20,6 +20,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".partial") -> Itera
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(target, suffix)
     handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     os.close(handle)
     temp = Path(temp_name)
@@ -31,6 +32,13 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".partial") -> Itera
     finally:
         if temp.exists():
             temp.unlink()
+
+
+def remove_stale_partials(target: Path, suffix: str = ".partial") -> None:
+    """Delete temporary siblings left by a writer of ``target`` that was killed (SIGKILL/SIGTERM skip
+    the cleanup above). Snakemake runs one job per output at a time, so none of them is in use."""
+    for stale in target.parent.glob(f".{target.name}.*{suffix}"):
+        stale.unlink(missing_ok=True)
 
 
 def write_json(path: str | os.PathLike[str], payload: Any) -> None:
