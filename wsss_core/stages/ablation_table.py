@@ -143,8 +143,8 @@ def render_markdown(rows: Sequence[AblationRow], components: Sequence[str], titl
             if math.isclose(getattr(row, name), best[offset]):
                 cells[first_score + offset] = f"**{cells[first_score + offset]}**"
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Seeds scored on the score split (VOC: train, 1,464 images) at each variant's best "
-                  "background threshold. Sources:"]
+    lines += ["", "Seeds scored on the dataset's score split (VOC: train, 1,464 images) at each variant's "
+                  "best background threshold. Sources:"]
     lines += [f"- {row.label}: `{row.source}`" for row in rows]
     return "\n".join(lines) + "\n"
 
