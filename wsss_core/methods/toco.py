@@ -65,6 +65,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torch import nn
 
+from wsss_core.data import transforms
 from wsss_core.errors import ConfigError
 from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
 from wsss_core.models.backbones import create_backbone
@@ -149,11 +150,8 @@ def denormalize(image: torch.Tensor) -> torch.Tensor:
 
 
 def random_rescale(image: np.ndarray, scale_range: Sequence[float], rng: np.random.Generator) -> np.ndarray:
-    """Bilinear rescale by a factor uniform in ``scale_range``."""
-    factor = rng.uniform(*scale_range)
-    height, width = image.shape[:2]
-    size = (max(1, int(round(width * factor))), max(1, int(round(height * factor))))
-    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    """Bilinear rescale by a factor uniform in ``scale_range`` (the shared transform, image only)."""
+    return transforms.random_rescale(image, tuple(scale_range), rng)[0]
 
 
 def random_crop_with_box(

@@ -50,6 +50,7 @@ from wsss_core.methods.base import TrainingProgress
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.segmentation import InputNormalization, build_segmentation_network
 from wsss_core.stages import _cli
+from wsss_core.stages._shared import missing_ids
 from wsss_core.training import distributed
 from wsss_core.training.checkpoint import ResumeState
 from wsss_core.training.loop import LoopSettings, images_per_second, run_training
@@ -141,12 +142,7 @@ def stage_settings(config: Mapping[str, Any]) -> dict[str, Any]:
 def check_mask_store(masks: MaskStore, ids: Sequence[str], num_classes: int) -> None:
     """StoreError unless the store has every id of the split and the dataset's class count."""
     masks.check(num_classes=num_classes)
-    missing = [image_id for image_id in ids if image_id not in masks]
-    if missing:
-        raise StoreError(
-            f"mask store {masks.path} lacks {len(missing)} of the {len(ids)} training images "
-            f"(first: {', '.join(missing[:3])}); re-run the refinement stage that writes it for this split"
-        )
+    missing_ids(masks, ids, "mask store")
 
 
 def train(config: Mapping[str, Any], masks_path: Path, output: Path) -> dict[str, Any]:

@@ -222,7 +222,9 @@ def run_training(
         # or a resumed run would draw different dropout masks than an uninterrupted one
         generator=torch.Generator().manual_seed(settings.seed * 100003 + context.rank),
     )
-    started = time.perf_counter()
+    # logged seconds count training time across resumes, so steps / seconds stays a true throughput
+    earlier_seconds = history[-1]["seconds"] if history else 0.0
+    started = time.perf_counter() - earlier_seconds
     for batch in loader:
         epoch = step // steps_per_epoch
         progress = TrainingProgress(epoch, step, steps_per_epoch, total_steps)
