@@ -145,3 +145,6 @@ def test_training_steps_freeze_norms_and_infer() -> None:
     seeds = method.infer_seeds(model, image, np.array([0, 1, 1], dtype=np.float32))
     assert seeds.keys.tolist() == [2, 3] and seeds.maps.shape == (2, 30, 45)
     assert seeds.maps.min() >= 0 and seeds.maps.max() <= 1
+    mask = method.infer_pseudo_labels(model, image, np.array([0, 1, 1], dtype=np.float32))
+    assert method.pseudo_labels == "par"
+    assert mask.shape == (30, 45) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 2, 3}

@@ -182,6 +182,12 @@ def test_dino_frozen_prototypes_updated_and_inference() -> None:
     np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, rtol=1e-5)
     seeds = method.infer_seeds(rebuilt, image, np.array([1, 0, 0], dtype=np.float32))
     assert seeds.keys.tolist() == [1] and seeds.maps.shape == (1, 30, 40)
+    # CARM pseudo-labels: read the prototypes, never update them; labels only from present classes + bg
+    prototypes = rebuilt.prototypes.prototypes.clone()
+    assert method.pseudo_labels == "carm"
+    mask = method.infer_pseudo_labels(rebuilt, image, np.array([1, 0, 1], dtype=np.float32))
+    assert mask.shape == (30, 40) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1, 3}
+    torch.testing.assert_close(rebuilt.prototypes.prototypes, prototypes)
 
 
 def test_background_threshold_label_rule() -> None:

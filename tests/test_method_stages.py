@@ -111,3 +111,42 @@ def test_unknown_method_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as stop:
         train_method.main(["--config", json.dumps(config), "--output", str(tmp_path / "model.pt")])
     assert stop.value.code == 1
+
+
+def test_export_pseudo_labels_writes_a_mask_per_image_and_refuses_methods_without(tmp_path: Path) -> None:
+    from wsss_core.io.seed_store import MaskStore
+    from wsss_core.methods.base import build_method
+    from wsss_core.models.weights import WeightsCatalog
+    from wsss_core.stages import export_pseudo_labels
+
+    config = _config(_write_dataset(tmp_path / "dataset"))
+    config["method"] = {
+        "name": "toco", "backbone": "vit_synth", "weights": None, "backbone_args": {"depth": 2}, "aux_layer": -1,
+        "crop_size": 32, "par": {"dilations": [1, 2], "iterations": 2},
+        "projector": {"out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8}, "decoder": {"channels": 16},
+        "train": {"iterations": 1, "batch_size": 2}, "inference": {"seed_resize": 32, "scales": [1.0]},
+    }
+    torch.manual_seed(0)
+    network = build_method("toco", config["method"], 2).build_model(WeightsCatalog({}))
+    model = tmp_path / "model.pt"
+    torch.save({"method": "toco", "num_classes": 2, "model": network.state_dict()}, model)
+    output = tmp_path / "masks" / "own" / "masks.h5"
+    export_pseudo_labels.main(["--config", json.dumps(config), "--model", str(model), "--output", str(output)])
+    store = MaskStore(output)
+    assert sorted(store.ids()) == sorted(IDS) and store.attrs["source"] == "par"
+    labels = np.load(tmp_path / "dataset" / "cls_labels.npy", allow_pickle=True).item()
+    for image_id in IDS:
+        mask = store.get(image_id)
+        assert mask.shape == (36, 40)
+        allowed = {0, *(np.flatnonzero(labels[image_id]) + 1).tolist()}
+        assert set(np.unique(mask).tolist()) <= allowed  # only present classes, never 255
+
+    mctformer = _config(_write_dataset(tmp_path / "other"))
+    straight = tmp_path / "mctformer.pt"
+    mctformer["method"]["train"]["epochs"] = 1
+    train_method.main(["--config", json.dumps(mctformer), "--output", str(straight)])
+    refused = tmp_path / "refused.h5"
+    with pytest.raises(SystemExit) as stop:
+        export_pseudo_labels.main(["--config", json.dumps(mctformer), "--model", str(straight),
+                                   "--output", str(refused)])
+    assert stop.value.code == 1 and not refused.exists()

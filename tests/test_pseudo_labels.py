@@ -116,3 +116,21 @@ def test_par_labels_are_smoothed_by_refinement_on_a_uniform_image() -> None:
     result = par_refined_labels(PixelAdaptiveRefinement(dilations=(1, 2)), image, cams, torch.ones(1, 1), 0.25, 0.7,
                                 downscale=1)
     assert (result == 0).all()
+
+
+def test_par_labels_of_maps_threshold_and_absent_classes() -> None:
+    """One threshold, no ignore: a uniform image (PAR keeps the scores) labels exactly where the
+    present class's map exceeds the background threshold; absent classes never appear."""
+    from wsss_core.single_stage.par import PixelAdaptiveRefinement
+    from wsss_core.single_stage.pseudo_labels import par_labels_of_maps
+
+    image = torch.full((1, 3, 8, 8), 0.5)
+    maps = torch.zeros(1, 8, 8)
+    maps[0, :, 4:] = 0.9  # class 3 on the right half
+    label = par_labels_of_maps(PixelAdaptiveRefinement([1], 2), image, maps, torch.tensor([3]), 4, 0.5, 1)
+    expected = torch.zeros(8, 8, dtype=torch.long)
+    expected[:, 4:] = 3
+    assert torch.equal(label, expected)
+    nothing = par_labels_of_maps(PixelAdaptiveRefinement([1], 2), image, maps[:0], torch.tensor([], dtype=torch.long),
+                                 4, 0.5, 1)
+    assert torch.equal(nothing, torch.zeros(8, 8, dtype=torch.long))

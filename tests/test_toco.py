@@ -242,3 +242,26 @@ def test_misspelt_section_keys_are_config_errors() -> None:
         ToCo(tiny_config(contrast={"temprature": 0.5}), 2)
     with pytest.raises(ConfigError, match="method.inference.flip_fuse"):
         ToCo(tiny_config(inference={"flip_fuse": "product"}), 2)
+
+
+def test_pseudo_labels_are_the_par_refined_seed_with_one_threshold(
+    method_and_model: tuple[ToCo, torch.nn.Module]
+) -> None:
+    from wsss_core.single_stage.pseudo_labels import par_refined_labels
+
+    method, model = method_and_model
+    model.eval()
+    assert method.pseudo_labels == "par"
+    image = np.random.default_rng(5).integers(0, 255, (30, 45, 3), dtype=np.uint8)
+    labels = np.array([0.0, 1.0], dtype=np.float32)
+    mask = method.infer_pseudo_labels(model, image, labels)
+    assert mask.shape == (30, 45) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 2}
+    # the same label by hand: the seed map in a [1, C, H, W] stack, PAR with low = high = background
+    seeds = method.infer_seeds(model, image, labels)
+    cams = torch.zeros(1, 2, 30, 45)
+    cams[0, 1] = torch.from_numpy(seeds.maps[0])
+    expected = par_refined_labels(
+        method.par, torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255, cams, torch.tensor([[0.0, 1.0]]),
+        0.5, 0.5, None, method.par_downscale,
+    )[0]
+    np.testing.assert_array_equal(mask, expected.numpy())

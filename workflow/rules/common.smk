@@ -17,7 +17,15 @@ validate(config, schema="../schemas/config.schema.yaml")
 try:
     for _dataset in config["datasets"]:
         for _run in resolve.run_names(config):
-            resolve.method_config(config, _dataset, _run)
+            _name = resolve.method_config(config, _dataset, _run)["name"]
+            if (
+                resolve.pipeline_choice(config, _dataset, _run).get("refine") == "own"
+                and METHODS.get(_name).pseudo_labels is None
+            ):
+                raise WorkflowError(
+                    f"config.yaml: methods.{_run}.pipeline.refine is 'own', but method '{_name}' makes no "
+                    "pseudo-labels of its own (only ToCo, MCC, AFA and ECA do): use crf, irn or psa"
+                )
 except InputError as error:
     raise WorkflowError(f"config.yaml: {error}") from None
 
@@ -29,7 +37,7 @@ GENERATED_DATASETS = [name for name in config["datasets"] if resolve.is_generate
 wildcard_constraints:
     dataset="|".join(config["datasets"]),
     method="|".join(resolve.run_names(config)) or "no_method_configured",
-    refine="crf|irn|psa",
+    refine="crf|irn|psa|own",
     network="[a-z0-9_]+",
 
 
@@ -60,6 +68,10 @@ def train_job(wildcards):
 
 def export_seeds_job(wildcards):
     return _job(wildcards, "train", ("export_seeds",))
+
+
+def export_pseudo_labels_job(wildcards):
+    return _job(wildcards, "train", None)
 
 
 def evaluate_seeds_job(wildcards):
@@ -122,6 +134,12 @@ def method_module(wildcards):
     return METHODS.get(name).__module__
 
 
+def makes_own_pseudo_labels(wildcards):
+    """Whether the method behind a run exports pseudo-labels of its own (``refine: own``)."""
+    name = resolve.method_config(config, wildcards.dataset, wildcards.method)["name"]
+    return METHODS.get(name).pseudo_labels is not None
+
+
 def stage_code(stage_module):
     """A params function: the code fingerprint of a stage and of the job's method."""
 
@@ -178,6 +196,8 @@ def final_result_sources(wildcards):
     choice = pipeline(wildcards)
     if choice["route"] != "own_decoder":
         sources["masks"] = f"{base}/masks/{choice['refine']}/eval.json"
+    elif makes_own_pseudo_labels(wildcards):
+        sources["masks"] = f"{base}/masks/own/eval.json"
     return sources
 
 
@@ -313,7 +333,10 @@ def _route_files(wildcards):
     base = f"results/{wildcards.dataset}/{wildcards.method}"
     choice = pipeline(wildcards)
     if choice["route"] == "own_decoder":
-        return {"predictions": f"{base}/decoder/predictions.h5"}
+        files = {"predictions": f"{base}/decoder/predictions.h5"}
+        if makes_own_pseudo_labels(wildcards):
+            files["masks"] = f"{base}/masks/own/masks.h5"
+        return files
     route = f"{choice['refine']}.{choice['segmentation']}"
     return {
         "masks": f"{base}/masks/{choice['refine']}/masks.h5",

@@ -1,5 +1,5 @@
-# Seeds → pseudo-masks. `pipeline.refine` of a method picks crf, irn or psa; each writes a mask store
-# for the training split, scored on the score split (a subset of it).
+# Seeds → pseudo-masks. `pipeline.refine` of a method picks crf, irn, psa or own (a single-stage method's
+# PAR/CARM labels); each writes a mask store for the training split, scored on the score split (a subset of it).
 
 
 rule refine_crf:
@@ -25,6 +25,30 @@ rule refine_crf:
     shell:
         "{PYTHON} -m wsss_core.stages.refine_crf --config {params.config:q} --seeds {input.seeds} "
         "--seed-eval {input.seed_eval} --output {output} > {log} 2>&1"
+
+
+rule export_pseudo_labels:
+    input:
+        dataset=dataset_input,
+        model="results/{dataset}/{method}/train/model.pt",
+    output:
+        "results/{dataset}/{method}/masks/own/masks.h5",
+    params:
+        config=export_pseudo_labels_job,
+        code=stage_code("wsss_core.stages.export_pseudo_labels"),
+    log:
+        "logs/{dataset}/{method}/export_pseudo_labels.log",
+    benchmark:
+        "benchmarks/{dataset}/{method}/export_pseudo_labels.tsv"
+    threads: 4
+    resources:
+        gpu=heavy_gpu,
+        mem_mb=heavy_mem_mb,
+        runtime=heavy_runtime,
+        **SLURM_HEAVY,
+    shell:
+        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.export_pseudo_labels --config {params.config:q} "
+        "--model {input.model} --output {output} > {log} 2>&1"
 
 
 rule evaluate_masks:

@@ -68,7 +68,13 @@ from wsss_core.single_stage.cams import multi_scale_cams, multi_scale_logits
 from wsss_core.single_stage.decoders import GMPClassifier
 from wsss_core.single_stage.losses import balanced_segmentation_loss
 from wsss_core.single_stage.par import PixelAdaptiveRefinement
-from wsss_core.single_stage.pseudo_labels import IGNORE_INDEX, box_mask, label_masked_cams, par_refined_labels
+from wsss_core.single_stage.pseudo_labels import (
+    IGNORE_INDEX,
+    box_mask,
+    label_masked_cams,
+    par_labels_of_maps,
+    par_refined_labels,
+)
 from wsss_core.single_stage.segformer_head import SegFormerHead
 
 
@@ -93,8 +99,8 @@ AFA_SECTION_KEYS: dict[str, frozenset[str]] = {
 @dataclass(frozen=True)
 class LabelThresholds:
     """Background scores of the PAR dual-threshold label (AFA: high 0.55, low 0.35) and the single hard
-    background threshold α (used only by ECA's ``cam_label.rule: background_threshold``; AFA's 0.45 is an
-    evaluation setting, which the evaluate_seeds stage sweeps instead)."""
+    background threshold α (ECA's ``cam_label.rule: background_threshold``, and the background of the exported
+    PAR pseudo-masks, ``infer_pseudo_labels``; the evaluate_seeds stage sweeps the seeds' threshold instead)."""
 
     low: float = 0.35
     high: float = 0.55
@@ -228,6 +234,7 @@ class AFA(Method):
 
     name = "afa"
     end_to_end = True
+    pseudo_labels = "par"
     seed_normalization = "minmax"
     default_loss_weights: ClassVar[dict[str, float]] = {"cls": 1.0, "segmentation": 0.1, "affinity": 0.1}
     section_keys: ClassVar[dict[str, frozenset[str]]] = AFA_SECTION_KEYS
@@ -426,6 +433,17 @@ class AFA(Method):
         present = np.flatnonzero(np.asarray(labels) > 0)
         maps = cam[torch.as_tensor(present, dtype=torch.long, device=cam.device)].clamp(0.0, 1.0)
         return SeedMaps(maps=maps.float().cpu().numpy(), keys=(present + 1).astype(np.int64))
+
+    @torch.no_grad()
+    def infer_pseudo_labels(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """PAR pseudo-mask: the seed CAM, background at ``thresholds.background``, refined by PAR."""
+        seeds = self.infer_seeds(model, image, labels)
+        device = next(model.parameters()).device
+        label = par_labels_of_maps(
+            self.par.to(device), to_tensor(image).unsqueeze(0).to(device), torch.from_numpy(seeds.maps).to(device),
+            torch.from_numpy(seeds.keys), self.num_classes, self.thresholds.background, self.par_downscale,
+        )
+        return label.cpu().numpy().astype(np.uint8)
 
     @torch.no_grad()
     def segment(self, model: nn.Module, image: np.ndarray) -> np.ndarray:

@@ -77,6 +77,9 @@ class Method(abc.ABC):
     # How ``infer_seeds`` normalises each map: "minmax" or "max"; recorded in the seed store so that
     # refinement (IRN, PSA, CRF) converts seeds from any method the same documented way.
     seed_normalization: ClassVar[str] = "minmax"
+    # The rule of ``infer_pseudo_labels`` ("par": ToCo, MCC, AFA; "carm": ECA), or None for methods
+    # whose pseudo-masks come from refinement only. Exported as ``refine: own`` (stages.export_pseudo_labels).
+    pseudo_labels: ClassVar[str | None] = None
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         self.config = dict(config)
@@ -119,6 +122,13 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def infer_seeds(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> SeedMaps:
         """CAM seeds of one RGB ``uint8`` image for its present classes, as the paper exports them."""
+
+    def infer_pseudo_labels(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The method's own pseudo-mask ``uint8 [H, W]`` (0 background, 1..C) of one image: the label its
+        segmentation decoder learns from, with the evaluation rule's single background threshold."""
+        raise TypeError(
+            f"method '{self.name}' makes no pseudo-labels of its own; set pipeline.refine to crf, irn or psa"
+        )
 
     def segment(self, model: nn.Module, image: np.ndarray) -> np.ndarray:
         """Class probabilities ``float32 [C+1, H, W]`` from the method's own decoder (end-to-end only)."""

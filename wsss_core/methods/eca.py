@@ -204,6 +204,7 @@ class ECA(AFA):
     """ECA: AFA + class-aware affinity region maps from a frozen DINO + CAM correspondence."""
 
     name = "eca"
+    pseudo_labels = "carm"
     default_loss_weights = {
         "cls": 1.0, "segmentation": 0.1, "carm_segmentation": 0.1, "correspondence": 0.1, "affinity": 0.1,
     }
@@ -313,9 +314,10 @@ class ECA(AFA):
     @torch.no_grad()
     def class_aware_maps(
         self, model: ECANetwork, images: torch.Tensor, cams: torch.Tensor, labels: torch.Tensor, box: torch.Tensor,
-        stage4: torch.Tensor,
+        stage4: torch.Tensor, update_prototypes: bool = True,
     ) -> torch.Tensor:
-        """SAE: calibrated CARM ``[B, C+1, h, w]`` on the DINO grid (prototypes updated afterwards)."""
+        """SAE: calibrated CARM ``[B, C+1, h, w]`` on the DINO grid (prototypes updated afterwards in
+        training; inference passes ``update_prototypes=False``)."""
         keys, query, grid = model.dino(images)
         batch = images.shape[0]
         valid = token_box_mask(box, grid, model.dino.patch_size).flatten(1)
@@ -338,7 +340,8 @@ class ECA(AFA):
         if self.calibrate:
             features = F.interpolate(stage4.detach(), size=grid, mode="bilinear", align_corners=False).flatten(2)
             carm = model.prototypes.calibrate(carm, features, valid)
-            model.prototypes.update(features, seeds)
+            if update_prototypes:
+                model.prototypes.update(features, seeds)
         return carm.view(batch, -1, *grid)
 
     def correspondence(
@@ -392,3 +395,22 @@ class ECA(AFA):
             losses["correspondence"] = self.correspondence(model, batch, label)
         losses["loss"] = sum(weights[name] * losses[name] for name in weights)
         return losses
+
+    # ----------------------------------------------------------------------------- inference
+    @torch.no_grad()
+    def infer_pseudo_labels(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """CARM pseudo-mask of one image: the multi-scale CAM and the frozen DINO's affinity give the
+        calibrated CARM (prototypes read, not updated), refined by PAR; no ignore band. The image is
+        resized to sides that are multiples of the DINO patch (the grid must tile it) and the mask back
+        with nearest-neighbour interpolation."""
+        height, width = image.shape[:2]
+        patch = int(model.dino.patch_size)
+        size = (max(patch, math.ceil(height / patch) * patch), max(patch, math.ceil(width / patch) * patch))
+        x = bilinear(self._image_tensor(model, image), size)
+        present = torch.as_tensor(np.asarray(labels) > 0, dtype=torch.float32, device=x.device)[None]
+        (cams,) = multi_scale_cams(model.cam_maps, x, self.cam_scales)
+        box = torch.tensor([[0, size[0], 0, size[1]]], device=x.device)
+        carm = self.class_aware_maps(model, x, cams, present, box, model(x).features[-1], update_prototypes=False)
+        label = carm_pseudo_labels(self.par.to(x.device), denormalize(x), carm, present, None, self.par_downscale)
+        label = F.interpolate(label[None].float(), size=(height, width), mode="nearest")[0, 0]
+        return label.cpu().numpy().astype(np.uint8)

@@ -75,7 +75,13 @@ from wsss_core.single_stage.cams import multi_scale_cams, multi_scale_logits
 from wsss_core.single_stage.decoders import GMPClassifier, LargeFOV, Projector, ema_update, make_teacher
 from wsss_core.single_stage.losses import affinity_loss, balanced_segmentation_loss, class_token_contrast_loss
 from wsss_core.single_stage.par import PixelAdaptiveRefinement
-from wsss_core.single_stage.pseudo_labels import affinity_labels, par_refined_labels, roi_map, token_labels
+from wsss_core.single_stage.pseudo_labels import (
+    affinity_labels,
+    par_labels_of_maps,
+    par_refined_labels,
+    roi_map,
+    token_labels,
+)
 from wsss_core.training.schedulers import PolyLRScheduler
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -280,9 +286,9 @@ def _section(config: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 @dataclass(frozen=True)
 class Thresholds:
     """Background scores: ``low``/``high`` make the training pseudo labels (VOC 0.25 / 0.7, COCO
-    0.25 / 0.65); ``background`` is the authors' single evaluation threshold (VOC 0.5, COCO 0.45), kept
-    for reference and for methods that label with it: ToCo/MCC export seeds as maps and the
-    evaluate_seeds stage picks their threshold."""
+    0.25 / 0.65); ``background`` is the authors' single evaluation threshold (VOC 0.5, COCO 0.45): the
+    background of the exported PAR pseudo-masks (``infer_pseudo_labels``). Seeds are exported as maps and
+    the evaluate_seeds stage sweeps their threshold."""
 
     low: float = 0.25
     high: float = 0.7
@@ -292,6 +298,8 @@ class Thresholds:
 @METHODS.register("toco")
 class ToCo(Method):
     """ToCo: CAM pseudo labels refined by PAR train a LargeFOV decoder, with token contrast."""
+
+    pseudo_labels = "par"
 
     name = "toco"
     end_to_end = True
@@ -510,6 +518,18 @@ class ToCo(Method):
         present = np.flatnonzero(np.asarray(labels) > 0)
         maps = cam[torch.as_tensor(present, dtype=torch.long, device=cam.device)].clamp(0.0, 1.0)
         return SeedMaps(maps=maps.float().cpu().numpy(), keys=(present + 1).astype(np.int64))
+
+    @torch.no_grad()
+    def infer_pseudo_labels(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """PAR pseudo-mask: the seed CAM (as ``infer_seeds``), background at ``thresholds.background``,
+        refined by PAR on the image (the evaluation rule of the decoder's training label)."""
+        seeds = self.infer_seeds(model, image, labels)
+        device = next(model.parameters()).device
+        label = par_labels_of_maps(
+            self.par.to(device), to_tensor(image).unsqueeze(0).to(device), torch.from_numpy(seeds.maps).to(device),
+            torch.from_numpy(seeds.keys), self.num_classes, self.thresholds.background, self.par_downscale,
+        )
+        return label.cpu().numpy().astype(np.uint8)
 
     @torch.no_grad()
     def segment(self, model: nn.Module, image: np.ndarray) -> np.ndarray:

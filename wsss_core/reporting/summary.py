@@ -4,7 +4,8 @@ A row gathers what the stages already wrote for one route of one run (``results/
 
 * seeds: ``seeds/eval.json`` (``best.miou``, ``best.mean_precision``, ``best.mean_recall``,
   ``best_threshold``);
-* pseudo-masks (multi-stage route): ``masks/{refine}/eval.json`` (``miou``, ``mean_precision``, ...);
+* pseudo-masks (multi-stage route; on the own-decoder route the method's own ``masks/own``):
+  ``masks/{refine}/eval.json`` (``miou``, ``mean_precision``, ...);
 * final result on the evaluation split: ``seg/{refine}.{network}/miou.json`` or ``decoder/miou.json``;
   the run's configured route is read from ``miou.json`` (``pipeline``), other routes are named in the
   stage configuration (``routes``);
@@ -56,10 +57,10 @@ STAGE_BENCHMARKS: dict[str, dict[str, tuple[str, ...]]] = {
     "own_decoder": {
         "train": ("train_method",),
         "seeds": ("export_seeds", "export_seeds.*of*", "merge_seed_shards"),
-        "refine": (),
+        "refine": ("export_pseudo_labels",),
         "segmentation": (),
         "inference": ("infer_decoder", "infer_decoder.*of*", "merge_prediction_shards_decoder"),
-        "evaluation": ("evaluate_seeds", "evaluate_segmentation_decoder"),
+        "evaluation": ("evaluate_seeds", "evaluate_masks_own", "evaluate_segmentation_decoder"),
     },
 }
 STAGE_COLUMNS: tuple[str, ...] = tuple(STAGE_BENCHMARKS["multi_stage"])
@@ -243,6 +244,11 @@ def read_rows(
             sources["masks"] = str(mask_path)
             result_path = run_dir / "seg" / f"{refine}.{network}" / "miou.json"
         else:
+            # the method's own PAR/CARM pseudo-labels, scored when the method makes them (ToCo, MCC, AFA, ECA)
+            mask_path = run_dir / "masks" / "own" / "eval.json"
+            if mask_path.is_file():
+                mask_scores = scores_of(read_json(mask_path), mask_path)
+                sources["masks"] = str(mask_path)
             result_path = run_dir / "decoder" / "miou.json"
         result = read_json(result_path)
         sources["result"] = str(result_path)

@@ -192,3 +192,30 @@ def _par_refined_labels(
     if image_box is not None:
         label[~box_mask(image_box, height, width)] = ignore_index
     return label
+
+
+def par_labels_of_maps(
+    par: PixelAdaptiveRefinement,
+    image: torch.Tensor,
+    maps: torch.Tensor,
+    keys: torch.Tensor,
+    num_classes: int,
+    background_threshold: float,
+    downscale: int = 2,
+) -> torch.Tensor:
+    """Pseudo-mask ``[H, W]`` (0..C, no ignore) of one image for scoring and for DeepLab: the evaluation
+    rule's single background threshold, refined by PAR.
+
+    ``image`` is the RGB image in [0, 1] ``[1, 3, H, W]``; ``maps`` ``[k, H, W]`` are the normalised CAMs
+    of the present classes with ids ``keys`` (1..C). This is :func:`par_refined_labels` with
+    ``low = high = background_threshold``: both stacks agree, so no pixel is left at 255.
+    """
+    height, width = maps.shape[-2:]
+    index = keys.long().to(maps.device) - 1
+    cams = maps.new_zeros((1, num_classes, height, width))
+    cams[0, index] = maps.float()
+    labels = maps.new_zeros((1, num_classes))
+    labels[0, index] = 1.0
+    return par_refined_labels(
+        par, image, cams, labels, background_threshold, background_threshold, None, downscale
+    )[0]

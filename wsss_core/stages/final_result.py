@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pipeline", type=json.loads, required=True, help="route/refine/segmentation (JSON)")
     parser.add_argument("--result", required=True, help="scores of the evaluation split")
     parser.add_argument("--seeds", required=True, help="seed evaluation JSON")
-    parser.add_argument("--masks", default=None, help="pseudo-mask evaluation JSON (multi-stage route)")
+    parser.add_argument("--masks", default=None, help="pseudo-mask evaluation JSON (multi-stage route, or the method's own pseudo-labels)")
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
 
