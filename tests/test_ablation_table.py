@@ -109,3 +109,32 @@ def test_stage_reports_bad_input_as_one_line_exit(tmp_path: Path) -> None:
         )
     assert raised.value.code == 1
     assert not (tmp_path / "t.md").exists()
+
+
+def write_final(path: Path, seeds: Path, miou: float, mask_miou: float | None) -> Path:
+    """A final_result summary naming its seed evaluation."""
+    payload = {"miou": miou, "seed_miou": 0.1, "mask_miou": mask_miou, "sources": {"seeds": str(seeds)}}
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def test_rows_from_final_results_add_pseudo_mask_and_final_columns(tmp_path: Path) -> None:
+    base_seeds = write_eval(tmp_path / "base_seeds.json", 0.570, 0.60, 0.70, 0.50)
+    full_seeds = write_eval(tmp_path / "full_seeds.json", 0.736, 0.75, 0.80, 0.45)
+    base = write_final(tmp_path / "base.json", base_seeds, 0.557, 0.600)
+    full = write_final(tmp_path / "full.json", full_seeds, 0.696, None)  # a run without pseudo-mask scores
+    stage = {"components": ["L_aff"], "rows": {"Baseline": {"components": []}, "MCC": {"components": ["L_aff"]}}}
+    output = tmp_path / "ablation.md"
+    ablation_table.main(["--config", json.dumps({"stage": stage}), "--rows", f"Baseline={base}", f"MCC={full}",
+                         "--output", str(output)])
+    lines = [line for line in output.read_text().splitlines() if line.startswith("| ")]
+    assert lines[0] == ("| variant | L_aff | seed P (%) | seed R (%) | seed mIoU (%) | bg threshold | "
+                        "pseudo-mask mIoU (%) | final mIoU (%) |")
+    assert lines[1] == "| Baseline |  | 60.0 | 70.0 | 57.0 | 0.50 | **60.0** | 55.7 |"
+    assert lines[2] == "| MCC | ✓ | **75.0** | **80.0** | **73.6** | 0.45 |  | **69.6** |"
+    with open(output.with_suffix(".csv")) as stream:
+        table = list(csv.reader(stream))
+    assert table[1][-3:] == ["60.0", "55.7", str(base)]
+    broken = write_final(tmp_path / "broken.json", tmp_path / "absent.json", 0.5, 0.5)
+    with pytest.raises(EvaluationFileError, match="absent.json"):
+        build_rows([f"X={broken}"], {})

@@ -20,3 +20,14 @@ class ConfigError(InputError):
 
 class StoreError(InputError):
     """A seed or mask store is missing, or was written by another method or class count."""
+
+
+def summarize(error: BaseException, max_lines: int = 2) -> str:
+    """``Type: message`` of a library error on one line, for an InputError that wraps it: its first
+    ``max_lines`` lines (e.g. torch's "Error(s) in loading state_dict" and the first size mismatch),
+    and how many more there were, since stages print an InputError as one line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = " ".join(lines[:max_lines])
+    if len(lines) > max_lines:
+        text += f" ... ({len(lines) - max_lines} more lines)"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -228,9 +228,20 @@ def ablation_rows(wildcards):
     return {label: row["run"] for label, row in table["rows"].items()}
 
 
+ABLATION_LEVEL_FILES = {"seeds": "seeds/eval.json", "final": "miou.json"}
+
+
 def ablation_inputs(wildcards):
+    """Each row's scores: its seed evaluation (``levels: seeds``, the default) or its final miou.json
+    (``levels: final``: seed, pseudo-mask and final mIoU columns)."""
+    table = resolve.stage_params(config, wildcards.dataset, "ablations", wildcards.ablation)
+    level = table.get("levels", "seeds")
+    if level not in ABLATION_LEVEL_FILES:
+        raise WorkflowError(
+            f"config.yaml: stages.ablations.{wildcards.ablation}.levels is '{level}'; use seeds or final"
+        )
     return {
-        f"row{index}": f"results/{wildcards.dataset}/{run}/seeds/eval.json"
+        f"row{index}": f"results/{wildcards.dataset}/{run}/{ABLATION_LEVEL_FILES[level]}"
         for index, run in enumerate(ablation_rows(wildcards).values())
     }
 

@@ -19,6 +19,8 @@ registry is the only coupling between them.
 from __future__ import annotations
 
 import logging
+import pickle
+import struct
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ import timm
 import torch
 from torch import nn
 
-from wsss_core.errors import InputError
+from wsss_core.errors import InputError, summarize
 from wsss_core.models.weights import PretrainedWeights
 from wsss_core.registry import Registry
 
@@ -131,9 +133,12 @@ def create_timm_backbone(
     overlay = {"file": str(path), "custom_load": path.suffix == ".npz"}
     try:
         model = timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
-    except (RuntimeError, KeyError, ValueError) as error:
+    except (RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError, struct.error) as error:
+        # torch.load's errors for an empty, truncated or foreign file (an interrupted download, an HTML
+        # error page) are bare (``KeyError: 101``, ``EOFError``): name the file, the key and the type
         raise BackboneWeightsError(
-            f"weight file '{path}' (weights.files.{weights.key}) cannot be loaded into {timm_name}: {error}"
+            f"weight file '{path}' (weights.files.{weights.key}) cannot be loaded into {timm_name}: "
+            f"{summarize(error)}"
         ) from None
     if not overlay["custom_load"]:
         verify_loaded(model, path, ignore_keys)

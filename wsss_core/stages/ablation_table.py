@@ -11,6 +11,11 @@ writes ``cti_ablation.md`` and ``cti_ablation.csv``. From each evaluation JSON i
 ``best.mean_precision``, ``best.mean_recall``, ``best.miou`` (fractions, printed as percent) and
 ``best_threshold``.
 
+A row may instead name a run's final ``miou.json`` (written by ``final_result``; ``levels: final`` in
+config): the seed scores are then read from the seed evaluation it names (``sources.seeds``) and the
+table gains the pseudo-mask mIoU (``mask_miou``) and the final mIoU (``miou``) columns — the layout of
+MCC's Table III and ECA's Table 4 (CAM, pseudo-label, segmentation).
+
 Stage parameters (``config["stage"]``, all optional):
 
 * ``title``: a heading above the Markdown table.
@@ -58,6 +63,8 @@ class AblationRow:
     threshold: float | None  # None for seeds with their own background map (no sweep)
     components: frozenset[str] = field(default_factory=frozenset)
     paper_miou: float | None = None
+    mask_miou: float | None = None  # pseudo-mask mIoU (rows read from a final miou.json)
+    final_miou: float | None = None  # final segmentation mIoU on the evaluation split
 
 
 def parse_row_argument(value: str) -> tuple[str, Path]:
@@ -86,16 +93,36 @@ def _lookup(payload: Mapping[str, Any], dotted: str, source: Path) -> float:
     return number
 
 
-def read_row(
-    label: str, source: Path, row_config: Mapping[str, Any], percent_scale: float
-) -> AblationRow:
-    """Scores of one variant from its evaluation JSON, in percent."""
+def _read_json(source: Path, label: str) -> dict[str, Any]:
     if not source.is_file():
         raise EvaluationFileError(f"evaluation file '{source}' (row '{label}') does not exist: run evaluate_seeds first")
     try:
         payload = json.loads(source.read_text())
     except json.JSONDecodeError as error:
         raise EvaluationFileError(f"evaluation file '{source}' is not valid JSON ({error}); re-run evaluate_seeds") from None
+    if not isinstance(payload, dict):
+        raise EvaluationFileError(f"evaluation file '{source}' holds {type(payload).__name__}, not a JSON object")
+    return payload
+
+
+def _optional_fraction(payload: Mapping[str, Any], key: str, source: Path, percent_scale: float) -> float | None:
+    return None if payload.get(key) is None else _lookup(payload, key, source) * percent_scale
+
+
+def read_row(
+    label: str, source: Path, row_config: Mapping[str, Any], percent_scale: float
+) -> AblationRow:
+    """Scores of one variant in percent, from its seed evaluation JSON or from its final ``miou.json``."""
+    payload = _read_json(source, label)
+    mask_miou = final_miou = None
+    if "seed_miou" in payload:  # a final_result summary: follow it to the seed evaluation
+        seeds = (payload.get("sources") or {}).get("seeds")
+        if not seeds:
+            raise EvaluationFileError(f"{source} names no sources.seeds: re-run the final_result stage")
+        mask_miou = _optional_fraction(payload, "mask_miou", source, percent_scale)
+        final_miou = _lookup(payload, "miou", source) * percent_scale
+        source_of_final, source = source, Path(seeds)
+        payload = _read_json(source, label)
     scores = {name: _lookup(payload, f"best.{key}", source) * percent_scale for name, key in SCORE_KEYS.items()}
     for name, value in scores.items():
         if not 0.0 <= value <= 100.0 + 1e-6:
@@ -103,10 +130,15 @@ def read_row(
                 f"{source}: {name} prints as {value:.2f} %, outside 0..100: set stage.percent_scale to 1 "
                 "when the evaluation JSON stores percent instead of fractions"
             )
+    for name, value in {"mask mIoU": mask_miou, "final mIoU": final_miou}.items():
+        if value is not None and not 0.0 <= value <= 100.0 + 1e-6:
+            raise ConfigError(f"{source_of_final}: {name} prints as {value:.2f} %, outside 0..100")
     paper = row_config.get("paper") or {}
     return AblationRow(
         label=label,
-        source=source,
+        source=source if final_miou is None else source_of_final,
+        mask_miou=mask_miou,
+        final_miou=final_miou,
         threshold=None if payload.get("best_threshold", 0.0) is None else _lookup(payload, "best_threshold", source),
         components=frozenset(row_config.get("components", [])),
         paper_miou=float(paper["miou"]) if "miou" in paper else None,
@@ -114,15 +146,25 @@ def read_row(
     )
 
 
-def _header(components: Sequence[str], with_paper: bool) -> list[str]:
+def _with_later_levels(rows: Sequence[AblationRow]) -> bool:
+    return any(row.final_miou is not None for row in rows)
+
+
+def _header(components: Sequence[str], with_paper: bool, with_later: bool = False) -> list[str]:
     header = ["variant", *components, "P (%)", "R (%)", "mIoU (%)", "bg threshold"]
+    if with_later:
+        header = header[:-4] + ["seed P (%)", "seed R (%)", "seed mIoU (%)", "bg threshold",
+                                "pseudo-mask mIoU (%)", "final mIoU (%)"]
     return header + (["paper mIoU (%)"] if with_paper else [])
 
 
-def _cells(row: AblationRow, components: Sequence[str], with_paper: bool, mark: str) -> list[str]:
+def _cells(row: AblationRow, components: Sequence[str], with_paper: bool, mark: str, with_later: bool = False) -> list[str]:
     cells = [row.label, *(mark if name in row.components else "" for name in components)]
     threshold = "–" if row.threshold is None else f"{row.threshold:.2f}"
     cells += [f"{row.precision:.1f}", f"{row.recall:.1f}", f"{row.miou:.1f}", threshold]
+    if with_later:
+        cells += ["" if row.mask_miou is None else f"{row.mask_miou:.1f}",
+                  "" if row.final_miou is None else f"{row.final_miou:.1f}"]
     if with_paper:
         cells.append("" if row.paper_miou is None else f"{row.paper_miou:.1f}")
     return cells
@@ -131,20 +173,28 @@ def _cells(row: AblationRow, components: Sequence[str], with_paper: bool, mark: 
 def render_markdown(rows: Sequence[AblationRow], components: Sequence[str], title: str | None) -> str:
     """The table as Markdown; the best P, R and mIoU are bold, as in the paper."""
     with_paper = any(row.paper_miou is not None for row in rows)
-    header = _header(components, with_paper)
+    with_later = _with_later_levels(rows)
+    header = _header(components, with_paper, with_later)
     first_score = 1 + len(components)
-    best = [max(getattr(row, name) for row in rows) for name in ("precision", "recall", "miou")]
+    columns = {"precision": 0, "recall": 1, "miou": 2}
+    if with_later:
+        columns.update(mask_miou=4, final_miou=5)
+    best = {name: max((getattr(row, name) for row in rows if getattr(row, name) is not None), default=None)
+            for name in columns}
     lines = [f"## {title}", ""] if title else []
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join([":---"] + [":---:"] * (len(header) - 1)) + "|")
     for row in rows:
-        cells = _cells(row, components, with_paper, "✓")
-        for offset, name in enumerate(("precision", "recall", "miou")):
-            if math.isclose(getattr(row, name), best[offset]):
+        cells = _cells(row, components, with_paper, "✓", with_later)
+        for name, offset in columns.items():
+            value = getattr(row, name)
+            if value is not None and best[name] is not None and math.isclose(value, best[name]):
                 cells[first_score + offset] = f"**{cells[first_score + offset]}**"
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Seeds scored on the dataset's score split (VOC: train, 1,464 images) at each variant's "
-                  "best background threshold. Sources:"]
+                  "best background threshold"
+              + ("; pseudo-masks on the same split; the final mIoU on the evaluation split (val)" if with_later else "")
+              + ". Sources:"]
     lines += [f"- {row.label}: `{row.source}`" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -152,11 +202,12 @@ def render_markdown(rows: Sequence[AblationRow], components: Sequence[str], titl
 def render_csv(rows: Sequence[AblationRow], components: Sequence[str]) -> str:
     """The same numbers as CSV (components as 0/1), plus each row's source file."""
     with_paper = any(row.paper_miou is not None for row in rows)
+    with_later = _with_later_levels(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(_header(components, with_paper) + ["source"])
+    writer.writerow(_header(components, with_paper, with_later) + ["source"])
     for row in rows:
-        cells = _cells(row, components, with_paper, "1")
+        cells = _cells(row, components, with_paper, "1", with_later)
         cells[1 : 1 + len(components)] = ["1" if name in row.components else "0" for name in components]
         writer.writerow(cells + [str(row.source)])
     return buffer.getvalue()
@@ -200,7 +251,8 @@ def write_tables(rows: Sequence[AblationRow], stage: Mapping[str, Any], output: 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser("Lay out seed evaluations of ablation variants as the paper's table (.md + .csv).")
-    parser.add_argument("--rows", nargs="+", required=True, metavar="LABEL=EVAL_JSON", help="one per variant, in order")
+    parser.add_argument("--rows", nargs="+", required=True, metavar="LABEL=EVAL_JSON",
+                        help="one per variant, in order: a seed evaluation JSON or a run's final miou.json")
     parser.add_argument("--output", type=Path, required=True, help="Markdown file; the CSV gets the same stem")
     args = parser.parse_args(argv)
 

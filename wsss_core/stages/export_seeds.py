@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from wsss_core.data import open_dataset
-from wsss_core.errors import StoreError
+from wsss_core.errors import StoreError, summarize
 from wsss_core.io.seed_store import SeedStoreWriter
 from wsss_core.methods.base import Method
 from wsss_core.models.weights import PretrainedWeights, WeightsCatalog
@@ -97,7 +97,18 @@ def load_trained_model(
     """The configured method and its network with the weights of ``model_path`` (a train_method output)."""
     if not model_path.is_file():
         raise StoreError(f"model file '{model_path}' does not exist: run the train_method stage first")
-    checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated copy, another file format: torch's errors name neither
+        raise StoreError(
+            f"model file '{model_path}' cannot be read ({summarize(error)}); delete it and "
+            "re-run the train_method stage"
+        ) from None
+    if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("model"), Mapping):
+        raise StoreError(
+            f"'{model_path}' is not a model written by train_method (no 'model' state dict); check the "
+            "--model path"
+        )
     method = method_from_config(config, num_classes)
     if checkpoint.get("method") != method.name or checkpoint.get("num_classes") != num_classes:
         raise StoreError(
@@ -106,7 +117,13 @@ def load_trained_model(
             f"{num_classes}; retrain or point --model at the right file"
         )
     model = method.build_model(RandomInitCatalog())
-    model.load_state_dict(checkpoint["model"])
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:  # same method, another network (e.g. method.model changed since training)
+        raise StoreError(
+            f"model file '{model_path}' does not fit the network of method.model {method.config.get('model')}: "
+            f"{summarize(error)}; retrain, or point --model at the right file"
+        ) from None
     return method, model
 
 
