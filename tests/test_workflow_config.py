@@ -108,3 +108,18 @@ def test_job_config_holds_only_what_the_stage_needs(tmp_path):
     assert "weights" in resolve.job_config(config, "synth", None, {})
     # key order does not change the JSON (so Snakemake's params trigger only fires on real changes)
     assert resolve.to_json({"b": 1, "a": 2}) == resolve.to_json({"a": 2, "b": 1})
+
+
+def test_refine_overrides_apply_to_their_refinement_only(tmp_path):
+    config = make_config(tmp_path)
+    config["stages"]["refine"] = {"crf": {"crf": {"iterations": 10, "bilateral_sxy": 80}},
+                                  "irn": {"settings": {"beta": 10}, "label_crf": None}}
+    config["methods"]["cti"]["pipeline"]["refine_overrides"] = {"crf": {"crf": {"bilateral_sxy": 67}}}
+    assert resolve.refine_params(config, "synth", "cti", "crf")["crf"] == {"iterations": 10, "bilateral_sxy": 67}
+    assert resolve.refine_params(config, "synth", "cti", "irn") == {"settings": {"beta": 10}, "label_crf": None}
+    config["methods"]["cti"]["pipeline"]["refine_overrides"] = {"crff": {}}
+    with pytest.raises(ConfigError, match="refine_overrides names \\['crff'\\]"):
+        resolve.refine_params(config, "synth", "cti", "crf")
+    config["methods"]["cti"]["pipeline"]["refine_overrides"] = {"crf": {"crf": {"bilateral_sxyy": 1}}}
+    with pytest.raises(ConfigError, match="refine_overrides.crf.crf.bilateral_sxyy"):
+        resolve.refine_params(config, "synth", "cti", "crf")

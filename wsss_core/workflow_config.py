@@ -126,8 +126,8 @@ def method_config(config: Mapping[str, Any], dataset: str, run: str) -> dict[str
 
 def pipeline_choice(config: Mapping[str, Any], dataset: str, run: str) -> dict[str, Any]:
     """How a method's final result is produced: ``route`` (``multi_stage`` or ``own_decoder``), and for
-    the multi-stage route the ``refine`` and ``segmentation`` names, plus ``refine_overrides``: the
-    method's own values for ``stages.refine.<refine>`` (e.g. ViT-PCM's CRF kernel)."""
+    the multi-stage route the ``refine`` and ``segmentation`` names, plus ``refine_overrides``: per
+    refinement name, the method's own values for ``stages.refine.<refine>`` (e.g. ViT-PCM's CRF kernel)."""
     name, entry, _ = _method_entry(config, run)
     pipeline = resolve_presets(entry.get("pipeline", {}), dataset, f"methods.{name}.pipeline")
     variant = (config.get("variants", {}) or {}).get(run, {})
@@ -138,10 +138,19 @@ def pipeline_choice(config: Mapping[str, Any], dataset: str, run: str) -> dict[s
 
 
 def refine_params(config: Mapping[str, Any], dataset: str, run: str, refine: str) -> dict[str, Any]:
-    """``stages.refine.<refine>`` for a dataset with the method's ``pipeline.refine_overrides`` on top."""
+    """``stages.refine.<refine>`` for a dataset with the method's ``pipeline.refine_overrides.<refine>`` on
+    top (overrides are per refinement: ViT-PCM's CRF kernel must not reach IRN's relation labels)."""
     params = stage_params(config, dataset, "refine", refine)
-    overrides = pipeline_choice(config, dataset, run)["refine_overrides"]
-    return deep_merge(params, overrides, f"methods.{run}.pipeline.refine_overrides") if overrides else params
+    all_overrides = pipeline_choice(config, dataset, run)["refine_overrides"]
+    unknown = sorted(set(all_overrides) - set(config.get("stages", {}).get("refine", {})))
+    if unknown:
+        raise ConfigError(
+            f"methods.{run}.pipeline.refine_overrides names {unknown}, which are not refinements "
+            f"(known: {', '.join(config.get('stages', {}).get('refine', {}))}); write e.g. refine_overrides: {{crf: {{...}}}}"
+        )
+    overrides = all_overrides.get(refine) or {}
+    where = f"methods.{run}.pipeline.refine_overrides.{refine}"
+    return deep_merge(params, overrides, where) if overrides else params
 
 
 def decoder_params(config: Mapping[str, Any], dataset: str, run: str) -> dict[str, Any]:
