@@ -336,3 +336,30 @@ def test_figures_stage_subcommands(dataset, stores, tmp_path, capsys):
                             "--seeds", str(stores["seeds"]), "--seed-eval", str(stores["seed_eval"]),
                             "--output", str(tmp_path / "bad.png")])
     assert "stage.sample_ids" in capsys.readouterr().err
+
+
+def test_figure_index_embeds_the_summary_and_links_figures_relative_to_the_page(tmp_path):
+    from wsss_core.stages import figure_index
+
+    dataset_dir = tmp_path / "results" / "synth"
+    (dataset_dir / "figures").mkdir(parents=True)
+    (dataset_dir / "cti" / "figures").mkdir(parents=True)
+    summary = dataset_dir / "summary.md"
+    summary.write_text("# Results on synth\n\n| run |\n|:---|\n| cti |\n\n<!-- provenance: x -->\n")
+    chart = dataset_dir / "figures" / "class_iou.png"
+    grid = dataset_dir / "cti" / "figures" / "samples.png"
+    for figure in (chart, grid):
+        figure.write_bytes(b"\x89PNG")
+    output = dataset_dir / "figures" / "index.md"
+    figure_index.main(["--config", '{"dataset": {"name": "synth"}}', "--summary", str(summary),
+                       "--figures", str(grid), str(chart), "--output", str(output)])
+    page = output.read_text()
+    assert page.startswith("# synth: results and figures\n\n## Results on synth")
+    assert "| cti |" in page and "<!-- provenance: x" not in page
+    assert page.index("## all runs") < page.index("## cti")  # the cross-run chart first
+    assert "![all runs class_iou](class_iou.png)" in page and "![cti samples](../cti/figures/samples.png)" in page
+    grid.unlink()
+    with pytest.raises(SystemExit):
+        figure_index.main(["--config", "{}", "--summary", str(summary), "--figures", str(grid),
+                           "--output", str(tmp_path / "other.md")])
+    assert not (tmp_path / "other.md").exists()

@@ -302,6 +302,15 @@ def reporting_targets(dataset):
     return targets
 
 
+def reporting_figures(wildcards):
+    """Every PNG of a dataset's reporting (class-IoU chart, per-run sample grids and training curves)."""
+    return [target for target in reporting_targets(wildcards.dataset) if target.endswith(".png")]
+
+
+def figure_index_job(wildcards):
+    return _job(wildcards, None, None, with_method=False, with_weights=False)
+
+
 def summary_input(wildcards):
     """The final scores of each run, and the masks/result scores of its extra routes."""
     base = f"results/{wildcards.dataset}"

@@ -1,6 +1,7 @@
 # Results people can read: the summary table of a dataset, and the figures (sample grids, per-class IoU,
 # training curves). Which runs they cover is config (stages.reporting.runs), so the DAG stays static.
-# `snakemake --report report.html <targets>` collects every output wrapped in report() below;
+# `snakemake --report report.html results/<dataset>/figures/index.md` collects every output wrapped in
+# report() below (rule figure_index depends on all of them);
 # reporting_targets(dataset) in common.smk lists them all.
 
 
@@ -131,3 +132,27 @@ rule training_curves:
     shell:
         "{PYTHON} -m wsss_core.stages.figures training --config {params.config:q} --model {input.model} "
         "--seed-eval {input.seed_eval} {params.segmentation} --output {output} > {log} 2>&1"
+
+
+rule figure_index:
+    input:
+        summary="results/{dataset}/summary.md",
+        figures=reporting_figures,
+    output:
+        "results/{dataset}/figures/index.md",
+    params:
+        config=figure_index_job,
+        code=code_fingerprint("wsss_core.stages.figure_index"),
+    log:
+        "logs/{dataset}/figure_index.log",
+    benchmark:
+        "benchmarks/{dataset}/figure_index.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+        gpu=0,
+        **SLURM_LIGHT,
+    shell:
+        "{PYTHON} -m wsss_core.stages.figure_index --config {params.config:q} --summary {input.summary} "
+        "--figures {input.figures} --output {output} > {log} 2>&1"
