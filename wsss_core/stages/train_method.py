@@ -70,6 +70,14 @@ def _with_image_cache(
     return CachedReader(reader, DecodedImageCache(folder / split))
 
 
+def check_image_labels(reader: Any, split: str) -> None:
+    """Read every image's labels before training: a list that disagrees with the labels file stops now,
+    naming the image, not at the batch that holds it hours later. (Images are decoded by the workers;
+    an undecodable one stops training at its batch with a message naming the file.)"""
+    for image_id in reader.ids(split):
+        reader.labels(image_id)
+
+
 def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
     """Train the configured method and write ``output`` atomically; returns the saved payload."""
     started = time.perf_counter()
@@ -82,6 +90,7 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
     stage = dict(config.get("stage") or {})
     split = stage.get("split", "train_aug")
     reader = open_dataset(config["dataset"])
+    check_image_labels(reader, split)
     reader = _with_image_cache(reader, stage.get("image_cache"), split, config["dataset"], output, context)
     method = method_from_config(config, reader.num_classes)
     model = method.build_model(WeightsCatalog.from_config(config.get("weights")))
