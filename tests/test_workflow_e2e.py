@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import h5py
 import pytest
+import torch
 
 pytestmark = pytest.mark.e2e
 
@@ -107,13 +109,30 @@ def test_sigkill_during_training_resumes_from_the_last_checkpoint(tmp_path):
     while not state.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert state.exists(), "training never wrote a checkpoint"
+    time.sleep(1.0)  # let it run into the next epoch: the kill lands mid-epoch
     os.killpg(process.pid, signal.SIGKILL)  # the whole job: snakemake and the stage it runs
     process.wait()
     assert not (tmp_path / target).exists()
+    saved = torch.load(state, map_location="cpu", weights_only=False)
 
     snakemake(tmp_path, extra=("--unlock",))
     snakemake(tmp_path, target, extra=overrides)
     log = (tmp_path / "logs/synth/mctformer/train_method.log").read_text()
-    assert "resumed from" in log
+    resumed = re.search(r"resumed from \S+ at step (\d+)/(\d+)", log)
+    assert resumed, log[-2000:]
+    step, total = int(resumed.group(1)), int(resumed.group(2))
+    steps_per_epoch = total // 6
+    assert step == saved["step"] and step % steps_per_epoch == 0 and step > 0  # the last epoch checkpoint
     assert (tmp_path / target).is_file()
     assert not state.exists()  # resume state is removed once the model is written
+
+    # an uninterrupted run of the same job ends with the same weights, bit for bit
+    killed_and_resumed = torch.load(tmp_path / target, map_location="cpu", weights_only=True)
+    snakemake(tmp_path, target, extra=("--forcerun", "train_method", *overrides))
+    uninterrupted = torch.load(tmp_path / target, map_location="cpu", weights_only=True)
+    assert "resumed from" not in (tmp_path / "logs/synth/mctformer/train_method.log").read_text()
+    assert killed_and_resumed["model"].keys() == uninterrupted["model"].keys()
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(killed_and_resumed["model"][name], tensor), name
+    losses = [record["loss"] for record in uninterrupted["history"]]
+    assert [record["loss"] for record in killed_and_resumed["history"]] == losses
