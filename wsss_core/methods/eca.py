@@ -7,8 +7,10 @@ value whose default is listed below (see also ``single_stage/class_aware_affinit
 Network (``ECANetwork``): AFA's (MiT-B1 stride-16 encoder, GMP classifier / CAM, SegFormer decoder,
 affinity-from-attention head) plus a **frozen DINO** (timm ``vit_small_patch8_224.dino`` from a local
 file; eval mode, no gradient, in the checkpoint so inference needs no extra file) and the momentum
-prototypes (buffers). DINO and the prototypes are used in training only; ``segment`` and
-``infer_seeds`` are AFA's (MiT + heads).
+prototypes (buffers). ``segment`` and ``infer_seeds`` are AFA's (MiT + heads); DINO and the
+prototypes serve training and the exported CARM pseudo-labels (``infer_pseudo_labels``: the multi-scale
+CAM of the whole image, resized to sides divisible by the DINO patch, its calibrated CARM with the
+prototypes read but not updated, PAR, no ignore band — the store behind ``refine: own``).
 
 Loss (Eq. 12) = L_cls + λ1·(L_seg + L̃_seg) + λ2·L_corr + λ3·L_aff, (λ1, λ2, λ3) = (0.1, 0.1, 0.1) VOC,
 (0.1, 0.05, 0.1) COCO; only L_cls during the ``schedule.cam_iters`` warm-up ("2k iterations warmed up
