@@ -82,9 +82,13 @@ def test_multi_stage_chain_writes_scores_with_provenance(chain):
 def test_end_to_end_route_uses_the_methods_own_decoder(chain):
     final = read(chain / "results/synth/toco/miou.json")
     assert final["pipeline"]["route"] == "own_decoder"
-    assert final["mask_miou"] is None
     assert 0.0 <= final["miou"] <= 1.0
     assert (chain / "results/synth/toco/decoder/predictions.h5").is_file()
+    # its own PAR pseudo-labels are exported for every training image and scored as the mask level
+    own = read(chain / "results/synth/toco/masks/own/eval.json")
+    assert final["mask_miou"] == own["miou"] and final["sources"]["masks"].endswith("masks/own/eval.json")
+    with h5py.File(chain / "results/synth/toco/masks/own/masks.h5", "r", locking=False) as store:
+        assert store.attrs["source"] == "par" and len(store["masks"]) == 32
 
 
 def test_finished_run_is_not_redone_and_a_parameter_change_reruns_downstream(chain):
