@@ -225,10 +225,11 @@ def test_sample_grid_png_size_and_colours(tmp_path):
 
 def test_class_iou_chart_sizes(tmp_path):
     iou = {"a": {"background": 0.9, "cat": 0.5, "dog": None}, "b": {"background": 0.8, "cat": 0.6, "dog": 0.1}}
-    assert figures.class_iou_chart(iou, tmp_path / "bars.png", title="t") == (1400, 410)
-    assert _png(tmp_path / "bars.png").shape[:2] == (410, 1400)
+    assert figures.class_iou_chart(iou, tmp_path / "bars.png", title="t") == (1400, 417)
+    assert _png(tmp_path / "bars.png").shape[:2] == (417, 1400)
     many = {"a": {f"class{index}": index / 81 for index in range(81)}}
-    assert figures.class_iou_chart(many, tmp_path / "coco.png") == (1400, round((4 * 3.6 + 0.2) * 100))
+    # four panels, one legend row above the first, no title
+    assert figures.class_iou_chart(many, tmp_path / "coco.png") == (1400, round((4 * 3.6 + 0.1 + 0.22) * 100))
     assert len(np.unique(_png(tmp_path / "coco.png").reshape(-1, 3), axis=0)) > 10
 
 
@@ -323,7 +324,7 @@ def test_figures_stage_subcommands(dataset, stores, tmp_path, capsys):
     scores.write_text(json.dumps({"miou": 0.5, "iou": {"background": 0.9, "cat": 0.4, "dog": None}}))
     figures_stage.main(["class-iou", "--config", config, "--scores", f"cti={scores}", f"other={stores['seed_eval']}",
                         "--output", str(tmp_path / "bars.png")])
-    assert _png(tmp_path / "bars.png").shape[:2] == (410, 1400)
+    assert _png(tmp_path / "bars.png").shape[:2] == (417, 1400)
     model = tmp_path / "model.pt"
     torch.save({"history": [{"step": 1, "epoch": 0, "loss": 1.0, "lr": 0.1, "seconds": 1.0},
                             {"step": 2, "epoch": 0, "loss": 0.5, "lr": 0.1, "seconds": 2.0}],

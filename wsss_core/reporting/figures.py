@@ -140,10 +140,11 @@ def class_iou_chart(
     classes = list(next(iter(iou_by_run.values())))
     panels = max(1, math.ceil(len(classes) / classes_per_panel))
     width, panel_height = 14.0, 3.6
-    height = panel_height * panels + (0.5 if title else 0.2)
+    legend_rows = math.ceil(len(runs) / 5)  # the legend sits above the first panel, below the title
+    top_inches = (0.35 if title else 0.1) + 0.22 * legend_rows
+    height = panel_height * panels + top_inches
     figure, axes = plt.subplots(panels, 1, figsize=(width, height), squeeze=False)
-    figure.subplots_adjust(left=0.06, right=0.99, top=1 - (0.55 if title else 0.3) / height,
-                           bottom=1.0 / height, hspace=0.9)
+    figure.subplots_adjust(left=0.06, right=0.99, top=1 - top_inches / height, bottom=1.0 / height, hspace=0.9)
     colours = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20")
     bar_width = 0.8 / len(runs)
     for panel in range(panels):
