@@ -13,17 +13,20 @@ from wsss_core import workflow_config as resolve
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+
+def method_class(dataset, run):
+    """The registered Method class behind a method or variant name."""
+    return METHODS.get(resolve.method_config(config, dataset, run)["name"])
+
+
 # Resolve every method/variant for every dataset now, so a misspelt key stops the run before any job.
 try:
     for _dataset in config["datasets"]:
         for _run in resolve.run_names(config):
-            _name = resolve.method_config(config, _dataset, _run)["name"]
-            if (
-                resolve.pipeline_choice(config, _dataset, _run).get("refine") == "own"
-                and METHODS.get(_name).pseudo_labels is None
-            ):
+            _method = METHODS.get(resolve.method_config(config, _dataset, _run)["name"])
+            if resolve.pipeline_choice(config, _dataset, _run).get("refine") == "own" and _method.pseudo_labels is None:
                 raise WorkflowError(
-                    f"config.yaml: methods.{_run}.pipeline.refine is 'own', but method '{_name}' makes no "
+                    f"config.yaml: methods.{_run}.pipeline.refine is 'own', but method '{_method.name}' makes no "
                     "pseudo-labels of its own (only ToCo, MCC, AFA and ECA do): use crf, irn or psa"
                 )
 except InputError as error:
@@ -130,14 +133,12 @@ def evaluate_final_job(wildcards):
 
 def method_module(wildcards):
     """Python module of the method behind a method/variant name (for the code fingerprint)."""
-    name = resolve.method_config(config, wildcards.dataset, wildcards.method)["name"]
-    return METHODS.get(name).__module__
+    return method_class(wildcards.dataset, wildcards.method).__module__
 
 
 def makes_own_pseudo_labels(wildcards):
     """Whether the method behind a run exports pseudo-labels of its own (``refine: own``)."""
-    name = resolve.method_config(config, wildcards.dataset, wildcards.method)["name"]
-    return METHODS.get(name).pseudo_labels is not None
+    return method_class(wildcards.dataset, wildcards.method).pseudo_labels is not None
 
 
 def stage_code(stage_module):

@@ -58,6 +58,7 @@ from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
 from wsss_core.methods.toco import (
     denormalize,
     normalize,
+    par_pseudo_mask,
     random_crop_with_box,
     random_rescale,
     to_tensor,
@@ -72,7 +73,6 @@ from wsss_core.single_stage.pseudo_labels import (
     IGNORE_INDEX,
     box_mask,
     label_masked_cams,
-    par_labels_of_maps,
     par_refined_labels,
 )
 from wsss_core.single_stage.segformer_head import SegFormerHead
@@ -437,13 +437,10 @@ class AFA(Method):
     @torch.no_grad()
     def infer_pseudo_labels(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """PAR pseudo-mask: the seed CAM, background at ``thresholds.background``, refined by PAR."""
-        seeds = self.infer_seeds(model, image, labels)
-        device = next(model.parameters()).device
-        label = par_labels_of_maps(
-            self.par.to(device), to_tensor(image).unsqueeze(0).to(device), torch.from_numpy(seeds.maps).to(device),
-            torch.from_numpy(seeds.keys), self.num_classes, self.thresholds.background, self.par_downscale,
+        return par_pseudo_mask(
+            self.par, model, image, self.infer_seeds(model, image, labels), self.num_classes,
+            self.thresholds.background, self.par_downscale,
         )
-        return label.cpu().numpy().astype(np.uint8)
 
     @torch.no_grad()
     def segment(self, model: nn.Module, image: np.ndarray) -> np.ndarray:

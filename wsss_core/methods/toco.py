@@ -155,6 +155,21 @@ def denormalize(image: torch.Tensor) -> torch.Tensor:
     return (image * std + mean).clamp(0.0, 1.0)
 
 
+@torch.no_grad()
+def par_pseudo_mask(
+    par: PixelAdaptiveRefinement, model: nn.Module, image: np.ndarray, seeds: SeedMaps, num_classes: int,
+    background: float, downscale: int,
+) -> np.ndarray:
+    """``uint8 [H, W]`` PAR pseudo-mask of one RGB ``uint8`` image from its seed maps, on the model's device
+    (ToCo, MCC and AFA export it: ``single_stage.pseudo_labels.par_labels_of_maps``)."""
+    device = next(model.parameters()).device
+    label = par_labels_of_maps(
+        par.to(device), to_tensor(image).unsqueeze(0).to(device), torch.from_numpy(seeds.maps).to(device),
+        torch.from_numpy(seeds.keys), num_classes, background, downscale,
+    )
+    return label.cpu().numpy().astype(np.uint8)
+
+
 def random_rescale(image: np.ndarray, scale_range: Sequence[float], rng: np.random.Generator) -> np.ndarray:
     """Bilinear rescale by a factor uniform in ``scale_range`` (the shared transform, image only)."""
     return transforms.random_rescale(image, tuple(scale_range), rng)[0]
@@ -523,13 +538,10 @@ class ToCo(Method):
     def infer_pseudo_labels(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """PAR pseudo-mask: the seed CAM (as ``infer_seeds``), background at ``thresholds.background``,
         refined by PAR on the image (the evaluation rule of the decoder's training label)."""
-        seeds = self.infer_seeds(model, image, labels)
-        device = next(model.parameters()).device
-        label = par_labels_of_maps(
-            self.par.to(device), to_tensor(image).unsqueeze(0).to(device), torch.from_numpy(seeds.maps).to(device),
-            torch.from_numpy(seeds.keys), self.num_classes, self.thresholds.background, self.par_downscale,
+        return par_pseudo_mask(
+            self.par, model, image, self.infer_seeds(model, image, labels), self.num_classes,
+            self.thresholds.background, self.par_downscale,
         )
-        return label.cpu().numpy().astype(np.uint8)
 
     @torch.no_grad()
     def segment(self, model: nn.Module, image: np.ndarray) -> np.ndarray:

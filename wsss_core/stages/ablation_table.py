@@ -114,32 +114,30 @@ def read_row(
 ) -> AblationRow:
     """Scores of one variant in percent, from its seed evaluation JSON or from its final ``miou.json``."""
     payload = _read_json(source, label)
-    mask_miou = final_miou = None
+    seed_source, later = source, {}
     if "seed_miou" in payload:  # a final_result summary: follow it to the seed evaluation
         seeds = (payload.get("sources") or {}).get("seeds")
         if not seeds:
             raise EvaluationFileError(f"{source} names no sources.seeds: re-run the final_result stage")
-        mask_miou = _optional_fraction(payload, "mask_miou", source, percent_scale)
-        final_miou = _lookup(payload, "miou", source) * percent_scale
-        source_of_final, source = source, Path(seeds)
-        payload = _read_json(source, label)
-    scores = {name: _lookup(payload, f"best.{key}", source) * percent_scale for name, key in SCORE_KEYS.items()}
-    for name, value in scores.items():
+        later = {"mask_miou": _optional_fraction(payload, "mask_miou", source, percent_scale),
+                 "final_miou": _lookup(payload, "miou", source) * percent_scale}
+        seed_source = Path(seeds)
+        payload = _read_json(seed_source, label)
+    scores = {name: _lookup(payload, f"best.{key}", seed_source) * percent_scale for name, key in SCORE_KEYS.items()}
+    checked = [(seed_source, name, value) for name, value in scores.items()]
+    checked += [(source, name, value) for name, value in later.items() if value is not None]
+    for origin, name, value in checked:
         if not 0.0 <= value <= 100.0 + 1e-6:
             raise ConfigError(
-                f"{source}: {name} prints as {value:.2f} %, outside 0..100: set stage.percent_scale to 1 "
+                f"{origin}: {name} prints as {value:.2f} %, outside 0..100: set stage.percent_scale to 1 "
                 "when the evaluation JSON stores percent instead of fractions"
             )
-    for name, value in {"mask mIoU": mask_miou, "final mIoU": final_miou}.items():
-        if value is not None and not 0.0 <= value <= 100.0 + 1e-6:
-            raise ConfigError(f"{source_of_final}: {name} prints as {value:.2f} %, outside 0..100")
     paper = row_config.get("paper") or {}
     return AblationRow(
         label=label,
-        source=source if final_miou is None else source_of_final,
-        mask_miou=mask_miou,
-        final_miou=final_miou,
-        threshold=None if payload.get("best_threshold", 0.0) is None else _lookup(payload, "best_threshold", source),
+        source=source,
+        **later,
+        threshold=None if payload.get("best_threshold", 0.0) is None else _lookup(payload, "best_threshold", seed_source),
         components=frozenset(row_config.get("components", [])),
         paper_miou=float(paper["miou"]) if "miou" in paper else None,
         **scores,
