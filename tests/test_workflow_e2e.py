@@ -104,7 +104,8 @@ def test_finished_run_is_not_redone_and_a_parameter_change_reruns_downstream(cha
 
 
 def test_sigkill_during_training_resumes_from_the_last_checkpoint(tmp_path):
-    overrides = ("--config", "methods={'mctformer': {'params': {'presets': {'synth': {'train': {'epochs': 6}}}}}}")
+    epochs = 12  # long enough that the kill, right after the first epoch checkpoint, lands before the end
+    overrides = ("--config", "methods={'mctformer': {'params': {'presets': {'synth': {'train': {'epochs': %d}}}}}}" % epochs)
     target = "results/synth/mctformer/train/model.pt"
     snakemake(tmp_path, "results/synth/dataset")
     process = snakemake(tmp_path, target, extra=overrides, background=True)
@@ -113,7 +114,6 @@ def test_sigkill_during_training_resumes_from_the_last_checkpoint(tmp_path):
     while not state.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert state.exists(), "training never wrote a checkpoint"
-    time.sleep(1.0)  # let it run into the next epoch: the kill lands mid-epoch
     os.killpg(process.pid, signal.SIGKILL)  # the whole job: snakemake and the stage it runs
     process.wait()
     assert not (tmp_path / target).exists()
@@ -125,7 +125,7 @@ def test_sigkill_during_training_resumes_from_the_last_checkpoint(tmp_path):
     resumed = re.search(r"resumed from \S+ at step (\d+)/(\d+)", log)
     assert resumed, log[-2000:]
     step, total = int(resumed.group(1)), int(resumed.group(2))
-    steps_per_epoch = total // 6
+    steps_per_epoch = total // epochs
     assert step == saved["step"] and step % steps_per_epoch == 0 and step > 0  # the last epoch checkpoint
     assert (tmp_path / target).is_file()
     assert not state.exists()  # resume state is removed once the model is written
