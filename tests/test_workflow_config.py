@@ -123,3 +123,19 @@ def test_refine_overrides_apply_to_their_refinement_only(tmp_path):
     config["methods"]["cti"]["pipeline"]["refine_overrides"] = {"crf": {"crf": {"bilateral_sxyy": 1}}}
     with pytest.raises(ConfigError, match="refine_overrides.crf.crf.bilateral_sxyy"):
         resolve.refine_params(config, "synth", "cti", "crf")
+
+
+def test_like_gives_a_dataset_the_presets_of_another(tmp_path):
+    config = make_config(tmp_path)
+    config["datasets"]["mine"] = {**config["datasets"]["voc"], "root": str(tmp_path), "like": "voc"}
+    mine = resolve.method_config(config, "mine", "cti")
+    assert mine == resolve.method_config(config, "voc", "cti")
+    assert resolve.pipeline_choice(config, "mine", "cti")["refine"] == "irn"
+    assert resolve.stage_params(config, "mine", "evaluate_seeds")["thresholds"]["start"] == 0.3
+    # compute falls back to the like-dataset's entry; without `like` a dataset keeps its own presets
+    config["datasets"]["mine"]["like"] = "synth"
+    assert resolve.compute_resources(config, "mine") == {"gpu": 0, "mem_mb": 1000, "runtime": 5}
+    del config["datasets"]["mine"]["like"]
+    assert resolve.method_config(config, "mine", "cti")["model"]["backbone"] == "vit_synth"
+    with pytest.raises(ConfigError, match="compute.mine"):
+        resolve.compute_resources(config, "mine")

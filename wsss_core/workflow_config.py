@@ -7,6 +7,10 @@ in the rule files. Two conventions:
   dataset deep-merges that preset over the rest of the mapping and drops ``presets``. A preset may only
   override keys that exist in the base mapping, so a misspelt key stops with a message naming it; an
   empty mapping (``{}``) in the base is open and takes whatever the preset puts there.
+* **Which presets a dataset takes.** ``datasets.<name>.like`` names the preset set a dataset uses
+  (``synth``, ``voc``, ``coco`` or any other dataset name); without it a dataset takes the presets under
+  its own name. So a second synthetic style or a user's own VOC-layout dataset runs with the synthetic or
+  the VOC presets without copying them.
 * **Variants.** ``variants: {<name>: {method: <method>, params: {...}}}`` defines named runs of a method
   with overrides (ablation rows, sweeps). A variant name can stand wherever a method name can, e.g.
   ``results/synth/cti_no_bcam/seeds/eval.json``.
@@ -52,6 +56,12 @@ def resolve_presets(node: Any, dataset: str, where: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------ datasets
+def preset_name(config: Mapping[str, Any], dataset: str) -> str:
+    """The name under ``presets:`` that applies to ``dataset``: its ``like`` entry, else its own name."""
+    entry = (config.get("datasets", {}) or {}).get(dataset) or {}
+    return str(entry.get("like") or dataset)
+
+
 def dataset_config(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
     """The resolved ``datasets.<dataset>`` entry, with its name."""
     try:
@@ -59,7 +69,7 @@ def dataset_config(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
     except KeyError:
         known = ", ".join(sorted(config.get("datasets", {})))
         raise ConfigError(f"unknown dataset '{dataset}' (config key datasets.{dataset}); known: {known}") from None
-    resolved = resolve_presets(entry, dataset, f"datasets.{dataset}")
+    resolved = resolve_presets(entry, preset_name(config, dataset), f"datasets.{dataset}")
     resolved["name"] = dataset
     return resolved
 
@@ -117,9 +127,10 @@ def method_config(config: Mapping[str, Any], dataset: str, run: str) -> dict[str
     """Resolved hyper-parameters of a method (or variant) for a dataset, with ``name`` set to the
     registered method name."""
     name, entry, overrides = _method_entry(config, run)
-    params = resolve_presets(entry.get("params", {}), dataset, f"methods.{name}.params")
+    like = preset_name(config, dataset)
+    params = resolve_presets(entry.get("params", {}), like, f"methods.{name}.params")
     if overrides:
-        params = deep_merge(params, resolve_presets(overrides, dataset, f"variants.{run}.params"), f"variants.{run}.params")
+        params = deep_merge(params, resolve_presets(overrides, like, f"variants.{run}.params"), f"variants.{run}.params")
     params["name"] = name
     return params
 
@@ -129,7 +140,7 @@ def pipeline_choice(config: Mapping[str, Any], dataset: str, run: str) -> dict[s
     the multi-stage route the ``refine`` and ``segmentation`` names, plus ``refine_overrides``: per
     refinement name, the method's own values for ``stages.refine.<refine>`` (e.g. ViT-PCM's CRF kernel)."""
     name, entry, _ = _method_entry(config, run)
-    pipeline = resolve_presets(entry.get("pipeline", {}), dataset, f"methods.{name}.pipeline")
+    pipeline = resolve_presets(entry.get("pipeline", {}), preset_name(config, dataset), f"methods.{name}.pipeline")
     variant = (config.get("variants", {}) or {}).get(run, {})
     pipeline.update(variant.get("pipeline", {}) or {})
     pipeline.setdefault("refine_overrides", {})
@@ -169,7 +180,7 @@ def stage_params(config: Mapping[str, Any], dataset: str, *path: str) -> dict[st
             node = node[key]
         except (KeyError, TypeError):
             raise ConfigError(f"missing config key stages.{'.'.join(path)}") from None
-    return resolve_presets(node, dataset, "stages." + ".".join(path))
+    return resolve_presets(node, preset_name(config, dataset), "stages." + ".".join(path))
 
 
 def job_config(
@@ -202,8 +213,9 @@ def to_json(payload: Mapping[str, Any]) -> str:
 
 
 def compute_resources(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    """``compute.<dataset>``: gpu, mem_mb, runtime (minutes) for the heavy rules of a dataset."""
+    """``compute.<dataset>`` (else ``compute.<like>``): gpu, mem_mb, runtime (minutes) of the heavy rules."""
     compute = config.get("compute", {})
-    if dataset not in compute:
-        raise ConfigError(f"missing config key compute.{dataset} (gpu, mem_mb, runtime)")
-    return dict(compute[dataset])
+    for name in (dataset, preset_name(config, dataset)):
+        if name in compute:
+            return dict(compute[name])
+    raise ConfigError(f"missing config key compute.{dataset} (gpu, mem_mb, runtime)")

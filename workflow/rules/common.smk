@@ -417,7 +417,9 @@ def training_curves_job(wildcards):
 def dataset_shards(dataset):
     """Number of shards of the sharded stages for a dataset (`sharding.shards`, presets applied)."""
     try:
-        sharding = resolve.resolve_presets(config.get("sharding", {"shards": 1}), dataset, "sharding")
+        sharding = resolve.resolve_presets(
+            config.get("sharding", {"shards": 1}), resolve.preset_name(config, dataset), "sharding"
+        )
         shards = int(sharding.get("shards", 1))
     except (InputError, TypeError, ValueError) as error:
         raise WorkflowError(f"config.yaml: sharding.shards for dataset '{dataset}': {error}") from None

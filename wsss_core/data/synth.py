@@ -433,10 +433,20 @@ def _draw_object(class_index: int, canvas: np.ndarray, labels: np.ndarray, insta
                  instance_id: int, short_side: int, rng: np.random.Generator) -> bool:
     """Paint one object of ``class_index`` on top; False (nothing changed) when it would not be
     visible enough or would hide an earlier object too much."""
-    style = CLASS_STYLES[SYNTH_CLASSES[class_index]]
     height, width = labels.shape
+    style = CLASS_STYLES[SYNTH_CLASSES[class_index]]
     radius = rng.uniform(*style.size) * short_side
     centre = np.array([rng.uniform(0.15, 0.85) * width, rng.uniform(0.15, 0.8) * height])
+    return draw_object(style, class_index + 1, radius, centre, canvas, labels, instances, instance_id, rng)
+
+
+def draw_object(style: ClassStyle, label: int, radius: float, centre: np.ndarray, canvas: np.ndarray,
+                labels: np.ndarray, instances: np.ndarray, instance_id: int, rng: np.random.Generator) -> bool:
+    """Paint one object drawn as ``style`` (head radius ``radius`` px at ``centre`` = (x, y)) on top of
+    ``canvas``, writing ``label`` into ``labels``; False (nothing changed) when it would not be visible
+    enough or would hide an earlier object too much. Shared by the segmentation images and the
+    pretraining pool (``synth_pretrain``)."""
+    height, width = labels.shape
     head_ops, plain = _object_polygons(style, radius, centre, rng)
     points = np.concatenate([polygon for polygon, _ in head_ops] + ([plain] if plain is not None else []))
     x0, y0 = np.maximum(np.floor(points.min(axis=0)).astype(int), 0)
@@ -475,7 +485,7 @@ def _draw_object(class_index: int, canvas: np.ndarray, labels: np.ndarray, insta
         plain_only = body & ~head.astype(bool)
         paint[plain_only] = neutral + 5 * rng.standard_normal((int(plain_only.sum()), 1)).astype(np.float32)
     canvas[y0:y1, x0:x1][body] = paint[body]
-    labels[y0:y1, x0:x1][body] = class_index + 1
+    labels[y0:y1, x0:x1][body] = label
     region[body] = instance_id
     return True
 
