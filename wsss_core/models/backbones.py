@@ -175,4 +175,6 @@ _register_timm(
     "swin_synth", "swin_tiny_patch4_window7_224",
     embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=3, img_size=96,
 )
-_register_timm("resnet_synth", "resnet18", layers=(1, 1, 1, 1))
+# One narrow ResNet for every CNN role of the synthetic presets (IRN, the `cam` baseline, DeepLab-V2's
+# backbone: stage.backbone resnet18 with the same overrides), so one pretrained file serves them all.
+_register_timm("resnet_synth", "resnet18", layers=(1, 1, 1, 1), channels=(32, 64, 128, 256), stem_width=32)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss_core.errors import ConfigError, InputError
+from wsss_core.models.backbones import BACKBONES
 from wsss_core.models.weights import PretrainedWeights
 
 LOG = logging.getLogger(__name__)
@@ -224,3 +226,10 @@ def create_resnet38(weights: PretrainedWeights | None = None, width: float = 1.0
     if weights is not None:
         load_resnet38_weights(model, weights)
     return model
+
+
+@BACKBONES.register("resnet38")
+def resnet38(weights: PretrainedWeights | None = None, **overrides: Any) -> ResNet38:
+    """ResNet-38 (PSA, DeepLab-V1) by name, for stages that build backbones from the registry
+    (pretraining): ``width``, ``freeze_batch_norm``, ``frozen_stages`` as :func:`create_resnet38`."""
+    return create_resnet38(weights, **overrides)

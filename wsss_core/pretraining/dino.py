@@ -1,0 +1,212 @@
+"""DINO (Caron et al., ICCV 2021) on the pool, without labels: the stand-in for ECA's frozen DINO ViT-S/8.
+
+The recipe of facebookresearch/dino, scaled to the pool's 64 px images: a student and an EMA teacher
+(momentum cosine from ``momentum`` to 1), each a backbone + projection head (3-layer MLP, bottleneck,
+l2-normalised weight-normalised last layer with its norm fixed to 1, ``norm_last_layer``); multi-crop
+(2 global crops with scale ``global_scale``, ``num_local`` local crops with ``local_scale``; flip, colour
+jitter p 0.8, grey p 0.2, Gaussian blur p 1.0 / 0.1 / 0.5 and solarisation p 0.2 on the second global
+crop, as DINO's DataAugmentationDINO); the teacher sees only the global crops, its outputs are centred
+(centre EMA ``center_momentum``) and sharpened (``teacher_temperature``), the student's are divided by
+``student_temperature``; the loss is the cross-entropy between every teacher view and every other
+student view; weight decay follows a cosine from ``weight_decay`` to ``weight_decay_end``; the last
+layer is frozen during the first ``freeze_last_layer_epochs``. The exported backbone is the teacher's,
+as DINO releases it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wsss_core.data.transforms import color_jitter, horizontal_flip, normalize_to_tensor, random_resized_crop
+from wsss_core.methods.base import TrainingProgress
+from wsss_core.pretraining.networks import pooled_features
+from wsss_core.pretraining.objectives import OBJECTIVES, PretrainingObjective
+from wsss_core.pretraining.settings import Settings, check_range
+
+
+@dataclass(frozen=True)
+class DinoSettings(Settings):
+    """``pretraining.backbones.<name>.objective_args`` of the DINO objective (DINO's defaults, scaled)."""
+
+    local_size: int = 32
+    num_local: int = 4
+    global_scale: tuple[float, float] = (0.4, 1.0)
+    local_scale: tuple[float, float] = (0.05, 0.4)
+    out_dim: int = 1024
+    hidden_dim: int = 256
+    bottleneck_dim: int = 64
+    momentum: float = 0.996
+    teacher_temperature: float = 0.04
+    student_temperature: float = 0.1
+    center_momentum: float = 0.9
+    weight_decay_end: float = 0.4
+    freeze_last_layer_epochs: int = 1
+    blur_sigma: tuple[float, float] = (0.03, 0.6)  # DINO's (0.1, 2.0) at 224 px, scaled to 64 px
+
+    def __post_init__(self) -> None:
+        check_range("global_scale", self.global_scale, 0.01, 1.0)
+        check_range("local_scale", self.local_scale, 0.01, 1.0)
+        check_range("momentum", (self.momentum,), 0.0, 1.0)
+        check_range("center_momentum", (self.center_momentum,), 0.0, 1.0)
+        check_range("num_local", (self.num_local,), 0, 16)
+        for key in ("local_size", "out_dim", "hidden_dim", "bottleneck_dim"):
+            check_range(key, (getattr(self, key),), 1, 1 << 16)
+        check_range("teacher_temperature", (self.teacher_temperature,), 1e-3, 10.0)
+        check_range("student_temperature", (self.student_temperature,), 1e-3, 10.0)
+
+
+class DinoHead(nn.Module):
+    """MLP → bottleneck → l2-normalise → linear layer with unit-norm rows (``norm_last_layer=True``)."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int, bottleneck_dim: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
+            nn.Linear(hidden_dim, bottleneck_dim),
+        )
+        for layer in self.mlp:
+            if isinstance(layer, nn.Linear):
+                nn.init.trunc_normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
+        self.last_layer = nn.Linear(bottleneck_dim, out_dim, bias=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(self.mlp(features), dim=-1)
+        return F.linear(x, F.normalize(self.last_layer.weight, dim=1))
+
+
+class DinoModel(nn.Module):
+    """Student and teacher (backbone + head each) and the teacher's output centre."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, settings: DinoSettings) -> None:
+        super().__init__()
+        self.student = backbone
+        self.student_head = DinoHead(feature_dim, settings.out_dim, settings.hidden_dim, settings.bottleneck_dim)
+        self.teacher = copy.deepcopy(backbone)
+        self.teacher_head = copy.deepcopy(self.student_head)
+        for parameter in [*self.teacher.parameters(), *self.teacher_head.parameters()]:
+            parameter.requires_grad_(False)
+        self.register_buffer("center", torch.zeros(1, settings.out_dim))
+
+
+def dino_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, center: torch.Tensor, num_global: int,
+              student_temperature: float, teacher_temperature: float) -> torch.Tensor:
+    """DINO's loss: ``student_out`` ``[V·B, K]`` (views stacked, global first), ``teacher_out``
+    ``[num_global·B, K]``; mean over the pairs (teacher view i, student view v ≠ i) of
+    ``−Σ softmax((t − c)/τ_t) · log_softmax(s/τ_s)``."""
+    student_views = (student_out / student_temperature).chunk(student_out.shape[0] // teacher_out.shape[0] * num_global)
+    teacher_views = F.softmax((teacher_out - center) / teacher_temperature, dim=-1).detach().chunk(num_global)
+    total, terms = student_out.new_zeros(()), 0
+    for i, target in enumerate(teacher_views):
+        for v, student in enumerate(student_views):
+            if v == i:
+                continue
+            total = total + torch.sum(-target * F.log_softmax(student, dim=-1), dim=-1).mean()
+            terms += 1
+    return total / terms
+
+
+def cosine(start: float, end: float, step: int, total: int) -> float:
+    """DINO's cosine schedule from ``start`` (step 0) to ``end`` (step ``total``)."""
+    return end + 0.5 * (start - end) * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+@OBJECTIVES.register("dino")
+class DinoPretraining(PretrainingObjective):
+    name = "dino"
+
+    def __init__(self, args: Mapping[str, Any], image_size: int, num_classes: int, weight_decay: float) -> None:
+        self.settings = DinoSettings.from_config(args, "objective_args")
+        self.image_size = image_size
+        self.weight_decay = weight_decay
+        self._freeze_last = True
+        self._optimizer_groups: list[dict[str, Any]] = []
+
+    def build_model(self, backbone: nn.Module, feature_dim: int) -> nn.Module:
+        model = DinoModel(backbone, feature_dim, self.settings)
+        model.student_head.last_layer.weight.register_hook(lambda grad: grad * 0 if self._freeze_last else grad)
+        return model
+
+    # ---------------------------------------------------------------------------------- multi-crop
+    def _view(self, image: np.ndarray, size: int, scale: tuple[float, float], blur: float, solarize: float,
+              rng: np.random.Generator) -> torch.Tensor:
+        view, _ = random_resized_crop(image, size, rng, scale=scale, interpolation="bicubic")
+        view, _ = horizontal_flip(view, rng)
+        if rng.uniform() < 0.8:
+            view = color_jitter(view, rng, 0.4, 0.4, 0.2, 0.1)
+        if rng.uniform() < 0.2:
+            grey = cv2.cvtColor(view, cv2.COLOR_RGB2GRAY)
+            view = np.repeat(grey[..., None], 3, axis=2)
+        if rng.uniform() < blur:
+            view = cv2.GaussianBlur(view, (0, 0), rng.uniform(*self.settings.blur_sigma))
+        if rng.uniform() < solarize:
+            view = np.where(view >= 128, 255 - view, view).astype(np.uint8)
+        return normalize_to_tensor(view)
+
+    def training_sample(self, image: np.ndarray, label: int, rng: np.random.Generator) -> dict[str, Any]:
+        s = self.settings
+        globals_ = [self._view(image, self.image_size, s.global_scale, 1.0, 0.0, rng),
+                    self._view(image, self.image_size, s.global_scale, 0.1, 0.2, rng)]
+        locals_ = [self._view(image, s.local_size, s.local_scale, 0.5, 0.0, rng) for _ in range(s.num_local)]
+        sample = {"global": torch.stack(globals_)}
+        if locals_:
+            sample["local"] = torch.stack(locals_)
+        return sample  # no label: DINO is self-supervised
+
+    # ------------------------------------------------------------------------------------ training
+    @torch.no_grad()
+    def _ema(self, model: DinoModel, momentum: float) -> None:
+        for student, teacher in ((model.student, model.teacher), (model.student_head, model.teacher_head)):
+            for p_s, p_t in zip(student.parameters(), teacher.parameters()):
+                p_t.mul_(momentum).add_(p_s.detach(), alpha=1 - momentum)
+
+    def training_step(self, model: nn.Module, batch: Mapping[str, Any], progress: TrainingProgress
+                      ) -> dict[str, torch.Tensor]:
+        s = self.settings
+        if progress.step > 0:  # the EMA update of the previous optimiser step
+            self._ema(model, cosine(s.momentum, 1.0, progress.step - 1, progress.total_steps))
+        self._freeze_last = progress.epoch < s.freeze_last_layer_epochs
+        weight_decay = cosine(self.weight_decay, s.weight_decay_end, progress.step, progress.total_steps)
+        for group in self._optimizer_groups:
+            if group.get("regularized", True):
+                group["weight_decay"] = weight_decay
+        globals_ = batch["global"]  # [B, 2, 3, G, G]
+        global_views = globals_.transpose(0, 1).reshape(-1, *globals_.shape[2:])  # view-major
+        with torch.no_grad():
+            teacher_out = model.teacher_head(pooled_features(model.teacher, global_views))
+        student_out = [model.student_head(pooled_features(model.student, global_views))]
+        if "local" in batch:
+            local = batch["local"]
+            local_views = local.transpose(0, 1).reshape(-1, *local.shape[2:])
+            student_out.append(model.student_head(pooled_features(model.student, local_views)))
+        student_all = torch.cat(student_out)
+        loss = dino_loss(student_all, teacher_out, model.center, 2, s.student_temperature, s.teacher_temperature)
+        with torch.no_grad():
+            model.center.mul_(s.center_momentum).add_(teacher_out.mean(0, keepdim=True), alpha=1 - s.center_momentum)
+            # entropy of the teacher's mean output: near 0 = collapse to one dimension (what centring prevents)
+            mean = F.softmax((teacher_out - model.center) / s.teacher_temperature, dim=-1).mean(0)
+            entropy = -(mean * mean.clamp_min(1e-12).log()).sum()
+        return {"loss": loss, "teacher_entropy": entropy}
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """The weight-decay schedule writes into the optimiser's regularised groups."""
+        self._optimizer_groups = optimizer.param_groups
+
+    def parameters_to_train(self, model: nn.Module) -> list[nn.Parameter]:
+        return [p for p in [*model.student.parameters(), *model.student_head.parameters()] if p.requires_grad]
+
+    def backbone(self, model: nn.Module) -> nn.Module:
+        return model.teacher
+
+    def finish(self, model: nn.Module, progress: TrainingProgress) -> None:
+        self._ema(model, cosine(self.settings.momentum, 1.0, progress.step - 1, progress.total_steps))
