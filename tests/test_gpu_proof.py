@@ -86,3 +86,10 @@ def test_the_proof_refuses_a_cpu_run_at_paper_scale_and_a_tiny_run_into_docs(tmp
     with pytest.raises(SystemExit):  # argparse: --tiny needs --output-dir
         gpu_proof.main(["--tiny"])
     assert not (tmp_path / "benchmarks.md").exists()
+
+
+def test_an_item_past_the_overall_budget_is_a_skipped_row():
+    item = gpu_proof.ProofItem("late", "an item after the budget", "train_method", _sleeps, {})
+    row = gpu_proof.Runner(budget_s=1.0, item_timeout_s=60.0, start_method="fork", started=time.monotonic() - 2).run(item)
+    assert not row["ok"] and row["variants"] == {}
+    assert row["errors"] == {"plain": "skipped: the 1 s budget was spent", "fast": "skipped: the 1 s budget was spent"}
