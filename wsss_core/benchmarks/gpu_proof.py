@@ -26,7 +26,8 @@ What it measures, each with random-init weights on synthetic images at VOC resol
   network sizes, as ``wsss_core.benchmarks.random_walk --pipeline``);
 * DeepLab-V1 ResNet-38 inference per val image (the stage's scales) and the dense CRF after it (CPU);
 
-then the time of CTI's VOC chain estimated from these rates (formula in :data:`CHAIN`)::
+then the time of CTI's VOC chain estimated from these rates (:func:`chain_terms`; the numbers come from
+the `voc` presets of config.yaml and the VOC split sizes)::
 
     hours = ( 10,582 × 60 / train + 10,582 / seeds + 10,582 / IRN
               + 79,365 × 4 / DeepLab-V1 train + 1,449 / inference + 1,449 / CRF ) / 3600
@@ -70,7 +71,8 @@ import yaml
 from wsss_core import workflow_config
 from wsss_core.benchmarks import random_walk, stages
 from wsss_core.data.classes import class_names
-from wsss_core.data.synth import SynthParams, generate_sample
+from wsss_core.data.synth import PRESETS, SynthParams, generate_sample
+from wsss_core.errors import summarize
 from wsss_core.methods.base import build_method
 from wsss_core.registry import Registry
 from wsss_core.training.loop import autocast, resolve_precision
@@ -78,9 +80,9 @@ from wsss_core.utils.atomic import write_json, write_text
 from wsss_core.utils.device import resolve_device
 from wsss_core.utils.seeding import seed_everything
 
-MIB = 1024**2
 DEFAULT_PEAK_TFLOPS = 790.0  # H200 dense bf16 matrix peak
-VOC_IMAGE = (375, 500)  # (height, width) of a typical VOC image (the synth voc_scale preset)
+VOC_IMAGE = tuple(PRESETS["voc_scale"]["image_size"])  # (height, width): 375×500, a typical VOC image
+VOC_SPLITS = {"train_aug": PRESETS["voc_scale"]["num_train_aug"], "val": PRESETS["voc_scale"]["num_val"]}
 TINY_IMAGE = (48, 64)
 REFINE_IMAGE = (480, 640)  # the issue's per-image refinement target
 TINY_REFINE_IMAGE = (48, 64)
@@ -116,12 +118,10 @@ class ProofSettings:
         """(warm-up, timed) steps: a few of each at paper scale, one timed step when tiny."""
         return (0, 1) if self.tiny else (3, paper)
 
-    def title(self, paper: str, name: str) -> str:
-        """The row's title: what is measured at paper scale, or the item name and the tiny sizes."""
-        if not self.tiny:
-            return paper
-        height, width = self.image_size
-        return f"{name} [tiny: synth presets, {height}×{width} images, batch ≤ 2]"
+    def size_text(self, size: tuple[int, int] | None = None) -> str:
+        """``W×H`` of an image size (default: the synthetic images)."""
+        height, width = size or self.image_size
+        return f"{width}×{height}"
 
     def common(self) -> dict[str, Any]:
         return {"device": self.device, "threads": self.threads, "seed": self.seed, "num_classes": self.num_classes}
@@ -137,7 +137,6 @@ class ProofItem:
     target: Callable[[str, Mapping[str, Any], Any], None]
     args: Mapping[str, Any]
     variants: tuple[str, ...] = ("plain", "fast")
-    unit: str = "images/s"
     switches: str = "bf16 autocast"
 
 
@@ -151,17 +150,17 @@ DEFAULT_ITEMS = (
 
 
 # ------------------------------------------------------------------------------- training steps
-def _method_step_item(name: str, run: str, title: str, paper_batch: int, tiny_overrides: Mapping[str, Any],
+def _method_step_item(name: str, run: str, label: str, tiny_overrides: Mapping[str, Any],
                       settings: ProofSettings) -> ProofItem:
-    """A method's training step timed by ``stages._measure`` in the middle of its schedule."""
+    """A method's training step timed by ``stages._measure`` in the middle of its schedule (of a VOC run:
+    10,582 images per epoch), at the batch size of its config (2 when tiny)."""
     config = workflow_config.method_config(settings.config, settings.preset, run)
     if settings.tiny:
         config = workflow_config.deep_merge(config, tiny_overrides, f"tiny overrides of {run}")
-    batch = 2 if settings.tiny else paper_batch
-    config.setdefault("train", {})["batch_size"] = batch
+        config["train"]["batch_size"] = 2
+    batch = int(config["train"]["batch_size"])
     method = build_method(config["name"], config, settings.num_classes)
-    train_images = 10582  # VOC train_aug: sets the schedule's steps per epoch
-    steps_per_epoch = max(1, train_images // batch)
+    steps_per_epoch = max(1, VOC_SPLITS["train_aug"] // batch)
     total = method.total_steps(steps_per_epoch)
     warmup, steps = settings.steps(10)
     args = {
@@ -170,20 +169,24 @@ def _method_step_item(name: str, run: str, title: str, paper_batch: int, tiny_ov
         "steps": steps, "warmup": warmup, "precision": "bf16", "channels_last": False, "count_flops": True,
         "schedule": {"first_step": total // 2, "steps_per_epoch": steps_per_epoch, "total_steps": total},
     }
-    return ProofItem(name, settings.title(title, name), "train_method", stages._measure, args)
+    model = config.get("model", {})
+    backbone = model.get("backbone") or config.get("backbone")
+    if config.get("dino"):
+        backbone = f"{backbone} + {config['dino']['backbone']} (frozen)"
+    crop = config.get("crop_size") or config["train"].get("crop_size")
+    title = f"{label} training step: {backbone}, crop {crop}, batch {batch}"
+    return ProofItem(name, title, "train_method", stages._measure, args)
 
 
 @PROOF_ITEMS.register("cti_train")
 def cti_train(settings: ProofSettings) -> ProofItem:
     """CTI's four-pass step (anchor, strong view, I-CTI, C-CTI with a full token memory)."""
-    return _method_step_item("cti_train", "cti", "CTI training step, DeiT-S/224, batch 64", 64,
-                             {"train": {"crop_size": 32}}, settings)
+    return _method_step_item("cti_train", "cti", "CTI", {"train": {"crop_size": 32}}, settings)
 
 
 @PROOF_ITEMS.register("mctformer_train")
 def mctformer_train(settings: ProofSettings) -> ProofItem:
-    return _method_step_item("mctformer_train", "mctformer", "MCTformer-V2 training step, DeiT-S/224, batch 64",
-                             64, {"train": {"crop_size": 32}}, settings)
+    return _method_step_item("mctformer_train", "mctformer", "MCTformer-V2", {"train": {"crop_size": 32}}, settings)
 
 
 _SINGLE_STAGE_TINY = {"crop_size": 48, "contrast": {"num_local": 2, "local_crop_size": 16}}
@@ -191,23 +194,21 @@ _SINGLE_STAGE_TINY = {"crop_size": 48, "contrast": {"num_local": 2, "local_crop_
 
 @PROOF_ITEMS.register("toco_train")
 def toco_train(settings: ProofSettings) -> ProofItem:
-    return _method_step_item("toco_train", "toco", "ToCo training step, DeiT-B/448, batch 4", 4,
-                             _SINGLE_STAGE_TINY, settings)
+    return _method_step_item("toco_train", "toco", "ToCo", _SINGLE_STAGE_TINY, settings)
 
 
 @PROOF_ITEMS.register("mcc_train")
 def mcc_train(settings: ProofSettings) -> ProofItem:
-    return _method_step_item("mcc_train", "mcc", "MCC training step, DeiT-B/448, batch 4", 4,
-                             _SINGLE_STAGE_TINY, settings)
+    return _method_step_item("mcc_train", "mcc", "MCC", _SINGLE_STAGE_TINY, settings)
 
 
 @PROOF_ITEMS.register("eca_train")
 def eca_train(settings: ProofSettings) -> ProofItem:
-    return _method_step_item("eca_train", "eca", "ECA training step, MiT-B1 + DINO ViT-S/8, 512, batch 8", 8,
-                             {"crop_size": 48, "correspondence": {"view_size": 24}}, settings)
+    return _method_step_item("eca_train", "eca", "ECA", {"crop_size": 48, "correspondence": {"view_size": 24}},
+                             settings)
 
 
-def _segmentation_step_item(name: str, network: str, title: str, settings: ProofSettings) -> ProofItem:
+def _segmentation_step_item(name: str, network: str, label: str, settings: ProofSettings) -> ProofItem:
     """A ``train_segmentation`` step (``stages.segmentation.<network>.train``), bf16 + channels-last when fast."""
     config = workflow_config.stage_params(settings.config, settings.preset, "segmentation", network, "train")
     if settings.tiny:
@@ -218,20 +219,19 @@ def _segmentation_step_item(name: str, network: str, title: str, settings: Proof
         "image_size": list(settings.image_size), "batch_size": int(config["batch_size"]), "steps": steps,
         "warmup": warmup, "precision": "bf16", "channels_last": True, "count_flops": True,
     }
-    return ProofItem(name, settings.title(title, name), "train_segmentation", stages._measure, args,
-                     switches="bf16 autocast + channels-last")
+    backbone = config.get("backbone") or f"resnet38 × {config.get('width', 1.0):g}"
+    title = f"{label} training step: {backbone}, crop {config['crop_size']}, batch {config['batch_size']}"
+    return ProofItem(name, title, "train_segmentation", stages._measure, args, switches="bf16 autocast + channels-last")
 
 
 @PROOF_ITEMS.register("deeplab_v2_train")
 def deeplab_v2_train(settings: ProofSettings) -> ProofItem:
-    return _segmentation_step_item("deeplab_v2_train", "deeplab_v2",
-                                   "DeepLab-V2 training step, ResNet-101, crop 321, batch 10", settings)
+    return _segmentation_step_item("deeplab_v2_train", "deeplab_v2", "DeepLab-V2", settings)
 
 
 @PROOF_ITEMS.register("deeplab_v1_train")
 def deeplab_v1_train(settings: ProofSettings) -> ProofItem:
-    return _segmentation_step_item("deeplab_v1_train", "deeplab_v1_resnet38",
-                                   "DeepLab-V1 ResNet-38 training step, crop 321, batch 4", settings)
+    return _segmentation_step_item("deeplab_v1_train", "deeplab_v1_resnet38", "DeepLab-V1 LargeFOV", settings)
 
 
 # ------------------------------------------------------------------------------------ seed export
@@ -271,7 +271,7 @@ def cti_seeds(settings: ProofSettings) -> ProofItem:
     config = workflow_config.method_config(settings.config, settings.preset, "cti")
     args = {**settings.common(), "method_config": config, "image_size": list(settings.image_size),
             "images": 2 if settings.tiny else 20, "warmup": 0 if settings.tiny else 3, "precision": "bf16"}
-    title = settings.title("CTI seed export per 375×500 image (all classes, + flip)", "cti_seeds")
+    title = f"CTI seed export per {settings.size_text()} image: {config['model']['backbone']}, all classes, + flip"
     return ProofItem("cti_seeds", title, "export_seeds", _seed_export, args)
 
 
@@ -291,24 +291,25 @@ def _refinement(variant: str, args: Mapping[str, Any], queue: Any) -> None:
                "seconds_per_image": report["seconds"], "peak_memory_mib": memory, "memory_kind": kind})
 
 
-def _refinement_item(name: str, refiner: str, title: str, settings: ProofSettings) -> ProofItem:
+def _refinement_item(name: str, refiner: str, label: str, settings: ProofSettings) -> ProofItem:
     stage = workflow_config.stage_params(settings.config, settings.preset, "refine", refiner)
     network = {**stage["settings"], "weights": None}
     height, width = TINY_REFINE_IMAGE if settings.tiny else REFINE_IMAGE
     args = {**settings.common(), "refiner": refiner, "settings": network, "height": height, "width": width,
             "classes": 3, "warmup": 0 if settings.tiny else 2, "repeats": 1 if settings.tiny else 5}
-    return ProofItem(name, settings.title(title, name), "refine_random_walk", _refinement, args,
-                     variants=("plain",), switches="none")
+    backbone = network.get("backbone") or f"resnet38 × {network.get('width', 1.0):g}"
+    title = f"{label} refinement per {settings.size_text((height, width))} image: {backbone}, affinities, walk"
+    return ProofItem(name, title, "refine_random_walk", _refinement, args, variants=("plain",), switches="none")
 
 
 @PROOF_ITEMS.register("irn_refine")
 def irn_refine(settings: ProofSettings) -> ProofItem:
-    return _refinement_item("irn_refine", "irn", "IRN refinement per 640×480 image (ResNet-50, walk)", settings)
+    return _refinement_item("irn_refine", "irn", "IRN", settings)
 
 
 @PROOF_ITEMS.register("psa_refine")
 def psa_refine(settings: ProofSettings) -> ProofItem:
-    return _refinement_item("psa_refine", "psa", "PSA refinement per 640×480 image (ResNet-38, walk)", settings)
+    return _refinement_item("psa_refine", "psa", "PSA", settings)
 
 
 # -------------------------------------------------------------------------- segmentation inference
@@ -352,10 +353,10 @@ def deeplab_v1_infer(settings: ProofSettings) -> ProofItem:
             "image_size": list(settings.image_size), "images": 1 if settings.tiny else 10,
             "warmup": 0 if settings.tiny else 2}
     scales = ", ".join(f"{float(scale):g}" for scale in inference["scales"])
-    title = (f"DeepLab-V1 ResNet-38 inference per 375×500 image (scales {scales}"
-             f"{', flip' if inference.get('flip') else ''}; no CRF)")
-    return ProofItem("deeplab_v1_infer", settings.title(title, "deeplab_v1_infer"), "infer_segmentation",
-                     _segmentation_inference, args, variants=("plain",), switches="none")
+    title = (f"DeepLab-V1 LargeFOV inference per {settings.size_text()} image: resnet38 × {train.get('width', 1.0):g}, "
+             f"scales {scales}{', flip' if inference.get('flip') else ''}, no CRF")
+    return ProofItem("deeplab_v1_infer", title, "infer_segmentation", _segmentation_inference, args,
+                     variants=("plain",), switches="none")
 
 
 def _dense_crf(variant: str, args: Mapping[str, Any], queue: Any) -> None:
@@ -381,7 +382,7 @@ def deeplab_v1_crf(settings: ProofSettings) -> ProofItem:
                                              "deeplab_v1_resnet38", "inference")
     args = {**settings.common(), "crf": inference["crf"], "image_size": list(settings.image_size),
             "images": 1 if settings.tiny else 3}
-    title = settings.title("dense CRF after inference per 375×500 image (CPU, 1 thread)", "deeplab_v1_crf")
+    title = f"dense CRF after DeepLab-V1 inference per {settings.size_text()} image (CPU, one thread)"
     return ProofItem("deeplab_v1_crf", title, "infer_segmentation", _dense_crf, args, variants=("plain",),
                      switches="none")
 
@@ -397,23 +398,33 @@ class ChainTerm:
     formula: str
 
 
-CHAIN: tuple[ChainTerm, ...] = (
-    ChainTerm("train_method (CTI, 60 epochs)", "cti_train", 10582 * 60, "10,582 × 60"),
-    ChainTerm("export_seeds (train_aug)", "cti_seeds", 10582, "10,582"),
-    ChainTerm("refine_random_walk IRN (train_aug)", "irn_refine", 10582, "10,582"),
-    ChainTerm("train_segmentation DeepLab-V1 ResNet-38", "deeplab_v1_train", 79365 * 4, "79,365 × 4"),
-    ChainTerm("infer_segmentation network (val)", "deeplab_v1_infer", 1449, "1,449"),
-    ChainTerm("infer_segmentation dense CRF (val)", "deeplab_v1_crf", 1449, "1,449"),
-)
+def chain_terms(config: Mapping[str, Any]) -> tuple[ChainTerm, ...]:
+    """CTI's VOC chain (``voc`` presets of config.yaml: CTI's epochs, DeepLab-V1's iterations and batch)
+    over the VOC split sizes: train_aug images × epochs of training, seeds and IRN of every train_aug image,
+    DeepLab-V1 iterations × batch images, inference of every val image."""
+    cti = workflow_config.method_config(config, "voc", "cti")["train"]
+    deeplab = workflow_config.stage_params(config, "voc", "segmentation", "deeplab_v1_resnet38", "train")
+    train_aug, val = VOC_SPLITS["train_aug"], VOC_SPLITS["val"]
+    epochs, iterations, batch = int(cti["epochs"]), int(deeplab["iterations"]), int(deeplab["batch_size"])
+    return (
+        ChainTerm(f"train_method (CTI, {epochs} epochs)", "cti_train", train_aug * epochs,
+                  f"{train_aug:,} × {epochs}"),
+        ChainTerm("export_seeds (train_aug)", "cti_seeds", train_aug, f"{train_aug:,}"),
+        ChainTerm("refine_random_walk IRN (train_aug; rate at 640×480)", "irn_refine", train_aug, f"{train_aug:,}"),
+        ChainTerm("train_segmentation DeepLab-V1 ResNet-38", "deeplab_v1_train", iterations * batch,
+                  f"{iterations:,} × {batch}"),
+        ChainTerm("infer_segmentation network (val)", "deeplab_v1_infer", val, f"{val:,}"),
+        ChainTerm("infer_segmentation dense CRF (val)", "deeplab_v1_crf", val, f"{val:,}"),
+    )
 
 
-def chain_estimate(rows: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def chain_estimate(rows: Mapping[str, Mapping[str, Any]], terms: Sequence[ChainTerm]) -> dict[str, Any]:
     """Seconds per chain term and in total, from the plain rates and from the fast ones (a term without a
     fast variant uses its plain rate); ``complete`` is False when a term's rate is missing."""
     estimate: dict[str, Any] = {"terms": [], "complete": {}, "hours": {}}
     totals = {"plain": 0.0, "fast": 0.0}
     complete = {"plain": True, "fast": True}
-    for term in CHAIN:
+    for term in terms:
         row = rows.get(term.item) or {}
         variants, declared = row.get("variants", {}), row.get("declared", ("plain",))
         entry: dict[str, Any] = {"stage": term.stage, "item": term.item, "images": term.images,
@@ -473,8 +484,10 @@ class Runner:
             args = {**item.args, "count_flops": bool(item.args.get("count_flops")) and not counted}
             try:
                 report = stages.run_isolated(item.target, variant, args, cap, self.start_method)
-            except Exception as error:  # noqa: BLE001  (an item's failure is a row, not the end of the proof)
-                row["errors"][variant] = str(error)
+            except stages.BenchmarkProcessError as error:  # an item's failure is a row, not the end of the proof
+                row["errors"][variant] = error.reason
+            except Exception as error:  # noqa: BLE001  (e.g. the process could not start)
+                row["errors"][variant] = summarize(error)
             else:
                 row["variants"][variant] = report
             row.setdefault("wall_seconds", {})[variant] = round(time.monotonic() - began, 1)
@@ -492,8 +505,8 @@ def run_items(items: Sequence[ProofItem | Callable[[], ProofItem]], runner: Runn
             item = entry if isinstance(entry, ProofItem) else entry()
         except Exception as error:  # noqa: BLE001
             name = getattr(entry, "item_name", getattr(entry, "__name__", "item"))
-            rows.append({"name": name, "title": name, "stage": "", "switches": "", "variants": {},
-                         "errors": {"build": f"{type(error).__name__}: {error}"}, "ok": False})
+            rows.append({"name": name, "title": name, "stage": "", "switches": "", "declared": [], "variants": {},
+                         "errors": {"build": summarize(error)}, "ok": False})
             continue
         rows.append(runner.run(item))
     return rows
@@ -517,6 +530,10 @@ def add_flop_rates(rows: Sequence[dict[str, Any]], peak_tflops: float) -> None:
 # ---------------------------------------------------------------------------------------- output
 def _number(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _tflops(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
 
 
 def markdown_report(report: Mapping[str, Any]) -> str:
@@ -552,7 +569,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             f"| {row['title']} | {row['switches']} | {_number(plain.get('images_per_second'), 2)} | "
             f"{_number(fast.get('images_per_second'), 2)} | {_number(ratio, 2)}{'×' if ratio else ''} | "
             f"{_number(plain.get('peak_memory_mib'), 0)} | {_number(fast.get('peak_memory_mib'), 0)} | "
-            f"{_number(plain.get('tflops_per_second'), 1)} | {_number(fast.get('tflops_per_second'), 1)} | "
+            f"{_tflops(plain.get('tflops_per_second'))} | {_tflops(fast.get('tflops_per_second'))} | "
             f"{_number(None if fraction is None else 100 * fraction, 1)} | {status.replace('|', '/')} |"
         )
     chain = report["chain"]
@@ -560,10 +577,9 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         "",
         "## CTI's VOC chain, estimated from the rates above",
         "",
-        "hours = Σ images / rate: 10,582 × 60 / train + 10,582 / seeds + 10,582 / IRN + 79,365 × 4 / DeepLab-V1 "
-        "train + 1,449 / inference + 1,449 / CRF, over 3600. *fast* uses each stage's fast rate where it has "
-        "one. Not included: IRN's relation-label CRF and training (`affinity_labels`, `train_affinity`), "
-        "evaluations, JPEG decoding.",
+        "hours = (" + " + ".join(f"{term['formula']} / rate of `{term['item']}`" for term in chain["terms"])
+        + ") / 3600, rates in images/s; *fast* uses each stage's fast rate where it has one. Not included: IRN's "
+        "relation-label CRF and training (`affinity_labels`, `train_affinity`), evaluations, JPEG decoding.",
         "",
         "| stage | images | plain s | fast s |",
         "|:---|---:|---:|---:|",
@@ -659,7 +675,7 @@ def main(argv: Sequence[str] | None = None,
                      "threads": threads, "items": list(options.items), "start_method": options.start_method},
         "wall_seconds": time.monotonic() - runner.started,
         "rows": rows,
-        "chain": chain_estimate(by_name),
+        "chain": chain_estimate(by_name, chain_terms(config)),
     }
     output_dir = options.output_dir or Path("docs")
     write_json(output_dir / "benchmarks.json", report)

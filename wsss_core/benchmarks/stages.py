@@ -272,7 +272,12 @@ def memory_report(device: torch.device, baseline_rss: int | None = None) -> dict
 
 
 class BenchmarkProcessError(RuntimeError):
-    """A benchmark process raised, died or ran past its time cap; the message says which and why."""
+    """A benchmark process raised, died or ran past its time cap: ``reason`` says why, the message also which
+    variant."""
+
+    def __init__(self, variant: str, reason: str) -> None:
+        super().__init__(f"{variant}: {reason}")
+        self.variant, self.reason = variant, reason
 
 
 def _report_errors(target: Callable[[str, Mapping[str, Any], Any], None], variant: str,
@@ -308,11 +313,10 @@ def run_isolated(
                         report = queue.get(timeout=1.0)
                     except queue_module.Empty:
                         raise BenchmarkProcessError(
-                            f"{variant}: the benchmark process ended with exit code {process.exitcode} "
-                            "and no report"
+                            variant, f"the process ended with exit code {process.exitcode} and no report"
                         ) from None
                 elif deadline is not None and time.monotonic() > deadline:
-                    raise BenchmarkProcessError(f"{variant}: stopped after the time cap of {timeout:.0f} s")
+                    raise BenchmarkProcessError(variant, f"stopped after the time cap of {timeout:.0f} s")
     finally:
         if process.is_alive() and report is None:
             process.kill()
@@ -321,7 +325,7 @@ def run_isolated(
             process.kill()
             process.join()
     if "error" in report:
-        raise BenchmarkProcessError(f"{variant}: {report['error']}")
+        raise BenchmarkProcessError(variant, report["error"])
     return report
 
 
