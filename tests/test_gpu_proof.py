@@ -83,8 +83,10 @@ def test_the_proof_refuses_a_cpu_run_at_paper_scale_and_a_tiny_run_into_docs(tmp
     with pytest.raises(SystemExit, match="no CUDA device is visible"):
         gpu_proof.main(["--output-dir", str(tmp_path), "--device", "cpu", "--start-method", "fork",
                         "--config", str(REPOSITORY / "config.yaml"), "--items", "cti_train"])
-    with pytest.raises(SystemExit):  # argparse: --tiny needs --output-dir
+    with pytest.raises(SystemExit):  # argparse: --tiny needs --output-dir, and not docs/
         gpu_proof.main(["--tiny"])
+    with pytest.raises(SystemExit):
+        gpu_proof.main(["--tiny", "--output-dir", "docs"])
     assert not (tmp_path / "benchmarks.md").exists()
 
 

@@ -40,13 +40,13 @@ prepared before the timing, as in ``wsss_core.benchmarks.stages``).
 Every measurement runs in a fresh process (``stages.run_isolated``, started from a fork server that has
 imported the code once) under a time cap: ``--item-timeout-s`` per process, and never past the overall
 ``--budget-s`` (450 s by default, so that the whole command, start-up included, stays within 8 minutes;
-what no longer fits is recorded as skipped). An exception, an
-out-of-memory error, a crash or a timeout becomes a failed row; the proof goes on. Peak memory is
-``torch.cuda.max_memory_allocated`` of that process, reset after the warm-up (peak RSS on CPU).
+what no longer fits is recorded as skipped). An exception, an out-of-memory error, a crash or a timeout
+becomes a failed row; the proof goes on. Peak memory is ``torch.cuda.max_memory_allocated`` of that
+process, reset after the warm-up (peak RSS on CPU).
 
 It writes ``<output-dir>/benchmarks.md`` (the tables) and ``benchmarks.json`` (every figure, the settings,
 the device name, torch version and date), each atomically. Without a CUDA device it stops, unless
-``--tiny``: the same code path at tiny sizes on CPU (the synthetic presets' small backbones, 48×64
+``--tiny``: the same code path at tiny sizes on CPU (the synthetic presets' small backbones, 64×48
 images, batch 2, one timed step), which must be written elsewhere than ``docs/`` (``--output-dir``).
 """
 
@@ -552,7 +552,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         "Random-init weights, synthetic images "
         + ("at tiny sizes" if tiny else "at VOC resolution") + ", hyper-parameters of `config.yaml` "
         f"(`{settings['preset']}` presets). *plain*: fp32, NCHW; *fast*: the stage's speed switches "
-        f"(column *switches*); fused attention (SDPA) in both. Peak memory: {memory}. TFLOP/s: FLOPs of one "
+        f"(column *switches*); fused attention (SDPA) in both; seeded as the stages are (cuDNN deterministic, "
+        f"no autotuning). Peak memory: {memory}. TFLOP/s: FLOPs of one "
         f"step by `FlopCounterMode` over the measured step time; % of peak: *fast* against {settings['peak_tflops']:g} "
         "TFLOP/s (bf16 dense). How: `wsss_core/benchmarks/gpu_proof.py`.",
         "",
@@ -631,8 +632,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                         "the code once), spawn (a new interpreter each), fork (of this process: fastest, for "
                         "the CPU check; this process never touches CUDA)")
     options = parser.parse_args(argv)
-    if options.tiny and options.output_dir is None:
-        parser.error("--tiny checks the code path on CPU and measures nothing: give --output-dir (not docs/)")
+    if options.tiny and (options.output_dir is None or options.output_dir.resolve() == Path("docs").resolve()):
+        parser.error("--tiny checks the code path on CPU and measures nothing: give --output-dir, not docs/")
     if options.tiny:
         options.device = "cpu"
     unknown = [name for name in options.items if name not in PROOF_ITEMS]
@@ -654,7 +655,10 @@ def main(argv: Sequence[str] | None = None,
     if options.start_method == "forkserver":
         multiprocessing.set_forkserver_preload(_preload_modules())
     runner = Runner(options.budget_s, options.item_timeout_s, options.start_method)
-    environment = stages.run_isolated(_probe, "probe", {"device": options.device}, 120, options.start_method)
+    try:
+        environment = stages.run_isolated(_probe, "probe", {"device": options.device}, 120, options.start_method)
+    except stages.BenchmarkProcessError as error:
+        raise SystemExit(f"the device probe failed ({error.reason}); check --device, or try --start-method spawn")
     if environment["device"].startswith("cpu") and not options.tiny:
         raise SystemExit("no CUDA device is visible: the GPU proof measures a GPU; run it where one is, "
                          "or use --tiny --output-dir DIR for the CPU check of the code path")
