@@ -87,27 +87,44 @@ def _walk(kind: str, args: dict[str, Any], queue: Any) -> None:
 
 
 def _pipeline(kind: str, args: dict[str, Any], queue: Any) -> None:
-    """Runs in a fresh process: one whole IRN or PSA refinement of a random image."""
+    """Runs in a fresh process: whole IRN or PSA refinements of a random image.
+
+    Optional ``args``: ``device`` (default cpu), ``settings`` (the refiner's ``stage.<kind>`` block, default
+    the published network sizes with random weights), ``warmup`` untimed and ``repeats`` timed refinements
+    (defaults 0 and 1). Seconds are per image; on a GPU the peak memory is ``torch.cuda.max_memory_allocated``
+    over the timed refinements."""
     torch.set_num_threads(args["threads"])
     from wsss_core.models.weights import WeightsCatalog
     from wsss_core.refine.affinity import AFFINITY_REFINERS
     from wsss_core.refine.seed_adapter import RefinementSeeds
 
+    device = torch.device(args.get("device", "cpu"))
     refiner = AFFINITY_REFINERS.get(kind)()  # type: ignore[operator]
-    settings = refiner.settings({kind: {"weights": None}})
-    model = refiner.build_model(settings, WeightsCatalog({})).eval()
+    settings = refiner.settings({kind: args.get("settings") or {"weights": None}})
+    model = refiner.build_model(settings, WeightsCatalog({})).to(device).eval()
     rng = np.random.default_rng(args["seed"])
     height, width = args["height"], args["width"]
-    image = torch.from_numpy(rng.standard_normal((3, height, width)).astype(np.float32))
+    image = torch.from_numpy(rng.standard_normal((3, height, width)).astype(np.float32)).to(device)
     maps = rng.random((args["classes"], height, width)).astype(np.float32)
     seeds = RefinementSeeds(maps=maps / maps.max(axis=(1, 2), keepdims=True), keys=np.arange(1, args["classes"] + 1))
-    baseline = _max_rss_bytes()
-    started = time.perf_counter()
-    mask = refiner.pseudo_mask(model, image, seeds, settings)
-    seconds = time.perf_counter() - started
+    with torch.inference_mode():
+        for _ in range(int(args.get("warmup", 0))):
+            refiner.pseudo_mask(model, image, seeds, settings)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        baseline = _max_rss_bytes()
+        repeats = int(args.get("repeats", 1))
+        started = time.perf_counter()
+        for _ in range(repeats):
+            mask = refiner.pseudo_mask(model, image, seeds, settings)  # ends with .cpu(): synchronised
+        seconds = (time.perf_counter() - started) / repeats
     peak = _max_rss_bytes()
-    queue.put({"seconds": seconds, "peak_rss_gib": peak / GIB, "added_rss_gib": (peak - baseline) / GIB,
-               "mask_shape": list(mask.shape)})
+    report = {"seconds": seconds, "peak_rss_gib": peak / GIB, "added_rss_gib": (peak - baseline) / GIB,
+              "mask_shape": list(mask.shape)}
+    if device.type == "cuda":
+        report["peak_gpu_gib"] = torch.cuda.max_memory_allocated(device) / GIB
+    queue.put(report)
 
 
 def in_subprocess(target: Any, kind: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -25,10 +25,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pydensecrf.densecrf as densecrf
-from pydensecrf.utils import unary_from_labels, unary_from_softmax
 
 from wsss_core.errors import ConfigError
+
+
+def _pydensecrf() -> Any:
+    """The ``pydensecrf`` package (``densecrf``, ``utils``), imported on first use: the modules that only
+    need ``CRFParams`` (IRN, PSA, DeepLab inference, the benchmarks) then import on a machine without the
+    compiled extension, such as a lent GPU machine with no compiler."""
+    try:
+        import pydensecrf.densecrf
+        import pydensecrf.utils
+    except ImportError as error:
+        raise ImportError(
+            f"the dense CRF needs pydensecrf ({error}); install it with pip install pydensecrf2 (compiles, needs g++)"
+        ) from None
+    return pydensecrf
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,7 @@ def _checked_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
 def _mean_field(image: np.ndarray, unary: np.ndarray, num_labels: int, params: CRFParams) -> np.ndarray:
     """Run the dense CRF; returns the marginals ``float32 [K, H, W]``."""
     height, width = image.shape[:2]
-    model = densecrf.DenseCRF2D(width, height, num_labels)
+    model = _pydensecrf().densecrf.DenseCRF2D(width, height, num_labels)
     model.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
     model.addPairwiseGaussian(sxy=params.gaussian_sxy, compat=params.gaussian_compat)
     model.addPairwiseBilateral(
@@ -99,7 +111,8 @@ def crf_probabilities(
         raise ValueError(f"probabilities must be [K, H, W], got {probabilities.shape}")
     num_labels, height, width = probabilities.shape
     image = _checked_image(image, height, width)
-    marginals = _mean_field(image, unary_from_softmax(probabilities), num_labels, params)
+    unary = _pydensecrf().utils.unary_from_softmax(probabilities)
+    marginals = _mean_field(image, unary, num_labels, params)
     return marginals / marginals.sum(axis=0, keepdims=True)
 
 
@@ -124,6 +137,8 @@ def crf_labels(
     image = _checked_image(image, *labels.shape)
     if num_labels == 1:
         return np.zeros(labels.shape, dtype=np.uint8)
-    unary = unary_from_labels(labels.astype(np.int64), num_labels, gt_prob=gt_probability, zero_unsure=False)
+    unary = _pydensecrf().utils.unary_from_labels(
+        labels.astype(np.int64), num_labels, gt_prob=gt_probability, zero_unsure=False
+    )
     marginals = _mean_field(image, unary, num_labels, params)
     return np.argmax(marginals, axis=0).astype(np.uint8)
