@@ -122,6 +122,13 @@ def test_style_b_is_registered_with_its_own_classes_and_parts() -> None:
     assert len({style.context for style in style_b.classes.values()}) == len(style_b.backgrounds)
 
 
+def test_editing_a_style_reruns_the_dataset_rule() -> None:
+    """Styles are imported through the registry; the rule's code fingerprint must still cover them."""
+    from wsss_core.utils.provenance import module_closure
+
+    assert "wsss_core.data.synth_styles.b" in module_closure("wsss_core.stages.synth_dataset")
+
+
 def test_unknown_style_and_mismatched_classes_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"stage.style .*'c' is unknown; use one of: b, default"):
         synth_params({"style": "c"})
