@@ -37,13 +37,21 @@ SYNTH_CLASSES: tuple[str, ...] = (
     "crab", "clover",
 )
 
-CLASS_SETS: dict[str, tuple[str, ...]] = {"voc": VOC_CLASSES, "coco": COCO_CLASSES, "synth": SYNTH_CLASSES}
+# The second synthetic style's 20 classes (wsss_core.data.synth_styles.b: other shapes, textures and backgrounds).
+SYNTH_B_CLASSES: tuple[str, ...] = (
+    "butterfly", "leaf", "acorn", "mug", "teapot", "umbrella", "balloon", "bolt", "rocket", "owl",
+    "bell", "guitar", "key", "padlock", "hammer", "horseshoe", "anchor", "snowman", "fir", "mitten",
+)
+
+CLASS_SETS: dict[str, tuple[str, ...]] = {
+    "voc": VOC_CLASSES, "coco": COCO_CLASSES, "synth": SYNTH_CLASSES, "synth_b": SYNTH_B_CLASSES,
+}
 
 IGNORE_INDEX = 255
 
 
 def class_names(class_set: str, config_key: str = "datasets.<name>.classes") -> tuple[str, ...]:
-    """The foreground class names of ``class_set`` (``voc``, ``coco`` or ``synth``), in label order;
+    """The foreground class names of ``class_set`` (``voc``, ``coco``, ``synth`` or ``synth_b``), in label order;
     ``config_key`` is named in the error for an unknown set."""
     try:
         return CLASS_SETS[class_set]

@@ -25,6 +25,12 @@ object boundaries (VOC's ~5 px band scaled to the image size); ``Annotations/<id
 
 Every image depends only on ``(seed, index)``, so generation is deterministic and can run in any number
 of processes.
+
+**Styles.** What is drawn (class names, shape families, plain parts, textures, backgrounds) is a
+:class:`SynthStyle`, looked up by name in :data:`SYNTH_STYLES` (``generator.style``). This module defines
+and registers ``default`` (the classes above); :mod:`wsss_core.data.synth_styles` holds the others (``b``).
+How a scene is composed (object counts, occlusion, partners, context backgrounds, ignore band) is the
+same for every style, so a second style changes the look of the world and not its difficulties.
 """
 
 from __future__ import annotations
@@ -43,8 +49,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from wsss_core.data.classes import IGNORE_INDEX, SYNTH_CLASSES, voc_palette
+from wsss_core.data.classes import CLASS_SETS, IGNORE_INDEX, SYNTH_CLASSES, voc_palette
 from wsss_core.errors import ConfigError
+from wsss_core.registry import Registry
 
 # ----------------------------------------------------------------------------------- parameters
 
@@ -70,6 +77,7 @@ class SynthParams:
     jpeg_quality: int = 90
     workers: int = 1
     preset: str = "default"
+    style: str = "default"  # key of SYNTH_STYLES: which world is drawn
 
     @property
     def band_radius(self) -> int:
@@ -106,6 +114,7 @@ def synth_params(stage: Mapping[str, Any], default_seed: int = 0) -> SynthParams
         )
     if not 1 <= params.max_objects <= 6:
         raise ConfigError(f"synth_dataset stage.max_objects must be in 1..6; got {params.max_objects}")
+    synth_style(params.style)  # an unknown style stops here, naming the key
     return params
 
 
@@ -376,6 +385,71 @@ BACKGROUNDS: dict[str, Callable[[int, int, np.random.Generator], np.ndarray]] = 
     "road": _background_road,
 }
 
+# ------------------------------------------------------------------------------------- styles
+
+ShapeFactory = Callable[[np.random.Generator], ShapeOps]
+PlainPartFactory = Callable[[np.random.Generator], Polygon]
+Background = Callable[[int, int, np.random.Generator], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SynthStyle:
+    """A world the generator can draw: its 20 classes (in label order) and the shape families, plain
+    parts, textures and backgrounds their :class:`ClassStyle` entries name."""
+
+    class_set: str  # key of classes.CLASS_SETS: the class names, in label order
+    classes: Mapping[str, ClassStyle]
+    shapes: Mapping[str, ShapeFactory]
+    plain_parts: Mapping[str, PlainPartFactory]
+    textures: Mapping[str, Texture]
+    backgrounds: Mapping[str, Background]
+    id_prefix: str  # image ids are <id_prefix>_000000, ...; also the XML <folder>
+    stream: tuple[int, ...]  # appended to (seed, index) to seed each image's generator
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.classes)
+
+    def check(self, name: str) -> SynthStyle:
+        """Itself, after checking that every key a class names exists (a broken style fails on import)."""
+        expected = CLASS_SETS.get(self.class_set)
+        if expected != self.class_names:
+            raise ConfigError(f"synthetic style '{name}': its classes must be classes.CLASS_SETS['{self.class_set}'], "
+                              "in that order")
+        for class_name, style in self.classes.items():
+            for key, table in (("shape", self.shapes), ("texture", self.textures), ("context", self.backgrounds)):
+                if getattr(style, key) not in table:
+                    raise ConfigError(f"synthetic style '{name}': class '{class_name}' names unknown {key} "
+                                      f"'{getattr(style, key)}'; known: {', '.join(table)}")
+            if style.plain_part is not None and style.plain_part not in self.plain_parts:
+                raise ConfigError(f"synthetic style '{name}': class '{class_name}' names unknown plain part "
+                                  f"'{style.plain_part}'; known: {', '.join(self.plain_parts)}")
+            if style.partner is not None and style.partner not in self.classes:
+                raise ConfigError(f"synthetic style '{name}': class '{class_name}' names unknown partner "
+                                  f"'{style.partner}'")
+        return self
+
+
+# Styles register here; the modules of wsss_core.data.synth_styles are imported on first look-up.
+SYNTH_STYLES: Registry[SynthStyle] = Registry("synthetic style", package="wsss_core.data.synth_styles")
+
+
+def synth_style(name: str) -> SynthStyle:
+    """The registered style ``name``; an unknown name stops with the config key and the known names."""
+    if name not in SYNTH_STYLES:
+        raise ConfigError(
+            f"synth_dataset stage.style (datasets.<name>.generator.style) '{name}' is unknown; "
+            f"use one of: {', '.join(SYNTH_STYLES.names())}"
+        )
+    return SYNTH_STYLES.get(name)
+
+
+# The default style: the classes of CLASS_STYLES drawn from SHAPES, PLAIN_PARTS, TEXTURES and BACKGROUNDS.
+DEFAULT_STYLE: SynthStyle = SYNTH_STYLES.register("default")(
+    SynthStyle(class_set="synth", classes=CLASS_STYLES, shapes=SHAPES, plain_parts=PLAIN_PARTS, textures=TEXTURES,
+               backgrounds=BACKGROUNDS, id_prefix="synth", stream=(20,)).check("default")
+)
+
 # ---------------------------------------------------------------------------------- one sample
 
 CONTEXT_PROBABILITY = 0.7  # chance that the first class's context background is used
@@ -392,12 +466,13 @@ class SyntheticSample:
     image: np.ndarray  # uint8 [H, W, 3] RGB
     mask: np.ndarray  # uint8 [H, W] 0..20 + 255 band
     objects: list[tuple[int, tuple[int, int, int, int]]] = field(default_factory=list)  # (class, box x0,y0,x1,y1)
-    background: str = ""  # key of BACKGROUNDS
+    background: str = ""  # key of the style's backgrounds
+    class_names: tuple[str, ...] = SYNTH_CLASSES  # the style's classes, in label order
 
     @property
     def labels(self) -> np.ndarray:
         """Multi-hot float32 [20] over the classes of the visible objects."""
-        labels = np.zeros(len(SYNTH_CLASSES), dtype=np.float32)
+        labels = np.zeros(len(self.class_names), dtype=np.float32)
         for class_index, _ in self.objects:
             labels[class_index] = 1.0
         return labels
@@ -407,11 +482,11 @@ def _jittered_colour(hue: float, style: ClassStyle, rng: np.random.Generator) ->
     return _colour(hue + rng.normal(0, 0.025), rng.uniform(*style.saturation), rng.uniform(*style.value))
 
 
-def _object_polygons(style: ClassStyle, radius: float, centre: np.ndarray, rng: np.random.Generator
-                     ) -> tuple[ShapeOps, Polygon | None]:
+def _object_polygons(style: ClassStyle, radius: float, centre: np.ndarray, rng: np.random.Generator,
+                     world: SynthStyle) -> tuple[ShapeOps, Polygon | None]:
     """The head's fill operations and the plain part's polygon, in image coordinates."""
-    head = SHAPES[style.shape](rng)
-    plain = PLAIN_PARTS[style.plain_part](rng) if style.plain_part else None
+    head = world.shapes[style.shape](rng)
+    plain = world.plain_parts[style.plain_part](rng) if style.plain_part else None
     aspect = rng.uniform(0.8, 1.25)
     angle = np.deg2rad(rng.uniform(-style.max_rotation, style.max_rotation))
     shear = rng.uniform(-0.15, 0.15)
@@ -430,24 +505,27 @@ def _object_polygons(style: ClassStyle, radius: float, centre: np.ndarray, rng: 
 
 
 def _draw_object(class_index: int, canvas: np.ndarray, labels: np.ndarray, instances: np.ndarray,
-                 instance_id: int, short_side: int, rng: np.random.Generator) -> bool:
+                 instance_id: int, short_side: int, rng: np.random.Generator, world: SynthStyle) -> bool:
     """Paint one object of ``class_index`` on top; False (nothing changed) when it would not be
     visible enough or would hide an earlier object too much."""
     height, width = labels.shape
-    style = CLASS_STYLES[SYNTH_CLASSES[class_index]]
+    style = world.classes[world.class_names[class_index]]
     radius = rng.uniform(*style.size) * short_side
     centre = np.array([rng.uniform(0.15, 0.85) * width, rng.uniform(0.15, 0.8) * height])
-    return draw_object(style, class_index + 1, radius, centre, canvas, labels, instances, instance_id, rng)
+    return draw_object(style, class_index + 1, radius, centre, canvas, labels, instances, instance_id, rng, world)
 
 
 def draw_object(style: ClassStyle, label: int, radius: float, centre: np.ndarray, canvas: np.ndarray,
-                labels: np.ndarray, instances: np.ndarray, instance_id: int, rng: np.random.Generator) -> bool:
+                labels: np.ndarray, instances: np.ndarray, instance_id: int, rng: np.random.Generator,
+                world: SynthStyle | None = None) -> bool:
     """Paint one object drawn as ``style`` (head radius ``radius`` px at ``centre`` = (x, y)) on top of
     ``canvas``, writing ``label`` into ``labels``; False (nothing changed) when it would not be visible
     enough or would hide an earlier object too much. Shared by the segmentation images and the
-    pretraining pool (``synth_pretrain``)."""
+    pretraining pool (``synth_pretrain``). ``world`` is the style whose shapes, plain parts and textures
+    ``style`` names (None: the default style's :data:`SHAPES`, :data:`PLAIN_PARTS`, :data:`TEXTURES`)."""
+    world = DEFAULT_STYLE if world is None else world
     height, width = labels.shape
-    head_ops, plain = _object_polygons(style, radius, centre, rng)
+    head_ops, plain = _object_polygons(style, radius, centre, rng, world)
     points = np.concatenate([polygon for polygon, _ in head_ops] + ([plain] if plain is not None else []))
     x0, y0 = np.maximum(np.floor(points.min(axis=0)).astype(int), 0)
     x1, y1 = np.minimum(np.ceil(points.max(axis=0)).astype(int) + 1, (width, height))
@@ -477,7 +555,7 @@ def draw_object(style: ClassStyle, label: int, radius: float, centre: np.ndarray
         primary * rng.uniform(0.35, 0.6)
     if style.dark_accent:
         accent = np.full(3, rng.uniform(10, 40), dtype=np.float32)
-    texture = TEXTURES[style.texture](x - centre[0], y - centre[1], primary, accent, radius, rng)
+    texture = world.textures[style.texture](x - centre[0], y - centre[1], primary, accent, radius, rng)
     shading = 1.0 + 0.15 * _smooth_noise(head.shape, rng, max(4.0, radius / 2))[..., None]
     paint = texture * shading
     if plain is not None:
@@ -490,23 +568,24 @@ def draw_object(style: ClassStyle, label: int, radius: float, centre: np.ndarray
     return True
 
 
-def _choose_classes(rng: np.random.Generator, max_objects: int) -> list[int]:
+def _choose_classes(rng: np.random.Generator, max_objects: int, world: SynthStyle) -> list[int]:
     """Classes of the objects to draw: first by frequency, then partner / same class / any."""
-    frequencies = np.array([style.frequency for style in CLASS_STYLES.values()])
+    names = world.class_names
+    frequencies = np.array([style.frequency for style in world.classes.values()])
     frequencies /= frequencies.sum()
     probabilities = np.asarray(OBJECT_COUNT_PROBABILITIES[:max_objects])
     count = 1 + int(rng.choice(len(probabilities), p=probabilities / probabilities.sum()))
-    first = int(rng.choice(len(SYNTH_CLASSES), p=frequencies))
-    partner = CLASS_STYLES[SYNTH_CLASSES[first]].partner
+    first = int(rng.choice(len(names), p=frequencies))
+    partner = world.classes[names[first]].partner
     classes = [first]
     for _ in range(count - 1):
         draw = rng.uniform()
         if draw < PARTNER_PROBABILITY and partner is not None:
-            classes.append(SYNTH_CLASSES.index(partner))
+            classes.append(names.index(partner))
         elif draw < PARTNER_PROBABILITY + SAME_CLASS_PROBABILITY:
             classes.append(first)
         else:
-            classes.append(int(rng.choice(len(SYNTH_CLASSES), p=frequencies)))
+            classes.append(int(rng.choice(len(names), p=frequencies)))
     return classes
 
 
@@ -523,21 +602,23 @@ def ignore_band(labels: np.ndarray, radius: int) -> np.ndarray:
 
 
 def generate_sample(seed: int, index: int, params: SynthParams) -> SyntheticSample:
-    """The image of ``index``: a function of ``(seed, index)`` and the image size only."""
-    rng = np.random.default_rng([seed, index, 20])
+    """The image of ``index``: a function of ``(seed, index)``, the style and the image size only."""
+    world = synth_style(params.style)
+    rng = np.random.default_rng([seed, index, *world.stream])
     height, width = params.image_size
-    classes = _choose_classes(rng, params.max_objects)
-    first_context = CLASS_STYLES[SYNTH_CLASSES[classes[0]]].context
+    classes = _choose_classes(rng, params.max_objects, world)
+    first_context = world.classes[world.class_names[classes[0]]].context
     background = first_context if rng.uniform() < CONTEXT_PROBABILITY else \
-        list(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))]
-    canvas = BACKGROUNDS[background](height, width, rng).astype(np.float32)
+        list(world.backgrounds)[int(rng.integers(len(world.backgrounds)))]
+    canvas = world.backgrounds[background](height, width, rng).astype(np.float32)
     labels = np.zeros((height, width), dtype=np.uint8)
     instances = np.zeros((height, width), dtype=np.int32)
     placed: list[int] = []
     for position, class_index in enumerate(classes):
         attempts = 10 if position == 0 else 3
         for _ in range(attempts):
-            if _draw_object(class_index, canvas, labels, instances, len(placed) + 1, min(height, width), rng):
+            if _draw_object(class_index, canvas, labels, instances, len(placed) + 1, min(height, width), rng,
+                            world):
                 placed.append(class_index)
                 break
     canvas += 4 * rng.standard_normal(canvas.shape).astype(np.float32)
@@ -550,7 +631,8 @@ def generate_sample(seed: int, index: int, params: SynthParams) -> SyntheticSamp
         if not np.any(kept == instance_id):
             continue  # entirely inside the ignore band: not an object of the ground truth
         objects.append((class_index, (int(columns.min()), int(rows.min()), int(columns.max()), int(rows.max()))))
-    return SyntheticSample(image=image, mask=mask, objects=objects, background=background)
+    return SyntheticSample(image=image, mask=mask, objects=objects, background=background,
+                           class_names=world.class_names)
 
 
 # ------------------------------------------------------------------------------------- writing
@@ -567,11 +649,11 @@ def encode_mask(mask: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def annotation_xml(image_id: str, sample: SyntheticSample) -> bytes:
+def annotation_xml(image_id: str, sample: SyntheticSample, folder: str = "synth") -> bytes:
     """A VOC annotation: size, and one object per visible instance with a 1-based inclusive box."""
     height, width = sample.mask.shape
     root = ElementTree.Element("annotation")
-    ElementTree.SubElement(root, "folder").text = "synth"
+    ElementTree.SubElement(root, "folder").text = folder
     ElementTree.SubElement(root, "filename").text = f"{image_id}.jpg"
     size = ElementTree.SubElement(root, "size")
     for tag, value in (("width", width), ("height", height), ("depth", 3)):
@@ -579,7 +661,7 @@ def annotation_xml(image_id: str, sample: SyntheticSample) -> bytes:
     ElementTree.SubElement(root, "segmented").text = "1"
     for class_index, (x0, y0, x1, y1) in sample.objects:
         element = ElementTree.SubElement(root, "object")
-        ElementTree.SubElement(element, "name").text = SYNTH_CLASSES[class_index]
+        ElementTree.SubElement(element, "name").text = sample.class_names[class_index]
         ElementTree.SubElement(element, "pose").text = "Unspecified"
         ElementTree.SubElement(element, "truncated").text = str(int(x0 == 0 or y0 == 0 or x1 == width - 1
                                                                    or y1 == height - 1))
@@ -591,17 +673,19 @@ def annotation_xml(image_id: str, sample: SyntheticSample) -> bytes:
     return ElementTree.tostring(root, encoding="utf-8") + b"\n"
 
 
-def image_id_of(index: int) -> str:
-    return f"synth_{index:06d}"
+def image_id_of(index: int, prefix: str = "synth") -> str:
+    """The id of image ``index`` (``<prefix>_000042``; the prefix is the style's ``id_prefix``)."""
+    return f"{prefix}_{index:06d}"
 
 
 def _write_range(root: str, params: SynthParams, indices: list[int], segmentation_class: frozenset[int]
                  ) -> dict[str, list[float]]:
     """Generate and write the given images; returns their labels (run in one process)."""
     root_path = Path(root)
+    prefix = synth_style(params.style).id_prefix
     labels = {}
     for index in indices:
-        image_id = image_id_of(index)
+        image_id = image_id_of(index, prefix)
         sample = generate_sample(params.seed, index, params)
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR),
                                 [cv2.IMWRITE_JPEG_QUALITY, params.jpeg_quality])
@@ -611,7 +695,7 @@ def _write_range(root: str, params: SynthParams, indices: list[int], segmentatio
         (root_path / "SegmentationClassAug" / f"{image_id}.png").write_bytes(png)
         if index in segmentation_class:
             (root_path / "SegmentationClass" / f"{image_id}.png").write_bytes(png)
-        (root_path / "Annotations" / f"{image_id}.xml").write_bytes(annotation_xml(image_id, sample))
+        (root_path / "Annotations" / f"{image_id}.xml").write_bytes(annotation_xml(image_id, sample, prefix))
         labels[image_id] = sample.labels.tolist()
     return labels
 
@@ -629,6 +713,7 @@ def write_dataset(root: str | os.PathLike[str], params: SynthParams) -> dict[str
     """Write the whole dataset under ``root`` (which must be empty or absent); returns a summary
     (counts, class names and per-class image counts) for the manifest."""
     root = Path(root)
+    world = synth_style(params.style)
     for folder in ("JPEGImages", "SegmentationClass", "SegmentationClassAug", "Annotations",
                    "ImageSets/Segmentation"):
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -646,14 +731,16 @@ def write_dataset(root: str | os.PathLike[str], params: SynthParams) -> dict[str
                                  [segmentation_class] * workers):
                 labels.update(part)
     for split, indices in splits.items():
-        text = "".join(f"{image_id_of(index)}\n" for index in indices)
+        text = "".join(f"{image_id_of(index, world.id_prefix)}\n" for index in indices)
         (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(text)
     table = {image_id: np.asarray(vector, dtype=np.float32) for image_id, vector in sorted(labels.items())}
     np.save(root / "cls_labels.npy", table, allow_pickle=True)
-    per_class = np.sum([table[image_id_of(index)] for index in splits["train_aug"]], axis=0)
+    per_class = np.sum([table[image_id_of(index, world.id_prefix)] for index in splits["train_aug"]], axis=0)
     return {
         "params": {**asdict(params), "band_radius": params.band_radius},
         "counts": {split: len(indices) for split, indices in splits.items()},
-        "class_names": list(SYNTH_CLASSES),
-        "train_aug_images_per_class": {name: int(count) for name, count in zip(SYNTH_CLASSES, per_class)},
+        "style": params.style,
+        "class_set": world.class_set,
+        "class_names": list(world.class_names),
+        "train_aug_images_per_class": {name: int(count) for name, count in zip(world.class_names, per_class)},
     }

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from wsss_core.data import DATASET_FORMATS
-from wsss_core.data.classes import IGNORE_INDEX, class_names
+from wsss_core.data.classes import CLASS_SETS, IGNORE_INDEX, class_names
 from wsss_core.errors import ConfigError, DatasetError
 
 SYNTHETIC_DEFAULT_HINT = "or run the synthetic default: snakemake --cores 2 results/synth/mctformer/miou.json"
@@ -85,7 +85,7 @@ class DatasetReader:
         elif config.get("classes"):
             names = class_names(str(config["classes"]), f"datasets.{name}.classes")
         else:
-            raise ConfigError(f"datasets.{name}.classes is missing; set it to voc, coco or synth")
+            raise ConfigError(f"datasets.{name}.classes is missing; set it to one of: {', '.join(CLASS_SETS)}")
         if not isinstance(config["splits"], Mapping):
             raise ConfigError(f"datasets.{name}.splits must map split names to list files")
         return cls(

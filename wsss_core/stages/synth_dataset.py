@@ -4,8 +4,10 @@
         --output results/synth/dataset
 
 ``config["stage"]`` holds the generator parameters (:class:`wsss_core.data.synth.SynthParams`:
-``preset``, ``image_size``, ``num_train_aug``, ``num_train``, ``num_val``, ``seed``, ``max_objects``,
-``ignore_band``, ``jpeg_quality``, ``workers``); ``seed`` falls back to ``config["seed"]``. The dataset is
+``preset``, ``style``, ``image_size``, ``num_train_aug``, ``num_train``, ``num_val``, ``seed``, ``max_objects``,
+``ignore_band``, ``jpeg_quality``, ``workers``); ``seed`` falls back to ``config["seed"]``. ``style`` picks
+the drawn world (``default`` or ``b``, :data:`wsss_core.data.synth.SYNTH_STYLES`); the dataset's
+``classes`` (``config["dataset"]``, when given) must be that style's class set. The dataset is
 written to a temporary folder next to ``--output`` and renamed onto it, so an interrupted run never
 leaves a dataset that looks complete. ``synth_manifest.json`` records the parameters, counts, class
 names and provenance.
@@ -22,7 +24,8 @@ import time
 from pathlib import Path
 
 from wsss_core.data import open_dataset
-from wsss_core.data.synth import synth_params, write_dataset
+from wsss_core.data.synth import synth_params, synth_style, write_dataset
+from wsss_core.errors import ConfigError
 from wsss_core.stages._cli import run, stage_parser
 from wsss_core.utils.provenance import provenance
 
@@ -31,17 +34,32 @@ LOG = logging.getLogger(STAGE)
 SPLITS = ("train_aug", "train", "val")
 
 
-def _check_readable(root: Path) -> None:
-    """The VOC reader parses every split list and finds every image (cheap checks)."""
-    reader = open_dataset({"name": "synth", "format": "voc", "root": str(root), "classes": "synth",
+def _check_readable(root: Path, class_set: str) -> None:
+    """The VOC reader parses every split list, finds every image and knows every annotated class name
+    (cheap checks)."""
+    reader = open_dataset({"name": "synth", "format": "voc", "root": str(root), "classes": class_set,
                            "splits": {split: f"ImageSets/Segmentation/{split}.txt" for split in SPLITS}})
     for split in SPLITS:
-        reader.ids(split)
+        ids = reader.ids(split)
+    reader.labels(ids[0])
+
+
+def _check_classes(config: dict, class_set: str, style: str) -> None:
+    """The dataset entry names the class set the style writes (else every reader would mislabel it)."""
+    dataset = config.get("dataset") or {}
+    if "classes" in dataset and dataset["classes"] != class_set:
+        name = dataset.get("name", "<name>")
+        raise ConfigError(
+            f"datasets.{name}.classes is '{dataset['classes']}' but datasets.{name}.generator.style '{style}' "
+            f"writes the class set '{class_set}'; set datasets.{name}.classes: {class_set}"
+        )
 
 
 def build_dataset(config: dict, output: Path) -> dict:
     """Generate into a temporary sibling of ``output`` and rename it onto ``output``; returns the manifest."""
     params = synth_params(config.get("stage", {}), default_seed=int(config.get("seed", 0)))
+    class_set = synth_style(params.style).class_set
+    _check_classes(config, class_set, params.style)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
@@ -49,7 +67,7 @@ def build_dataset(config: dict, output: Path) -> dict:
     try:
         started = time.perf_counter()
         summary = write_dataset(temporary, params)
-        _check_readable(temporary)
+        _check_readable(temporary, class_set)
         seconds = time.perf_counter() - started
         total = summary["counts"]["train_aug"] + summary["counts"]["val"]
         manifest = {
