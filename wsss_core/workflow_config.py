@@ -199,12 +199,40 @@ def job_config(
         "device": config.get("device", "auto"),
         "num_workers": config.get("num_workers", 0),
     }
-    if with_weights:
-        payload["weights"] = copy.deepcopy(config.get("weights", {"files": {}, "use_hub": False}))
     if run is not None:
         payload["method"] = method_config(config, dataset, run)
         payload["run"] = run
+    if with_weights:
+        # only the weight files this job names: moving another key's file does not re-run it
+        weights = config.get("weights", {"files": {}, "use_hub": False})
+        files = weights.get("files", {}) or {}
+        used = used_weight_keys([payload.get("method"), payload["stage"]])
+        payload["weights"] = {"use_hub": bool(weights.get("use_hub", False)),
+                              "files": {key: files[key] for key in sorted(used) if key in files}}
     return payload
+
+
+def used_weight_keys(node: Any) -> set[str]:
+    """Every ``weights.files`` key a (method or stage) configuration names: the string values of keys
+    called ``weights`` at any depth (a method's backbone, ECA's DINO guide, IRN's or DeepLab's backbone)."""
+    found: set[str] = set()
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "weights" and isinstance(value, str):
+                found.add(value)
+            else:
+                found |= used_weight_keys(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            found |= used_weight_keys(value)
+    return found
+
+
+def built_weight_files(config: Mapping[str, Any], job: Mapping[str, Any]) -> list[str]:
+    """The weight files of a job that the workflow itself builds (paths under ``results/``: the
+    synthetic pretrained stand-ins), so that Snakemake makes them before the job runs."""
+    files = (job.get("weights") or {}).get("files", {}) or {}
+    return sorted(path for path in files.values() if isinstance(path, str) and path.startswith("results/"))
 
 
 def to_json(payload: Mapping[str, Any]) -> str:
@@ -219,3 +247,14 @@ def compute_resources(config: Mapping[str, Any], dataset: str) -> dict[str, Any]
         if name in compute:
             return dict(compute[name])
     raise ConfigError(f"missing config key compute.{dataset} (gpu, mem_mb, runtime)")
+
+
+def check_pretraining(pretraining: Mapping[str, Any]) -> None:
+    """Check ``pretraining.pool`` and every ``pretraining.backbones.<name>`` recipe against their typed
+    settings (unknown keys, types, ranges, the objective's own arguments)."""
+    from wsss_core.data.synth_pretrain import PoolParams
+    from wsss_core.pretraining.recipe import Recipe
+
+    PoolParams.from_config(pretraining.get("pool", {}) or {})
+    for name, recipe in (pretraining.get("backbones", {}) or {}).items():
+        Recipe.from_config(recipe, f"pretraining.backbones.{name}").check_objective(f"pretraining.backbones.{name}")

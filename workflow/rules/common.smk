@@ -1,6 +1,7 @@
 # Shared helpers of the rules: config validation, wildcard constraints, and the functions that resolve
 # each job's configuration and resources. The logic itself lives in wsss_core.workflow_config (tested).
 
+import json
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -58,6 +59,40 @@ def _job(wildcards, role, stage_path, with_method=True, with_weights=True, **ext
         return resolve.to_json(job)
     except InputError as error:
         raise WorkflowError(f"config.yaml: {error}") from None
+
+
+def get_weight_files(job_fn):
+    """An input function: the weight files a job's configuration names that the workflow builds itself
+    (``results/synth/pretrained/*.safetensors``); real checkpoints are checked by the stage instead."""
+
+    def files(wildcards):
+        return resolve.built_weight_files(config, json.loads(job_fn(wildcards)))
+
+    return files
+
+
+# Pretrained stand-ins of the synthetic presets (workflow/rules/pretrain.smk).
+PRETRAINING = config.get("pretraining", {}) or {}
+PRETRAINED_BACKBONES = sorted(PRETRAINING.get("backbones", {}) or {})
+try:  # every recipe and the pool are typed settings: a bad value stops here, before any job
+    resolve.check_pretraining(PRETRAINING)
+except InputError as error:
+    raise WorkflowError(f"config.yaml: {error}") from None
+
+
+def pretrain_pool_job(wildcards):
+    return resolve.to_json({"stage": PRETRAINING.get("pool", {}), "seed": config.get("seed", 0)})
+
+
+def pretrain_backbone_job(wildcards):
+    """The recipe of one backbone plus the pool it trains on (a new pool retrains every backbone)."""
+    return resolve.to_json({
+        "stage": PRETRAINING["backbones"][wildcards.backbone],
+        "pool": PRETRAINING.get("pool", {}),
+        "seed": config.get("seed", 0),
+        "device": config.get("device", "auto"),
+        "num_workers": config.get("num_workers", 0),
+    })
 
 
 def synth_job(wildcards):

@@ -109,6 +109,7 @@ rule train_affinity:
     input:
         dataset=dataset_input,
         labels="results/{dataset}/{method}/masks/{refine}/relation_labels.h5",
+        weights=get_weight_files(train_affinity_job),
     output:
         "results/{dataset}/{method}/masks/{refine}/model.pt",
     params:

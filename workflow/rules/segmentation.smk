@@ -8,6 +8,7 @@ rule train_segmentation:
     input:
         dataset=dataset_input,
         masks="results/{dataset}/{method}/masks/{refine}/masks.h5",
+        weights=get_weight_files(train_segmentation_job),
     output:
         "results/{dataset}/{method}/seg/{refine}.{network}/model.pt",
     params:

@@ -4,7 +4,8 @@
 
 rule train_method:
     input:
-        dataset_input,
+        dataset=dataset_input,
+        weights=get_weight_files(train_job),
     output:
         "results/{dataset}/{method}/train/model.pt",
     params:

@@ -104,7 +104,7 @@ def dino_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, center: torc
     """DINO's loss: ``student_out`` ``[V·B, K]`` (views stacked, global first), ``teacher_out``
     ``[num_global·B, K]``; mean over the pairs (teacher view i, student view v ≠ i) of
     ``−Σ softmax((t − c)/τ_t) · log_softmax(s/τ_s)``."""
-    student_views = (student_out / student_temperature).chunk(student_out.shape[0] // teacher_out.shape[0] * num_global)
+    student_views = (student_out / student_temperature).chunk(student_out.shape[0] * num_global // teacher_out.shape[0])
     teacher_views = F.softmax((teacher_out - center) / teacher_temperature, dim=-1).detach().chunk(num_global)
     total, terms = student_out.new_zeros(()), 0
     for i, target in enumerate(teacher_views):
@@ -124,11 +124,12 @@ def cosine(start: float, end: float, step: int, total: int) -> float:
 @OBJECTIVES.register("dino")
 class DinoPretraining(PretrainingObjective):
     name = "dino"
+    settings_type = DinoSettings
 
-    def __init__(self, args: Mapping[str, Any], image_size: int, num_classes: int, weight_decay: float) -> None:
-        self.settings = DinoSettings.from_config(args, "objective_args")
-        self.image_size = image_size
-        self.weight_decay = weight_decay
+    def __init__(self, recipe: Any, num_classes: int) -> None:
+        self.settings = DinoSettings.from_config(recipe.objective_args, "objective_args")
+        self.image_size = recipe.image_size
+        self.weight_decay = recipe.weight_decay
         self._freeze_last = True
         self._optimizer_groups: list[dict[str, Any]] = []
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from wsss_core.methods.base import TrainingProgress
+from wsss_core.pretraining.settings import Settings
 from wsss_core.registry import Registry
 
 OBJECTIVES: Registry[type["PretrainingObjective"]] = Registry("pretraining objective", package="wsss_core.pretraining")
@@ -20,6 +21,7 @@ class PretrainingObjective(abc.ABC):
     """Turns a backbone into a trainable model, samples into tensors, and a batch into losses."""
 
     name: ClassVar[str]
+    settings_type: ClassVar[type[Settings]]  # the typed ``objective_args``
 
     @abc.abstractmethod
     def build_model(self, backbone: nn.Module, feature_dim: int) -> nn.Module:

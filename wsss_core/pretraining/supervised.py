@@ -36,10 +36,11 @@ class SupervisedSettings(Settings):
 @OBJECTIVES.register("supervised")
 class SupervisedPretraining(PretrainingObjective):
     name = "supervised"
+    settings_type = SupervisedSettings
 
-    def __init__(self, args: Mapping[str, Any], image_size: int, num_classes: int) -> None:
-        self.settings = SupervisedSettings.from_config(args, "objective_args")
-        self.image_size = image_size
+    def __init__(self, recipe: Any, num_classes: int) -> None:
+        self.settings = SupervisedSettings.from_config(recipe.objective_args, "objective_args")
+        self.image_size = recipe.image_size
         self.num_classes = num_classes
 
     def build_model(self, backbone: nn.Module, feature_dim: int) -> nn.Module:

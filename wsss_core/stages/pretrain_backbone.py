@@ -17,7 +17,6 @@ images/s and wall time. Training runs in the shared resumable loop (state in ``<
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import sys
@@ -38,9 +37,8 @@ from wsss_core.data.transforms import normalize_to_tensor, resize
 from wsss_core.errors import ConfigError
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.weights import PretrainedWeights
-from wsss_core.pretraining import OBJECTIVES
 from wsss_core.pretraining.networks import classifier_name, feature_dim, pooled_features
-from wsss_core.pretraining.settings import Settings, check_range
+from wsss_core.pretraining.recipe import Recipe
 from wsss_core.stages._cli import run, stage_parser
 from wsss_core.training.checkpoint import ResumeState
 from wsss_core.training.loop import LoopSettings, run_training
@@ -52,40 +50,6 @@ from wsss_core.utils.seeding import sample_rng, seed_everything
 
 LOG = logging.getLogger(__name__)
 STAGE = "wsss_core.stages.pretrain_backbone"
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe(Settings):
-    """One ``pretraining.backbones.<name>`` entry; every default is here and only here."""
-
-    backbone: str = ""
-    backbone_args: dict = dataclasses.field(default_factory=dict)
-    objective: str = "supervised"
-    objective_args: dict = dataclasses.field(default_factory=dict)
-    image_size: int = 64
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1.0e-3
-    min_lr: float = 1.0e-5
-    weight_decay: float = 0.05
-    warmup_epochs: int = 1
-    clip_grad_norm: float = 0.0  # 0 = off
-    knn_k: int = 20
-    knn_temperature: float = 0.07
-    log_every: int = 20  # how the job runs, not what it computes
-
-    def __post_init__(self) -> None:
-        if not self.backbone:
-            raise ConfigError("backbone is missing: name a registered backbone, e.g. vit_synth")
-        check_range("epochs", (self.epochs,), 1, 10_000)
-        check_range("batch_size", (self.batch_size,), 1, 1 << 16)
-        check_range("image_size", (self.image_size,), 16, 4096)
-        check_range("lr", (self.lr,), 1e-8, 10.0)
-        check_range("min_lr", (self.min_lr,), 0.0, self.lr)
-        check_range("weight_decay", (self.weight_decay,), 0.0, 10.0)
-        check_range("warmup_epochs", (self.warmup_epochs,), 0, self.epochs - 1)
-        check_range("clip_grad_norm", (self.clip_grad_norm,), 0.0, 1e6)
-        check_range("knn_k", (self.knn_k,), 1, 1000)
 
 
 class PoolDataset(Dataset):
@@ -100,16 +64,6 @@ class PoolDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         epoch, index = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (0, int(key))
         return self.sample_fn(self.images[index], int(self.labels[index]), sample_rng(self.seed, epoch, index))
-
-
-def build_objective(recipe: Recipe, num_classes: int) -> Any:
-    try:
-        objective = OBJECTIVES.get(recipe.objective)
-    except KeyError as error:
-        raise ConfigError(f"objective: {error.args[0]}") from None
-    if recipe.objective == "dino":
-        return objective(recipe.objective_args, recipe.image_size, num_classes, recipe.weight_decay)
-    return objective(recipe.objective_args, recipe.image_size, num_classes)
 
 
 def optimizer_groups(parameters: Sequence[torch.nn.Parameter], weight_decay: float) -> list[dict[str, Any]]:
@@ -171,7 +125,7 @@ def pretrain(config: Mapping[str, Any], pool: Path, output: Path, report: Path) 
     val_images, val_labels = read_pool(pool, "val")
     num_classes = int(max(train_labels.max(), val_labels.max())) + 1
     backbone = create_backbone(recipe.backbone, None, **recipe.backbone_args)
-    objective = build_objective(recipe, num_classes)
+    objective = recipe.build_objective(num_classes)
     model = objective.build_model(backbone, feature_dim(backbone))
     dataset = PoolDataset(train_images, train_labels, objective.training_sample, seed)
     steps_per_epoch = len(dataset) // recipe.batch_size

@@ -1,0 +1,199 @@
+"""The synthetic pretraining pool, the supervised and DINO objectives, k-NN evaluation, and the exported
+weights loading through the same verified path as real checkpoints."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wsss_core.data.synth_pretrain import HUE_BINS, PoolParams, pool_classes, pool_image, read_pool, write_pool
+from wsss_core.errors import ConfigError
+from wsss_core.methods.base import TrainingProgress
+from wsss_core.models.backbones import BackboneWeightsError, create_backbone
+from wsss_core.models.weights import PretrainedWeights
+from wsss_core.pretraining.dino import DinoModel, DinoPretraining, DinoSettings, cosine, dino_loss
+from wsss_core.pretraining.recipe import Recipe
+from wsss_core.stages.pretrain_backbone import knn_top1, pretrain
+from wsss_core import workflow_config as resolve
+
+
+# ------------------------------------------------------------------------------------------ pool
+def test_pool_classes_are_distinct_families():
+    styles = pool_classes(seed=1, num_classes=100)
+    triples = {(s.shape, s.texture, int(s.hue * HUE_BINS)) for s in styles}
+    assert len(styles) == 100 and len(triples) == 100
+    assert pool_classes(seed=1, num_classes=100) == styles  # deterministic
+    assert pool_classes(seed=2, num_classes=100) != styles
+
+
+def test_pool_images_are_deterministic_labelled_and_disjoint_between_splits():
+    params = PoolParams(num_classes=8, train_per_class=2, val_per_class=1, image_size=32)
+    styles = pool_classes(params.seed, params.num_classes)
+    image, label = pool_image(styles, params, "train", 11)
+    again, _ = pool_image(styles, params, "train", 11)
+    assert label == 11 % 8 and image.shape == (32, 32, 3) and image.dtype == np.uint8
+    assert np.array_equal(image, again)
+    val, val_label = pool_image(styles, params, "val", 11)
+    assert val_label == label and not np.array_equal(val, image)
+
+
+def test_written_pool_reads_back(tmp_path):
+    params = PoolParams(num_classes=4, train_per_class=3, val_per_class=2, image_size=32)
+    summary = write_pool(tmp_path, params)
+    images, labels = read_pool(tmp_path, "train")
+    assert summary["counts"] == {"train": 12, "val": 8}
+    assert images.shape == (12, 32, 32, 3) and sorted(np.bincount(labels)) == [3, 3, 3, 3]
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_pool(tmp_path / "missing", "train")
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"num_clases": 10}, "unknown"),
+    ({"num_classes": 1}, "num_classes >= 2"),
+    ({"image_size": 16}, "at least 32"),
+])
+def test_pool_params_reject_bad_values(config, message):
+    with pytest.raises(ConfigError, match=message):
+        PoolParams.from_config(config)
+
+
+# -------------------------------------------------------------------------------------- settings
+@pytest.mark.parametrize("recipe, message", [
+    ({"backbone": "vit_synth", "epoch": 3}, r"unknown key pretraining.backbones.x.epoch"),
+    ({"backbone": "vit_synth", "epochs": -1}, r"pretraining.backbones.x.epochs = -1 is out of range"),
+    ({"backbone": "vit_synth", "batch_size": "16"}, r"batch_size must be a number"),
+    ({"backbone": "vit_synth", "lr": 0}, r"lr = 0.0 is out of range"),
+    ({"backbone": "vit_synth", "objective": "simclr"}, r"unknown pretraining objective 'simclr'"),
+    ({"backbone": "vit_synth", "objective": "dino", "objective_args": {"momentum": 1.5}},
+     r"objective_args.momentum = 1.5 is out of range"),
+    ({"backbone": "vit_synth", "objective_args": {"label_smoothing": 0.9}}, r"label_smoothing = 0.9"),
+])
+def test_recipes_reject_bad_values_before_any_job(recipe, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve.check_pretraining({"pool": {}, "backbones": {"x": recipe}})
+
+
+# ------------------------------------------------------------------------------------------ k-NN
+def test_knn_votes_with_exponential_similarity_weights():
+    train = F.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]), dim=1)
+    labels = torch.tensor([0, 0, 1])
+    test = F.normalize(torch.tensor([[1.0, 0.05], [0.05, 1.0]]), dim=1)
+    assert knn_top1(train, labels, test, torch.tensor([0, 1]), num_classes=2, k=1) == 1.0
+    # k = 3, temperature 1: the first query sees class 0 twice with high similarity -> class 0
+    assert knn_top1(train, labels, test[:1], torch.tensor([0]), num_classes=2, k=3, temperature=1.0) == 1.0
+    # the second query: one class-1 neighbour at similarity ~1 vs two class-0 ones at ~0.05 and ~0.16;
+    # at temperature 0.07 the exponential weight of the close one wins, at temperature 100 the count wins
+    assert knn_top1(train, labels, test[1:], torch.tensor([1]), num_classes=2, k=3, temperature=0.07) == 1.0
+    assert knn_top1(train, labels, test[1:], torch.tensor([1]), num_classes=2, k=3, temperature=100.0) == 0.0
+
+
+# ------------------------------------------------------------------------------------------ DINO
+def test_dino_loss_matches_a_hand_computed_pairing():
+    torch.manual_seed(0)
+    batch, dim = 2, 5
+    teacher = torch.randn(2 * batch, dim)
+    student = torch.randn(3 * batch, dim)  # 2 global + 1 local view
+    center = torch.randn(1, dim)
+    loss = dino_loss(student, teacher, center, num_global=2, student_temperature=0.1, teacher_temperature=0.04)
+    t = F.softmax((teacher - center) / 0.04, dim=-1).chunk(2)
+    s = F.log_softmax(student / 0.1, dim=-1).chunk(3)
+    pairs = [(0, 1), (0, 2), (1, 0), (1, 2)]  # teacher view i against every other student view
+    expected = sum((-t[i] * s[v]).sum(-1).mean() for i, v in pairs) / len(pairs)
+    assert torch.allclose(loss, expected, atol=1e-6)
+
+
+def test_cosine_schedule_endpoints():
+    assert cosine(0.99, 1.0, 0, 100) == pytest.approx(0.99)
+    assert cosine(0.99, 1.0, 50, 100) == pytest.approx(0.995)
+    assert cosine(0.99, 1.0, 100, 100) == pytest.approx(1.0)
+
+
+def _dino(image_size=32):
+    recipe = Recipe.from_config({"backbone": "vit_synth", "objective": "dino", "image_size": image_size,
+                                 "objective_args": {"local_size": 16, "num_local": 2, "out_dim": 16,
+                                                    "hidden_dim": 16, "bottleneck_dim": 8}}, "r")
+    objective = recipe.build_objective(num_classes=4)
+    backbone = create_backbone("vit_synth", None, img_size=image_size, dynamic_img_size=True)
+    model = objective.build_model(backbone, backbone.num_features)
+    optimizer = torch.optim.AdamW(objective.parameters_to_train(model), lr=1e-2)
+    objective.attach_optimizer(optimizer)
+    return objective, model, optimizer
+
+
+def test_dino_step_trains_the_student_only_and_the_teacher_follows_by_ema():
+    objective, model, optimizer = _dino()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, size=(4, 32, 32, 3), dtype=np.uint8)
+    batch = torch.utils.data.default_collate([objective.training_sample(im, 0, rng) for im in images])
+    assert batch["global"].shape == (4, 2, 3, 32, 32) and batch["local"].shape == (4, 2, 3, 16, 16)
+    teacher_before = [p.clone() for p in model.teacher.parameters()]
+    last_before = model.student_head.last_layer.weight.clone()
+    progress = TrainingProgress(epoch=0, step=0, steps_per_epoch=10, total_steps=20)
+    losses = objective.training_step(model, batch, progress)
+    optimizer.zero_grad()
+    losses["loss"].backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    # epoch 0 < freeze_last_layer_epochs: the last layer gets no gradient
+    assert torch.count_nonzero(model.student_head.last_layer.weight.grad) == 0
+    optimizer.step()
+    assert torch.equal(model.student_head.last_layer.weight, last_before * (1 - 1e-2 * 0.04)) or \
+        torch.allclose(model.student_head.last_layer.weight, last_before, atol=1e-3)
+    assert all(torch.equal(a, b) for a, b in zip(teacher_before, model.teacher.parameters()))
+    objective.training_step(model, batch, TrainingProgress(1, 11, 10, 20))  # EMA of step 10's update
+    moved = [not torch.equal(a, b) for a, b in zip(teacher_before, model.teacher.parameters())]
+    assert any(moved)
+    momentum = cosine(objective.settings.momentum, 1.0, 10, 20)
+    student = next(model.student.parameters())
+    teacher = next(model.teacher.parameters())
+    assert torch.allclose(teacher, momentum * teacher_before[0] + (1 - momentum) * student, atol=1e-6)
+
+
+def test_dino_weight_decay_follows_its_cosine():
+    objective, model, optimizer = _dino()
+    optimizer.param_groups[0]["regularized"] = True
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, size=(2, 32, 32, 3), dtype=np.uint8)
+    batch = torch.utils.data.default_collate([objective.training_sample(im, 0, rng) for im in images])
+    objective.training_step(model, batch, TrainingProgress(0, 5, 10, 10))
+    assert optimizer.param_groups[0]["weight_decay"] == pytest.approx(cosine(0.05, 0.4, 5, 10))
+    assert isinstance(DinoSettings().momentum, float) and isinstance(objective, DinoPretraining)
+
+
+# ------------------------------------------------------------------------ the stage, end to end
+@pytest.mark.slow
+@pytest.mark.parametrize("name, recipe", [
+    ("vit_synth", {"backbone": "vit_synth", "backbone_args": {"img_size": 32}}),
+    ("mit_synth", {"backbone": "mit_synth"}),
+    ("resnet38_synth", {"backbone": "resnet38",
+                        "backbone_args": {"width": 0.0625, "freeze_batch_norm": False, "frozen_stages": []}}),
+    ("dino", {"backbone": "vit_synth", "backbone_args": {"img_size": 32, "dynamic_img_size": True},
+              "objective": "dino", "objective_args": {"local_size": 16, "num_local": 1, "out_dim": 32,
+                                                      "hidden_dim": 16, "bottleneck_dim": 8}}),
+])
+def test_pretrained_file_loads_through_the_real_path(tmp_path, name, recipe):
+    pool = tmp_path / "pool"
+    write_pool(pool, PoolParams(num_classes=4, train_per_class=4, val_per_class=2, image_size=32))
+    stage = {**recipe, "image_size": 32, "epochs": 2, "batch_size": 8, "warmup_epochs": 0, "log_every": 1}
+    output = tmp_path / f"{name}.safetensors"
+    report = pretrain({"stage": stage, "seed": 0, "device": "cpu", "num_workers": 0}, pool, output,
+                      tmp_path / f"{name}.json")
+    assert output.is_file() and 0.0 <= report["metrics"]["knn_top1"] <= 1.0
+    assert len(report["history"]) == 2 and all(math.isfinite(r["loss"]) for r in report["history"])
+    if recipe.get("objective", "supervised") == "supervised":
+        assert 0.0 <= report["metrics"]["top1"] <= 1.0
+    # loads as a real checkpoint: every backbone tensor equals the file's
+    args = recipe.get("backbone_args", {})
+    loaded = create_backbone(recipe["backbone"], PretrainedWeights(name, output, False), **args)
+    fresh = create_backbone(recipe["backbone"], None, **args)
+    differs = [k for k, v in loaded.state_dict().items()
+               if v.is_floating_point() and not torch.equal(v, fresh.state_dict()[k])]
+    assert differs, "the loaded backbone equals a random one"
+    # and a file of another network is refused by the same path
+    if recipe["backbone"] == "vit_synth":
+        with pytest.raises(BackboneWeightsError):
+            create_backbone("mit_synth", PretrainedWeights(name, output, False))
