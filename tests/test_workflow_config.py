@@ -139,3 +139,28 @@ def test_like_gives_a_dataset_the_presets_of_another(tmp_path):
     assert resolve.method_config(config, "mine", "cti")["model"]["backbone"] == "vit_synth"
     with pytest.raises(ConfigError, match="compute.mine"):
         resolve.compute_resources(config, "mine")
+
+
+def test_seed_suffix_reseeds_every_job_of_a_run(tmp_path):
+    config = make_config(tmp_path)
+    assert resolve.split_run("cti_no_bcam@seed2") == ("cti_no_bcam", 2)
+    assert resolve.split_run("cti") == ("cti", None)
+    plain = resolve.job_config(config, "synth", "cti_no_bcam", {})
+    seeded = resolve.job_config(config, "synth", "cti_no_bcam@seed2", {})
+    assert plain["seed"] == 3 and seeded["seed"] == 2  # make_config's top-level seed is 3
+    assert seeded["method"] == plain["method"] and seeded["method"]["losses"] == {"bcam": False}
+    assert seeded["run"] == "cti_no_bcam@seed2"
+    assert resolve.pipeline_choice(config, "voc", "cti@seed1")["refine"] == "irn"
+    assert resolve.seeded_run(config, "cti", 3) == "cti" and resolve.seeded_run(config, "cti", 1) == "cti@seed1"
+    with pytest.raises(ConfigError, match="unknown method or variant"):
+        resolve.method_config(config, "synth", "nope@seed1")
+
+
+def test_a_job_carries_only_the_weight_keys_it_names(tmp_path):
+    config = make_config(tmp_path)
+    config["weights"]["files"].update({"vit_synth": "results/synth/pretrained/vit_synth.safetensors",
+                                       "unused": "w2.pth"})
+    config["methods"]["cti"]["params"]["model"]["weights"] = "vit_synth"
+    job = resolve.job_config(config, "synth", "cti", {"weights": "deit_small"})
+    assert job["weights"]["files"] == {"deit_small": "w.pth", "vit_synth": "results/synth/pretrained/vit_synth.safetensors"}
+    assert resolve.built_weight_files(config, job) == ["results/synth/pretrained/vit_synth.safetensors"]

@@ -11,6 +11,9 @@ in the rule files. Two conventions:
   (``synth``, ``voc``, ``coco`` or any other dataset name); without it a dataset takes the presets under
   its own name. So a second synthetic style or a user's own VOC-layout dataset runs with the synthetic or
   the VOC presets without copying them.
+* **Seeds.** ``<run>@seed<k>`` is the run ``<run>`` with every random generator of every job seeded
+  with ``k`` instead of the top-level ``seed`` (``results/synth/cti@seed1/miou.json``): repeated runs
+  for mean ± std, with no config entry per seed. The plain name is the run at the top-level seed.
 * **Variants.** ``variants: {<name>: {method: <method>, params: {...}}}`` defines named runs of a method
   with overrides (ablation rows, sweeps). A variant name can stand wherever a method name can, e.g.
   ``results/synth/cti_no_bcam/seeds/eval.json``.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -108,8 +112,32 @@ def run_names(config: Mapping[str, Any]) -> list[str]:
     return sorted(set(method_names(config)) | set(config.get("variants", {}) or {}))
 
 
+SEED_SUFFIX = re.compile(r"^(?P<run>.+)@seed(?P<seed>[0-9]+)$")
+SEED_SUFFIX_PATTERN = "(?:@seed[0-9]+)?"  # for the {method} wildcard's constraint
+
+
+def split_run(run: str) -> tuple[str, int | None]:
+    """``("cti", 2)`` for ``"cti@seed2"``; ``("cti", None)`` for ``"cti"``."""
+    match = SEED_SUFFIX.match(run)
+    return (match["run"], int(match["seed"])) if match else (run, None)
+
+
+def run_seed(config: Mapping[str, Any], run: str | None) -> int:
+    """The seed of every generator of a run's jobs: its ``@seed<k>`` suffix, else the top-level ``seed``."""
+    seed = split_run(run)[1] if run else None
+    return int(config.get("seed", 0)) if seed is None else seed
+
+
+def seeded_run(config: Mapping[str, Any], run: str, seed: int) -> str:
+    """The run name that trains ``run`` with ``seed``: the plain name at the top-level seed (its results
+    are reused), ``run@seed<k>`` otherwise."""
+    return run if seed == int(config.get("seed", 0)) else f"{run}@seed{seed}"
+
+
 def _method_entry(config: Mapping[str, Any], run: str) -> tuple[str, Mapping[str, Any], Mapping[str, Any]]:
-    """(method name, its config entry, variant overrides) for a method or variant name."""
+    """(method name, its config entry, variant overrides) for a method or variant name (with or
+    without an ``@seed<k>`` suffix)."""
+    run = split_run(run)[0]
     methods = config.get("methods", {})
     variants = config.get("variants", {}) or {}
     if run in methods:
@@ -127,6 +155,7 @@ def method_config(config: Mapping[str, Any], dataset: str, run: str) -> dict[str
     """Resolved hyper-parameters of a method (or variant) for a dataset, with ``name`` set to the
     registered method name."""
     name, entry, overrides = _method_entry(config, run)
+    run = split_run(run)[0]
     like = preset_name(config, dataset)
     params = resolve_presets(entry.get("params", {}), like, f"methods.{name}.params")
     if overrides:
@@ -141,7 +170,7 @@ def pipeline_choice(config: Mapping[str, Any], dataset: str, run: str) -> dict[s
     refinement name, the method's own values for ``stages.refine.<refine>`` (e.g. ViT-PCM's CRF kernel)."""
     name, entry, _ = _method_entry(config, run)
     pipeline = resolve_presets(entry.get("pipeline", {}), preset_name(config, dataset), f"methods.{name}.pipeline")
-    variant = (config.get("variants", {}) or {}).get(run, {})
+    variant = (config.get("variants", {}) or {}).get(split_run(run)[0], {})
     pipeline.update(variant.get("pipeline", {}) or {})
     pipeline.setdefault("refine_overrides", {})
     pipeline.setdefault("decoder_overrides", {})
@@ -195,7 +224,7 @@ def job_config(
     payload: dict[str, Any] = {
         "dataset": dataset_config(config, dataset),
         "stage": dict(stage or {}),
-        "seed": config.get("seed", 0),
+        "seed": run_seed(config, run),
         "device": config.get("device", "auto"),
         "num_workers": config.get("num_workers", 0),
     }

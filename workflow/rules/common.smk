@@ -40,7 +40,7 @@ GENERATED_DATASETS = [name for name in config["datasets"] if resolve.is_generate
 
 wildcard_constraints:
     dataset="|".join(config["datasets"]),
-    method="|".join(resolve.run_names(config)) or "no_method_configured",
+    method="(?:" + ("|".join(resolve.run_names(config)) or "no_method_configured") + ")" + resolve.SEED_SUFFIX_PATTERN,
     refine="crf|irn|psa|own",
     network="[a-z0-9_]+",
 
@@ -336,6 +336,45 @@ def reporting_targets(dataset):
     for run in reporting_runs(dataset):
         targets += [f"{base}/{run}/figures/samples.png", f"{base}/{run}/figures/training_curves.png"]
     return targets
+
+
+def comparison_runs(dataset):
+    """title → {run: [miou.json of each seed]} of ``stages.reporting.comparisons`` over
+    ``stages.reporting.seeds`` (the plain run at the top-level seed, ``run@seed<k>`` for the others)."""
+    params = reporting_params(dataset)
+    seeds = [int(seed) for seed in params.get("seeds") or [config.get("seed", 0)]]
+    comparisons = {}
+    for key, entry in (params.get("comparisons") or {}).items():
+        unknown = sorted(set(entry["runs"]) - set(resolve.run_names(config)))
+        if unknown:
+            raise WorkflowError(
+                f"config.yaml: stages.reporting.comparisons.{key}.runs names {unknown}, which are neither "
+                f"methods nor variants (known: {', '.join(resolve.run_names(config))})"
+            )
+        comparisons[entry.get("title", key)] = {
+            run: [f"results/{dataset}/{resolve.seeded_run(config, run, seed)}/miou.json" for seed in seeds]
+            for run in entry["runs"]
+        }
+    return comparisons
+
+
+def comparison_inputs(wildcards):
+    return sorted({path for runs in comparison_runs(wildcards.dataset).values() for paths in runs.values()
+                   for path in paths})
+
+
+def comparison_argument(wildcards):
+    from shlex import quote
+
+    return " ".join(
+        quote(title + "".join(f"|{run}=" + ",".join(paths) for run, paths in runs.items()))
+        for title, runs in comparison_runs(wildcards.dataset).items()
+    )
+
+
+def comparison_job(wildcards):
+    splits = resolve.dataset_config(config, wildcards.dataset)["roles"]
+    return _job(wildcards, None, None, with_method=False, with_weights=False, splits=splits)
 
 
 def reporting_figures(wildcards):

@@ -156,3 +156,33 @@ rule figure_index:
     shell:
         "{PYTHON} -m wsss_core.stages.figure_index --config {params.config:q} --summary {input.summary} "
         "--figures {input.figures} --output {output} > {log} 2>&1"
+
+
+rule compare_seeds:
+    input:
+        comparison_inputs,
+    output:
+        report(
+            "results/{dataset}/comparisons.md",
+            caption="../report/summary.rst",
+            category="{dataset}",
+            subcategory="summary",
+            labels={"table": "comparisons over seeds"},
+        ),
+    params:
+        config=comparison_job,
+        runs=comparison_argument,
+        code=code_fingerprint("wsss_core.stages.compare_seeds"),
+    log:
+        "logs/{dataset}/compare_seeds.log",
+    benchmark:
+        "benchmarks/{dataset}/compare_seeds.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+        gpu=0,
+        **SLURM_LIGHT,
+    shell:
+        "{PYTHON} -m wsss_core.stages.compare_seeds --config {params.config:q} --runs {params.runs} "
+        "--output {output} > {log} 2>&1"

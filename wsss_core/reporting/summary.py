@@ -98,6 +98,7 @@ class SummaryRow:
     seconds: dict[str, float | None]
     reported: dict[str, ReportedNumber] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    flags: dict[str, str] = field(default_factory=dict)  # seed diagnostics (wsss_core.evaluation.diagnostics)
 
     @property
     def pipeline_label(self) -> str:
@@ -267,6 +268,7 @@ def read_rows(
                 seconds=stage_seconds(benchmarks, route, refine, network),
                 reported=reported,
                 sources=sources,
+                flags=dict((seeds.get("diagnostics") or {}).get("flags") or {}),
             )
         )
     return rows
@@ -320,7 +322,7 @@ def summary_tables(rows: Sequence[SummaryRow], with_reported: bool) -> list[Tabl
         header += ["reported seed", "reported mask", "reported val", "reported test"]
     score_rows = []
     for row in rows:
-        cells = [row.run, row.method, row.pipeline_label, _percent(row.seed.miou), _pr(row.seed),
+        cells = [row.run + (" ⚠" if row.flags else ""), row.method, row.pipeline_label, _percent(row.seed.miou), _pr(row.seed),
                  "" if row.seed_threshold is None else f"{row.seed_threshold:.2f}", _percent(row.mask.miou),
                  _pr(row.mask), _percent(row.final.miou), _pr(row.final)]
         if with_reported:
@@ -373,7 +375,17 @@ def render_markdown(rows: Sequence[SummaryRow], dataset: str, with_reported: boo
         numbers = len(table.header) - table.text_columns
         lines.append("|" + "|".join([":---"] * table.text_columns + ["---:"] * numbers) + "|")
         lines += ["| " + " | ".join(cells) + " |" for cells in table.rows]
-    return "\n".join(lines) + "\n" + footer
+    return "\n".join(lines) + "\n" + flag_notes(rows) + footer
+
+
+def flag_notes(rows: Sequence[SummaryRow]) -> str:
+    """What the ⚠ of each flagged run means (the seed diagnostics), once per run."""
+    notes, seen = [], set()
+    for row in rows:
+        if row.flags and row.run not in seen:
+            seen.add(row.run)
+            notes += [f"- ⚠ {row.run}: {message}" for message in row.flags.values()]
+    return ("\n## Diagnostics\n\n" + "\n".join(notes) + "\n") if notes else ""
 
 
 _HTML_STYLE = (

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from wsss_core.errors import ConfigError
+from wsss_core.evaluation.diagnostics import cam_statistics, seed_flags
 from wsss_core.evaluation.metrics import score_seeds_by_argmax, threshold_sweep
 from wsss_core.io.seed_store import SeedStore
 from wsss_core.stages import _cli
@@ -88,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             "%s on %s (%d images): mIoU %.4f at background threshold %s",
             args.seeds, split, len(ids), best["miou"] or 0.0, result["best_threshold"],
         )
+        cams = cam_statistics((seeds.maps, seeds.keys) for seeds in (store.get(image_id) for image_id in ids))
+        diagnostics = seed_flags(result, thresholds, cams)
+        for name, message in diagnostics["flags"].items():
+            LOG.warning("diagnostic %s: %s", name, message)
         write_json(
             args.output,
             {
@@ -98,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "best_threshold": result["best_threshold"],
                 "best": best,
                 "sweep": result["sweep"],
+                "diagnostics": diagnostics,
                 "seeds": source_record(args.seeds),
                 "provenance": provenance(config, STAGE),
             },

@@ -1,0 +1,44 @@
+"""The diagnostics that flag a chain that has not learned (seed evaluation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wsss_core.evaluation.diagnostics import background_only_miou, cam_statistics, seed_flags
+
+
+def test_background_only_miou_by_hand():
+    # rows = ground truth: 60 bg pixels, 30 of class 1, 10 of class 2; class 3 absent from the ground truth
+    confusion = [[50, 10, 0, 0], [5, 25, 0, 0], [0, 0, 10, 0], [0, 0, 0, 0]]
+    # predicting background: IoU_bg = 60 / 100, classes 1 and 2 score 0, class 3 is left out
+    assert background_only_miou(confusion) == pytest.approx(0.6 / 3)
+    assert background_only_miou([[0, 0], [0, 0]]) is None
+
+
+def test_cam_statistics_counts_empty_and_flat_maps():
+    keys = np.array([1, 2])
+    good = (np.stack([np.eye(4), np.zeros((4, 4))]), keys)
+    empty = (np.zeros((2, 4, 4)), keys)
+    flat = (np.full((2, 4, 4), 0.5), keys)
+    with_bg = (np.stack([np.ones((4, 4)), np.zeros((4, 4))]), np.array([0, 1]))  # bg map ignored: empty fg
+    stats = cam_statistics([good, empty, flat, with_bg])
+    assert stats == {"images": 4, "empty_fraction": 0.5, "constant_fraction": 0.25}
+
+
+def _result(miou, threshold, confusion):
+    return {"best": {"miou": miou, "confusion": confusion}, "best_threshold": threshold}
+
+
+def test_flags_fire_only_when_they_should():
+    confusion = [[60, 0], [20, 20]]  # background-only mIoU = (60/100) / 2 = 0.3
+    fine = seed_flags(_result(0.55, 0.3, confusion), [0.0, 0.1, 0.3, 0.95],
+                      {"empty_fraction": 0.0, "constant_fraction": 0.0})
+    assert fine["flags"] == {} and fine["background_only_miou"] == pytest.approx(0.3)
+    bad = seed_flags(_result(0.305, 0.0, confusion), [0.0, 0.1, 0.95],
+                     {"empty_fraction": 0.1, "constant_fraction": 0.2})
+    assert set(bad["flags"]) == {"edge_threshold", "empty_cams", "constant_cams", "no_better_than_background"}
+    assert "30.5" in bad["flags"]["no_better_than_background"] and "edge of the sweep" in bad["flags"]["edge_threshold"]
+    # seeds with their own background map have no threshold: no edge flag
+    assert "edge_threshold" not in seed_flags(_result(0.55, None, confusion), [0.0, 0.95],
+                                              {"empty_fraction": 0.0, "constant_fraction": 0.0})["flags"]
