@@ -80,6 +80,15 @@ def test_irn_freezes_stem_layer1_layer2_and_fixes_batch_norm() -> None:
     assert [id(p) for p in classifier] == [id(model.classifier.weight)]
 
 
+def test_stages_follow_modules_replaced_by_sync_batch_norm() -> None:
+    """Under DDP the BatchNorm layers become SyncBatchNorm: the stages must run the new modules, and
+    fixed BN must stay in eval (SyncBatchNorm in training mode cannot run without a process group)."""
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(network(frozen_stages=2, batch_norm="fixed")).train()
+    stem = model.stages()[0]
+    assert stem[1] is model.backbone.bn1 and isinstance(stem[1], nn.SyncBatchNorm)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+
+
 def test_train_batch_norm_mode_keeps_only_frozen_stages_in_eval() -> None:
     model = network(frozen_stages=1, batch_norm="train").train()
     assert not model.backbone.bn1.training and not model.backbone.layer1[0].bn1.training

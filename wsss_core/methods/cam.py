@@ -75,32 +75,33 @@ class CAMNet(nn.Module):
             raise ConfigError(f"method.batch_norm '{batch_norm}' is unknown: use one of {sorted(BATCH_NORM_MODES)}")
         set_last_stage_stride_one(backbone)
         self.backbone = backbone
-        self.stages = (
-            nn.Sequential(backbone.conv1, backbone.bn1, backbone.act1, backbone.maxpool, backbone.layer1),
-            backbone.layer2,
-            backbone.layer3,
-            backbone.layer4,
-        )  # a plain tuple: the modules are registered (once) under ``backbone``
         self.classifier = nn.Conv2d(int(backbone.feature_info[-1]["num_chs"]), num_classes, 1, bias=False)
         self.stride = int(backbone.feature_info[-1]["reduction"]) // 2
         self.frozen_stages = frozen_stages
         self.fixed_statistics, fixed_affine = BATCH_NORM_MODES[batch_norm]
-        for stage in self.stages[:frozen_stages]:
-            stage.requires_grad_(False)
+        for stage in self.stages()[:frozen_stages]:
+            for module in stage:
+                module.requires_grad_(False)
         if fixed_affine:
-            for module in self._batch_norms(self.backbone):
+            for module in self._batch_norms([self.backbone]):
                 module.requires_grad_(False)
 
+    def stages(self) -> list[list[nn.Module]]:
+        """IRN's four stages (stem + layer1, layer2, layer3, layer4), looked up on every call so that a
+        module replaced inside the backbone (SyncBatchNorm under DDP) is the one that runs."""
+        net = self.backbone
+        return [[net.conv1, net.bn1, net.act1, net.maxpool, net.layer1], [net.layer2], [net.layer3], [net.layer4]]
+
     @staticmethod
-    def _batch_norms(module: nn.Module) -> list[nn.Module]:
-        return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    def _batch_norms(modules: list[nn.Module]) -> list[nn.Module]:
+        return [m for module in modules for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     def train(self, mode: bool = True) -> "CAMNet":
         """Train mode, with fixed BatchNorm (and every BN of a frozen stage) left in eval mode."""
         super().train(mode)
         if mode:
-            fixed = self.stages if self.fixed_statistics else self.stages[: self.frozen_stages]
-            for stage in fixed:
+            stages = self.stages()
+            for stage in stages if self.fixed_statistics else stages[: self.frozen_stages]:
                 for module in self._batch_norms(stage):
                     module.eval()
         return self
@@ -108,8 +109,9 @@ class CAMNet(nn.Module):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Last-stage features ``[B, D, h, w]`` at stride 16 (frozen stages' output detached)."""
         x = images
-        for index, stage in enumerate(self.stages):
-            x = stage(x)
+        for index, stage in enumerate(self.stages()):
+            for module in stage:
+                x = module(x)
             if index + 1 == self.frozen_stages:
                 x = x.detach()
         return x
