@@ -107,13 +107,12 @@ class CAMNet(nn.Module):
         return self
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Last-stage features ``[B, D, h, w]`` at stride 16 (frozen stages' output detached)."""
+        """Last-stage features ``[B, D, h, w]`` at stride 16. The frozen stages' parameters do not require
+        gradients, so no graph is built through them (what IRN's ``detach()`` after stage 2 achieves)."""
         x = images
-        for index, stage in enumerate(self.stages()):
+        for stage in self.stages():
             for module in stage:
                 x = module(x)
-            if index + 1 == self.frozen_stages:
-                x = x.detach()
         return x
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
