@@ -2,7 +2,8 @@
 
 Registered as ``cam``: the floor every WSSS paper compares against and IRN's native seed. Follows the
 authors' code (jiwoon-ahn/irn: ``net/resnet50_cam.py``, ``step/train_cam.py``, ``step/make_cam.py``,
-``misc/torchutils.py``, ``voc12/dataloader.py``); the paper gives no CAM recipe beyond these files.
+``misc/torchutils.py``, ``voc12/dataloader.py``); every default is the code's (the paper's text was not
+checked line by line against it), and each other reading below is a switch.
 
 * **Network** (:class:`CAMNet`): a timm ResNet (``resnet50`` with the configured weights) at strides
   (2, 2, 2, 1), output stride 16 without dilation, and a 1×1 convolution without bias to C class maps.
