@@ -226,11 +226,12 @@ def irn_training_crop(
     mean: Sequence[float],
     std: Sequence[float],
     rng: np.random.Generator,
+    interpolation: str = "bilinear",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """IRN/AdvCAM augmentation (what SWTformer cites): random long side, horizontal flip, normalise,
-    random crop with zero fill. Returns the crop ``[3, S, S]`` and the valid-region mask ``[S, S]``
-    (1 where image pixels landed; SIPE's ``valid_mask``)."""
-    image, _ = random_long_side_resize(image, long_side_range, rng)
+    """IRN/AdvCAM augmentation (what SWTformer cites): random long side (``interpolation``: IRN itself
+    resizes bicubically), horizontal flip, normalise, random crop with zero fill. Returns the crop
+    ``[3, S, S]`` and the valid-region mask ``[S, S]`` (1 where image pixels landed; SIPE's ``valid_mask``)."""
+    image, _ = random_long_side_resize(image, long_side_range, rng, interpolation=interpolation)
     image, _ = horizontal_flip(image, rng)
     normalized = normalize_to_tensor(image, mean, std).permute(1, 2, 0).numpy()
     crop, _, (top, bottom, left, right) = random_crop(normalized, crop_size, rng, image_fill=0.0)

@@ -145,6 +145,15 @@ def create_timm_backbone(
     return model
 
 
+def set_last_stage_stride_one(resnet: nn.Module) -> None:
+    """Strides (2, 2, 2, 1) on a timm ResNet: every stride-2 convolution of the first block of ``layer4``
+    (the 3×3 and the downsample shortcut) gets stride 1, so the output stride is 16 with no dilation
+    (IRN's ``resnet50(strides=(2, 2, 2, 1))``, used by its CAM network and IRNet)."""
+    for module in resnet.layer4[0].modules():
+        if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
+            module.stride = (1, 1)
+
+
 def _register_timm(name: str, timm_name: str, ignore_keys: Sequence[str] = (), **defaults: Any) -> None:
     """Register ``name`` as ``timm_name`` with default constructor arguments."""
 

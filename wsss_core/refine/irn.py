@@ -39,7 +39,7 @@ from torch import nn
 
 from wsss_core.errors import ConfigError
 from wsss_core.methods.base import TrainingProgress
-from wsss_core.models.backbones import create_backbone
+from wsss_core.models.backbones import create_backbone, set_last_stage_stride_one
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.refine.affinity import (
     AFFINITY_REFINERS,
@@ -159,19 +159,12 @@ def _reduce(in_channels: int, out_channels: int, groups: int, upsample: int = 1)
     return nn.Sequential(*layers)
 
 
-def _set_last_stage_stride_one(resnet: nn.Module) -> None:
-    """Strides (2, 2, 2, 1): the first block of ``layer4`` keeps the resolution (IRN; no dilation)."""
-    for module in resnet.layer4[0].modules():
-        if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
-            module.stride = (1, 1)
-
-
 class IRNet(nn.Module):
     """Boundary and displacement branches on a ResNet's five stages (stride 4 outputs)."""
 
     def __init__(self, backbone: nn.Module, freeze_backbone: bool = True) -> None:
         super().__init__()
-        _set_last_stage_stride_one(backbone)
+        set_last_stage_stride_one(backbone)
         self.backbone = backbone
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
