@@ -593,3 +593,70 @@ def test_seed_scores_of_a_split_without_one_class(tmp_path: Path) -> None:
     # at 0.9 everything is background: IoU (background share, 0); blue still does not count
     valid = 2 * (HEIGHT * WIDTH - 12)
     assert result["sweep"][-1]["miou"] == pytest.approx((valid - 2 * 144) / valid / 2)
+
+
+# ------------------------------------------------------------- AFA's propagated label (issue 15, item 9)
+
+def _authors_propagated_label(par: Any, image: torch.Tensor, scores: torch.Tensor, box: tuple[int, int, int, int],
+                              keys: torch.Tensor) -> torch.Tensor:
+    """The published sequence written out step by step (dist_train_voc.py: scores upsampled to the crop;
+    refine_cams_with_cls_label: cut the box, image at half size, PAR, back to the box, argmax; 255 outside)."""
+    import torch.nn.functional as F
+
+    top, bottom, left, right = box
+    full = F.interpolate(scores, size=image.shape[-2:], mode="bilinear", align_corners=False)
+    region = image[:, :, top:bottom, left:right]
+    half = F.interpolate(region, size=((bottom - top) // 2, (right - left) // 2), mode="bilinear", align_corners=False)
+    refined = F.interpolate(par(half, full[:, :, top:bottom, left:right]), size=(bottom - top, right - left),
+                            mode="bilinear", align_corners=False)
+    label = torch.full(image.shape[-2:], 255, dtype=torch.long)
+    label[top:bottom, left:right] = keys[refined.argmax(dim=1)[0]]
+    return label
+
+
+def test_afa_propagated_label_follows_the_authors_code() -> None:
+    """Hand-built crop: a 24×20 image (left half dark, right half bright) at rows 3..27, cols 5..25 of a
+    32×32 crop whose padding is zero; random-walk scores on a 4×4 token grid favour background on the left
+    and class 2 on the right. The default (``box``) label is the authors' sequence, pixel for pixel, and
+    ignores the padding; ``crop`` (the former reading) lets the padding in and differs."""
+    from wsss_core.methods.afa import refine_propagated_scores
+    from wsss_core.single_stage.par import PixelAdaptiveRefinement
+
+    torch.manual_seed(0)
+    par = PixelAdaptiveRefinement(dilations=(1, 2, 4), num_iterations=5)
+    box = (3, 27, 5, 25)
+    image = torch.zeros(1, 3, 32, 32)
+    image[:, :, 3:27, 5:15] = 0.2
+    image[:, :, 3:27, 15:25] = 0.9
+    image[:, :, 3:27, 5:25] += 0.05 * torch.rand(1, 3, 24, 20)
+    scores = torch.zeros(1, 2, 4, 4)
+    scores[0, 0] = torch.tensor([0.9, 0.7, 0.3, 0.1]).repeat(4, 1)  # background falls off to the right
+    scores[0, 1] = 1.0 - scores[0, 0] + 0.02 * torch.rand(4, 4)
+    keys = torch.tensor([0, 2])
+    box_tensor = torch.tensor(box)
+
+    label = refine_propagated_scores(par, image, scores, keys, box_tensor, 2)
+    assert torch.equal(label, _authors_propagated_label(par, image, scores, box, keys))
+    assert set(label[3:27, 5:25].unique().tolist()) == {0, 2}
+    outside = torch.ones(32, 32, dtype=torch.bool)
+    outside[3:27, 5:25] = False
+    assert (label[outside] == 255).all()
+
+    # the padding and the scores over it never reach the box label ...
+    painted = image.clone()
+    painted[..., :3, :], painted[..., 27:, :] = 1.0, 1.0
+    assert torch.equal(refine_propagated_scores(par, painted, scores, keys, box_tensor, 2), label)
+    # ... whereas the former reading runs PAR over the padding, and its label differs inside the box
+    former = refine_propagated_scores(par, image, scores, keys, box_tensor, 2, mode="crop")
+    assert (former[outside] == 255).all() and (former != label).any()
+
+
+def test_afa_propagation_par_switch_is_checked() -> None:
+    from wsss_core.errors import ConfigError
+    from wsss_core.methods.afa import AFA
+
+    base = {"backbone": "mit_synth", "weights": None}
+    assert AFA(base, 2).propagation_par == "box"
+    assert AFA({**base, "propagation": {"par": "crop"}}, 2).propagation_par == "crop"
+    with pytest.raises(ConfigError, match="method.propagation.par is 'half'; use one of box, crop"):
+        AFA({**base, "propagation": {"par": "half"}}, 2)
