@@ -660,3 +660,54 @@ def test_afa_propagation_par_switch_is_checked() -> None:
     assert AFA({**base, "propagation": {"par": "crop"}}, 2).propagation_par == "crop"
     with pytest.raises(ConfigError, match="method.propagation.par is 'half'; use one of box, crop"):
         AFA({**base, "propagation": {"par": "half"}}, 2)
+
+
+# ------------------------------------------------------ resume state of other code (issue 15, item 2)
+
+def _leave_resume_state(monkeypatch: pytest.MonkeyPatch, config: dict[str, Any], output: Path) -> Path:
+    """Train, keeping the resume state that train_method removes after writing model.pt (its last
+    checkpoint: the end of epoch 1 of 2), as a run killed in epoch 2 leaves it."""
+    import types
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_method, "shutil", types.SimpleNamespace(rmtree=lambda *args, **kwargs: None))
+        _train(config, output)
+    output.unlink()
+    return output.parent / "_state" / "last.pt"
+
+
+def test_resume_state_of_other_code_is_not_resumed(
+    trained: tuple[dict[str, Any], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A killed run's state written under another code fingerprint (the stage or the method edited since)
+    is discarded with a log line saying why; the run starts afresh and ends bit-identical to an
+    uninterrupted run. The same state under this code's fingerprint is resumed (so the check can fail)."""
+    dataset, fresh = trained
+    config = _config(dataset)
+    output = tmp_path / "train" / "model.pt"
+    state_path = _leave_resume_state(monkeypatch, config, output)
+    state = torch.load(state_path, weights_only=False)
+    assert state["step"] == 3 and state["code_fingerprint"]
+    # poison the weights: a resumed run ends elsewhere than a fresh one
+    state["model"] = {name: tensor + 0.5 if tensor.is_floating_point() else tensor
+                      for name, tensor in state["model"].items()}
+
+    torch.save({**state, "code_fingerprint": "0123456789abcdef"}, state_path)
+    capsys.readouterr()
+    _train(config, output)
+    log = capsys.readouterr().err
+    assert f"WARNING wsss_core.training.checkpoint: resume state {state_path} was made by other code (fingerprint " \
+        f"0123456789abcdef, now {state['code_fingerprint']}): starting afresh rather than mixing two code versions " \
+        "in one model\n" in log, log
+    assert log.count("was made by other code") == 1 and "resumed from" not in log
+    first, second = (torch.load(path, weights_only=True)["model"] for path in (fresh, output))
+    assert _differing_tensors(first, second) == []
+
+    output.unlink()
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, state_path)  # this code's fingerprint: resumed
+    _train(config, output)
+    assert f"resumed from {state_path} at step 3/6\n" in capsys.readouterr().err
+    first, second = (torch.load(path, weights_only=True)["model"] for path in (fresh, output))
+    assert len(_differing_tensors(first, second)) > len(first) // 2

@@ -43,7 +43,7 @@ from wsss_core.training.image_cache import CachedReader, DecodedImageCache
 from wsss_core.training.loop import LoopSettings, run_training
 from wsss_core.utils.atomic import save_torch
 from wsss_core.utils.device import resolve_device, set_torch_threads
-from wsss_core.utils.provenance import config_hash, provenance
+from wsss_core.utils.provenance import code_fingerprint, config_hash, provenance
 from wsss_core.utils.seeding import seed_everything
 
 LOG = logging.getLogger(__name__)
@@ -122,7 +122,9 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
         pin_memory=stage.get("pin_memory"),
         prefetch_factor=stage.get("prefetch_factor"),
     )
-    state = ResumeState(output.parent / "_state", config_hash(config))
+    # a state of other code (an edited stage or method) is not resumed: one model, one code version
+    code = code_fingerprint(STAGE, type(method).__module__)
+    state = ResumeState(output.parent / "_state", config_hash(config), code)
     saved = state.load()
     first_step = 0 if saved is None else int(saved["step"])
     del saved
