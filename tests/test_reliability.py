@@ -266,6 +266,36 @@ def _model_of_another_network(inputs: Inputs) -> None:
     inputs.config["method"]["model"]["image_size"] = 48
 
 
+def _score_on(split: str, lines: str | None = None, then: Callable[[Inputs], None] | None = None
+              ) -> Callable[[Inputs], None]:
+    """The chain scores seeds and evaluates on ``split`` (datasets.<name>.roles), whose list file gets
+    ``lines`` when given; ``then`` breaks something more."""
+    def breaks(inputs: Inputs) -> None:
+        if lines is not None:
+            (inputs.root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(lines)
+            inputs.config["dataset"]["splits"][split] = f"ImageSets/Segmentation/{split}.txt"
+        inputs.config["dataset"]["roles"] = {"train": "train_aug", "score": split, "evaluate": split}
+        if then is not None:
+            then(inputs)
+    return breaks
+
+
+def _mask_of_another_size(inputs: Inputs) -> None:
+    mask = np.array(Image.open(inputs.root / "SegmentationClassAug" / "img_1.png"))
+    _save_mask(inputs.root / "SegmentationClassAug" / "img_1.png", mask[:30])
+
+
+def _jpeg_cut_in_half(inputs: Inputs) -> None:
+    """Half of a JPEG's bytes: the header and the upper rows decode, cv2 fills the rest with grey and only
+    warns "Premature end of JPEG file"."""
+    path = inputs.root / "JPEGImages" / "img_2.jpg"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+TRUNCATED = ("image '{root}/JPEGImages/img_2.jpg' is a truncated JPEG", "restore the file or remove 'img_2'")
+WRONG_SIZE = ("mask '{root}/SegmentationClassAug/img_1.png' is 40x30 but image '{root}/JPEGImages/img_1.jpg' is "
+              "40x36", "restore the mask of this image")
+
 ROWS = [
     Row("missing dataset root", lambda i: i.config["dataset"].update(root=str(i.tmp / "VOC2012")),
         train_method, "DatasetError", ("dataset root '{tmp}/VOC2012' does not exist", "datasets.tiny.root")),
@@ -315,6 +345,25 @@ ROWS = [
     Row("model of another network", _model_of_another_network,
         export_seeds, "StoreError", ("model file '{tmp}/model.pt' does not fit the network of method.model",
                                      "size mismatch for encoder.patch_pos_embed")),
+    # issue 15: what a chain reads after training is checked before its first training step (item 3)
+    Row("empty score/evaluate split, at training", _score_on("val", "\n"),
+        train_method, "DatasetError",
+        ("split 'val' is empty", "'{root}/ImageSets/Segmentation/val.txt' names no image")),
+    Row("evaluate split names a missing image, at training", _score_on("val", "img_1\nimg_9\n"),
+        train_method, "DatasetError",
+        ("val.txt' line 2 names image 'img_9'", "'{root}/JPEGImages/img_9.jpg' does not exist")),
+    Row("evaluate split lacks a mask, at training",
+        _score_on("val", "img_1\n", lambda i: (i.root / "SegmentationClassAug" / "img_1.png").unlink()),
+        train_method, "DatasetError", ("mask '{root}/SegmentationClassAug/img_1.png' does not exist",)),
+    Row("mask value out of range in the score split, at training", _score_on("train_aug", None, _mask_value_out_of_range),
+        train_method, "DatasetError", ("'{root}/SegmentationClassAug/img_1.png' holds values [7] outside 0..2",)),
+    Row("mask of another size than its image, at training", _score_on("train_aug", None, _mask_of_another_size),
+        train_method, "DatasetError", WRONG_SIZE),
+    Row("mask of another size than its image, at seed scoring", _mask_of_another_size,
+        evaluate_seeds, "DatasetError", WRONG_SIZE),
+    # a truncated JPEG is refused, not used with grey rows (item 4)
+    Row("truncated JPEG, at training", _jpeg_cut_in_half, train_method, "DatasetError", TRUNCATED),
+    Row("truncated JPEG, at seed export", _jpeg_cut_in_half, export_seeds, "DatasetError", TRUNCATED),
 ]
 
 
@@ -711,3 +760,22 @@ def test_resume_state_of_other_code_is_not_resumed(
     assert f"resumed from {state_path} at step 3/6\n" in capsys.readouterr().err
     first, second = (torch.load(path, weights_only=True)["model"] for path in (fresh, output))
     assert len(_differing_tensors(first, second)) > len(first) // 2
+
+
+def test_training_checks_every_split_of_the_chain(
+    trained: tuple[dict[str, Any], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sound chain passes the pre-training check, which names each split it read and whether its masks
+    were read too (the train split's are not)."""
+    dataset, _ = trained
+    root = Path(shutil.copytree(dataset["root"], tmp_path / "dataset"))
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("img_1\nimg_4\n")
+    config = _config({**copy.deepcopy(dataset), "root": str(root),
+                      "roles": {"train": "train_aug", "score": "train_aug", "evaluate": "val"}})
+    config["dataset"]["splits"]["val"] = "ImageSets/Segmentation/val.txt"
+    config["method"]["train"]["epochs"] = 1
+    capsys.readouterr()
+    _train(config, tmp_path / "train" / "model.pt")
+    log = capsys.readouterr().err
+    assert "checked the chain's splits (train_aug: 6 images + masks, val: 2 images + masks) in " in log, log
+    assert log.index("checked the chain's splits") < log.index('{"step": 1,')

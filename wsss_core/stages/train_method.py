@@ -37,6 +37,7 @@ from wsss_core.errors import ConfigError
 from wsss_core.methods.base import method_from_config
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.stages._cli import run, stage_parser
+from wsss_core.stages._shared import check_chain_splits
 from wsss_core.training import distributed
 from wsss_core.training.checkpoint import ResumeState
 from wsss_core.training.image_cache import CachedReader, DecodedImageCache
@@ -91,6 +92,7 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
     split = stage.get("split", "train_aug")
     reader = open_dataset(config["dataset"])
     check_image_labels(reader, split)
+    check_chain_splits(reader, config["dataset"], split)
     reader = _with_image_cache(reader, stage.get("image_cache"), split, config["dataset"], output, context)
     method = method_from_config(config, reader.num_classes)
     model = method.build_model(WeightsCatalog.from_config(config.get("weights")))
