@@ -779,3 +779,41 @@ def test_training_checks_every_split_of_the_chain(
     log = capsys.readouterr().err
     assert "checked the chain's splits (train_aug: 6 images + masks, val: 2 images + masks) in " in log, log
     assert log.index("checked the chain's splits") < log.index('{"step": 1,')
+
+
+# ------------------------------------------------------------- the workflow itself (issue 15, items 5-8)
+
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def _snakemake(workdir: Path, *arguments: str, python: Path | str = SNAKEMAKE,
+               configfiles: tuple[Path, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """``snakemake`` on the repository's Snakefile in ``workdir`` with config.yaml, tests/e2e_config.yaml
+    (tiny synthetic sizes) and ``configfiles``; the stages import this checkout (PYTHONPATH)."""
+    command = [str(python)] if python == SNAKEMAKE else [str(python), "-m", "snakemake"]
+    command += ["--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(workdir), "--configfile",
+                str(REPOSITORY / "config.yaml"), str(REPOSITORY / "tests" / "e2e_config.yaml"),
+                *map(str, configfiles), "--cores", "1", *arguments]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPOSITORY)}
+    return subprocess.run(command, capture_output=True, text=True, env=environment, cwd=workdir, timeout=600)
+
+
+@pytest.mark.slow  # Snakemake parses the workflow (seconds; a minute on a loaded 2-core machine)
+def test_jobs_run_with_an_interpreter_under_a_path_with_a_space(tmp_path: Path) -> None:
+    """A clone under "My Projects" with the README's .venv: every rule quotes the interpreter, so the
+    synthetic dataset job runs (it failed with "/…/My: No such file or directory" before)."""
+    venv = tmp_path / "My Projects" / ".venv"
+    venv.parent.mkdir()
+    venv.symlink_to(Path(sys.executable).parent.parent)
+    python = venv / "bin" / Path(sys.executable).name
+    probe = subprocess.run([str(python), "-c", "import sys; print(sys.executable)"], capture_output=True, text=True)
+    assert probe.stdout.strip() == str(python)  # Snakemake's PYTHON (sys.executable) holds the space
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    result = _snakemake(workdir, "results/synth/dataset", python=python)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"'{python}' -m wsss_core.stages.synth_dataset" in result.stdout + result.stderr
+    assert (workdir / "results" / "synth" / "dataset" / "ImageSets" / "Segmentation" / "val.txt").is_file()
+    rules = sorted((REPOSITORY / "workflow" / "rules").glob("*.smk"))
+    assert [rule.name for rule in rules if "{PYTHON}" in rule.read_text()] == []

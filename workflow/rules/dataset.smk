@@ -20,4 +20,4 @@ rule synth_dataset:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.synth_dataset --config {params.config:q} --output {output} > {log} 2>&1"
+        "{PYTHON:q} -m wsss_core.stages.synth_dataset --config {params.config:q} --output {output} > {log} 2>&1"

@@ -24,7 +24,7 @@ rule train_segmentation:
         runtime=heavy_runtime,
         **SLURM_HEAVY,
     shell:
-        "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON} -m wsss_core.stages.train_segmentation "
+        "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON:q} -m wsss_core.stages.train_segmentation "
         "--config {params.config:q} --masks {input.masks} --output {output} > {log} 2>&1"
 
 
@@ -50,7 +50,7 @@ rule infer_segmentation:
         runtime=heavy_runtime,
         **SLURM_HEAVY,
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
         "--model {input.model} --output {output} > {log} 2>&1"
 
 
@@ -78,7 +78,7 @@ rule infer_segmentation_shard:
         runtime=heavy_runtime,
         **SLURM_HEAVY,
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
         "--model {input.model} --shard {wildcards.shard} --shards {wildcards.shards} --output {output} > {log} 2>&1"
 
 
@@ -104,7 +104,7 @@ rule infer_decoder:
         runtime=heavy_runtime,
         **SLURM_HEAVY,
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
         "--model {input.model} --output {output} > {log} 2>&1"
 
 
@@ -132,5 +132,5 @@ rule infer_decoder_shard:
         runtime=heavy_runtime,
         **SLURM_HEAVY,
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
         "--model {input.model} --shard {wildcards.shard} --shards {wildcards.shards} --output {output} > {log} 2>&1"
