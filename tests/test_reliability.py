@@ -817,3 +817,47 @@ def test_jobs_run_with_an_interpreter_under_a_path_with_a_space(tmp_path: Path) 
     assert (workdir / "results" / "synth" / "dataset" / "ImageSets" / "Segmentation" / "val.txt").is_file()
     rules = sorted((REPOSITORY / "workflow" / "rules").glob("*.smk"))
     assert [rule.name for rule in rules if "{PYTHON}" in rule.read_text()] == []
+
+
+@pytest.fixture
+def umask_002() -> Any:
+    """A shared-project umask (group-writable), restored afterwards."""
+    previous = os.umask(0o002)
+    yield
+    os.umask(previous)
+
+
+def test_results_honour_the_umask(trained: tuple[dict[str, Any], Path], tmp_path: Path, umask_002: None) -> None:
+    """Stage outputs (a JSON score, an HDF5 store, a model) get 0o664 under umask 002, as any file a
+    teammate's tools write, not mkstemp's owner-only 0o600."""
+    dataset, model = trained
+    config = _config(dataset)
+    seeds, scores = tmp_path / "seeds" / "train_aug.h5", tmp_path / "seeds" / "eval.json"
+    export_seeds.main(["--config", json.dumps(config), "--model", str(model), "--output", str(seeds)])
+    evaluate_seeds.main(["--config", json.dumps(config), "--seeds", str(seeds), "--output", str(scores)])
+    config["method"]["train"]["epochs"] = 1
+    trained_here = _train(config, tmp_path / "train" / "model.pt")
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in (seeds, scores, trained_here)} == \
+        {"train_aug.h5": "0o664", "eval.json": "0o664", "model.pt": "0o664"}
+
+
+def test_killed_synth_dataset_leftover_is_swept_and_the_folder_honours_the_umask(
+    tmp_path: Path, umask_002: None
+) -> None:
+    """A SIGKILLed synth_dataset leaves its temporary folder ``.dataset.<random>.partial``; the next run
+    removes it (and a stale ``.dataset.stale``) and writes a folder with the umask's mode."""
+    import tempfile
+
+    from wsss_core.stages import synth_dataset
+
+    output = tmp_path / "results" / "synth" / "dataset"
+    output.parent.mkdir(parents=True)
+    killed = Path(tempfile.mkdtemp(prefix=".dataset.", suffix=".partial", dir=output.parent))
+    (killed / "JPEGImages").mkdir()
+    (killed / "JPEGImages" / "0.jpg").write_bytes(b"\xff\xd8half")
+    (output.parent / ".dataset.stale").mkdir()
+    config = {"stage": {"image_size": 32, "num_train_aug": 4, "num_train": 2, "num_val": 2}, "seed": 0}
+    synth_dataset.main(["--config", json.dumps(config), "--output", str(output)])
+    assert sorted(path.name for path in output.parent.iterdir()) == ["dataset"]
+    assert oct(output.stat().st_mode & 0o777) == "0o775"
+    assert (output / "synth_manifest.json").is_file()

@@ -24,6 +24,7 @@ from pathlib import Path
 from wsss_core.data import open_dataset
 from wsss_core.data.synth import synth_params, write_dataset
 from wsss_core.stages._cli import run, stage_parser
+from wsss_core.utils.atomic import new_folder_mode, remove_stale_partials
 from wsss_core.utils.provenance import provenance
 
 STAGE = "wsss_core.stages.synth_dataset"
@@ -44,8 +45,10 @@ def build_dataset(config: dict, output: Path) -> dict:
     params = synth_params(config.get("stage", {}), default_seed=int(config.get("seed", 0)))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(output)  # a killed run's folder (SIGKILL skips the cleanup below)
+    shutil.rmtree(output.with_name(f".{output.name}.stale"), ignore_errors=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
-    temporary.chmod(0o755)  # mkdtemp makes an owner-only folder
+    temporary.chmod(new_folder_mode())  # mkdtemp makes an owner-only folder; honour the umask instead
     try:
         started = time.perf_counter()
         summary = write_dataset(temporary, params)

@@ -1,10 +1,14 @@
-"""Atomic file writes: write to a temporary sibling, then rename, so no reader ever sees half a file."""
+"""Atomic file writes: write to a temporary sibling, then rename, so no reader ever sees half a file.
+
+The result gets the mode a plain ``open()`` would give it under the process umask (``mkstemp`` makes
+owner-only files, which teammates on a shared project could not read)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,17 +32,45 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".partial") -> Itera
         yield temp
         with open(temp, "rb+") as stream:
             os.fsync(stream.fileno())
+        os.chmod(temp, new_file_mode())
         os.replace(temp, target)
     finally:
         if temp.exists():
             temp.unlink()
 
 
+def current_umask() -> int:
+    """The process umask (read from /proc where it can be, since setting it to read it back is racy)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """Mode of a file created by ``open()`` now: 0o666 less the umask."""
+    return 0o666 & ~current_umask()
+
+
+def new_folder_mode() -> int:
+    """Mode of a folder created by ``mkdir()`` now: 0o777 less the umask."""
+    return 0o777 & ~current_umask()
+
+
 def remove_stale_partials(target: Path, suffix: str = ".partial") -> None:
-    """Delete temporary siblings left by a writer of ``target`` that was killed (SIGKILL/SIGTERM skip
-    the cleanup above). Snakemake runs one job per output at a time, so none of them is in use."""
+    """Delete temporary siblings (files or folders) left by a writer of ``target`` that was killed
+    (SIGKILL/SIGTERM skip the cleanup above). Snakemake runs one job per output at a time, so none of
+    them is in use."""
     for stale in target.parent.glob(f".{target.name}.*{suffix}"):
-        stale.unlink(missing_ok=True)
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def write_json(path: str | os.PathLike[str], payload: Any) -> None:
