@@ -861,3 +861,58 @@ def test_killed_synth_dataset_leftover_is_swept_and_the_folder_honours_the_umask
     assert sorted(path.name for path in output.parent.iterdir()) == ["dataset"]
     assert oct(output.stat().st_mode & 0o777) == "0o775"
     assert (output / "synth_manifest.json").is_file()
+
+
+def _fake_voc_overlay(tmp_path: Path) -> Path:
+    """A VOC root with one id per split list and two GPUs per heavy job (as tests/test_slurm_profile.py)."""
+    lists = tmp_path / "VOC2012" / "ImageSets" / "Segmentation"
+    lists.mkdir(parents=True)
+    for split in ("train_aug", "train", "val"):
+        (lists / f"{split}.txt").write_text("2007_000032\n")
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"datasets": {"voc": {"root": str(tmp_path / "VOC2012")}},
+                                       "compute": {"voc": {"gpu": 2, "mem_mb": 48000, "runtime": 1440}}}))
+    return overlay
+
+
+@pytest.mark.slow
+def test_slurm_as_a_user_profile_stops_instead_of_capping_gpus(tmp_path: Path) -> None:
+    """``--profile profiles/slurm`` (which also loads profiles/default and its local ``gpu: 1``) stops with
+    one message naming the right spelling; with ``--workflow-profile none`` added, the training job asks
+    for its two GPUs."""
+    overlay = _fake_voc_overlay(tmp_path)
+    command = [str(SNAKEMAKE), "-n", "--profile", "profiles/slurm", "--configfile", "config.yaml", str(overlay),
+               "--", "results/voc/cti/train/model.pt"]
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    stopped = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, env=environment, timeout=600)
+    output = stopped.stdout + stopped.stderr
+    assert stopped.returncode == 1
+    assert ("profile profiles/slurm runs jobs on a cluster (executor slurm), but Snakemake also loads the workflow "
+            "profile profiles/default, whose local cap 'resources: gpu: 1' wins") in output, output
+    assert "Use --workflow-profile profiles/slurm instead of --profile profiles/slurm" in output
+
+    command[2:2] = ["--workflow-profile", "none"]
+    planned = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, env=environment, timeout=600)
+    assert planned.returncode == 0, planned.stdout[-3000:] + planned.stderr[-3000:]
+    resources = [line for line in (planned.stdout + planned.stderr).splitlines() if line.strip().startswith("resources:")]
+    assert resources and "gpu=2" in resources[0], resources
+
+
+def test_profile_conflict_reads_the_command_line(tmp_path: Path) -> None:
+    """Which command lines stop: a cluster executor (from a profile, $SNAKEMAKE_PROFILE or --executor)
+    with profiles/default as the workflow profile; not a local run, an explicit workflow profile, or a
+    cap given with --resources."""
+    from wsss_core.workflow_checks import profile_conflict
+
+    def conflict(*argv: str, environ: dict[str, str] | None = None) -> str | None:
+        return profile_conflict(argv, environ or {}, REPOSITORY, REPOSITORY)
+
+    assert conflict("--cores", "2", "results/synth/cti/miou.json") is None
+    assert conflict("--workflow-profile", "profiles/slurm", "results/voc/cti/miou.json") is None
+    assert conflict("--profile", "profiles/slurm", "--workflow-profile", "none") is None
+    assert conflict("--profile=profiles/slurm", "--resources", "gpu=8") is None
+    assert "use --workflow-profile profiles/slurm instead of --profile profiles/slurm" in \
+        conflict("--profile=profiles/slurm", "-n").lower()
+    assert conflict("-n", environ={"SNAKEMAKE_PROFILE": "profiles/slurm"}) is not None
+    assert conflict("--executor", "slurm", "-n").startswith("--executor slurm runs jobs on a cluster")
+    assert conflict("--executor", "local") is None
