@@ -411,19 +411,27 @@ def test_matrix_rows_break_what_they_say(trained: tuple[dict[str, Any], Path], t
 # ---------------------------------------------------------------------- config.yaml, as Snakemake
 
 def _load_like_the_snakefile(path: Path) -> dict[str, Any]:
-    """What the Snakefile does with a config file: snakemake's ``configfile:`` loader, then the two checks
-    at the top of workflow/rules/common.smk (JSON-schema validation, then resolving every method and
-    variant for every dataset, an InputError becoming a WorkflowError that starts with 'config.yaml: ')."""
+    """What the Snakefile does with a config file: snakemake's ``configfile:`` loader, the one-line schema
+    check of workflow/rules/checks.smk, then the two checks at the top of workflow/rules/common.smk
+    (JSON-schema validation, then resolving every method, variant and pipeline for every dataset, an
+    InputError becoming a WorkflowError that starts with 'config.yaml: ')."""
     from snakemake.common.configfile import load_configfile
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
+    from wsss_core.workflow_checks import schema_problem
+
     config = load_configfile(str(path))
-    validate(config, schema=str(REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"))
+    schema = REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"
+    problem = schema_problem(config, schema)
+    if problem:
+        raise WorkflowError(problem)
+    validate(config, schema=str(schema))
     try:
         for dataset in config["datasets"]:
             for run in resolve.run_names(config):
                 resolve.method_config(config, dataset, run)
+                resolve.pipeline_choice(config, dataset, run)
     except InputError as error:
         raise WorkflowError(f"config.yaml: {error}") from None
     return config
@@ -435,6 +443,12 @@ def test_config_loader_mirrors_common_smk() -> None:
     assert 'validate(config, schema="../schemas/config.schema.yaml")' in rules
     assert "resolve.method_config(config, _dataset, _run)" in rules
     assert 'raise WorkflowError(f"config.yaml: {error}")' in rules
+    assert "resolve.pipeline_choice(config, _dataset, _run)" in rules
+    checks = (REPOSITORY / "workflow" / "rules" / "checks.smk").read_text()
+    assert '_problem = schema_problem(config, Path(workflow.main_snakefile).parent / "workflow" / "schemas" / ' \
+        '"config.schema.yaml")' in checks
+    snakefile = (REPOSITORY / "Snakefile").read_text()
+    assert snakefile.index('include: "workflow/rules/checks.smk"') < snakefile.index('include: "workflow/rules/common.smk"')
     assert 'configfile: "config.yaml"' in (REPOSITORY / "Snakefile").read_text()
     assert _load_like_the_snakefile(REPOSITORY / "config.yaml")["methods"]["cti"]  # the shipped file passes
 
@@ -448,11 +462,22 @@ CONFIG_BREAKS = [
     ("misspelt preset key", _misspell_cti_synth_train,
      ("unknown key 'methods.cti.params.presets.synth.trian'", "known keys there: losses, model, seeds, train")),
     ("wrong type", lambda config: config.update(seed="zero"),
-     ("'zero' is not of type 'integer'", "schema['properties']['seed']")),
+     ("config.yaml: seed: 'zero' is not of type 'integer'",)),
     ("misspelt top-level key", lambda config: config.update(num_wrokers=2),
-     ("'num_wrokers' was unexpected",)),
+     ("config.yaml: the top level: Additional properties are not allowed ('num_wrokers' was unexpected); known "
+      "keys there: compute, datasets, default_targets, device, methods, num_workers, seed,",)),
     ("wrong type in a nested key", lambda config: config["compute"]["synth"].update(mem_mb="4G"),
-     ("'4G' is not of type 'integer'", "instance['compute']['synth']['mem_mb']")),
+     ("config.yaml: compute.synth.mem_mb: '4G' is not of type 'integer'",)),
+    # issue 15: an unknown network or refinement in `pipeline` (here through a preset, which the schema
+    # does not see) is named, with the known ones, instead of a missing predictions.h5 at DAG time
+    ("unknown network in pipeline", lambda config: config["methods"]["cti"]["pipeline"]["presets"]["synth"].update(
+        segmentation="deeplab_v3"),
+     ("config.yaml: methods.cti.pipeline (dataset synth) names segmentation network 'deeplab_v3'; known networks "
+      "(stages.segmentation): deeplab_v1_resnet38, deeplab_v2",)),
+    ("unknown refinement in pipeline", lambda config: config["methods"]["cti"]["pipeline"]["presets"]["synth"].update(
+        refine="cfr"),
+     ("config.yaml: methods.cti.pipeline (dataset synth) names refinement 'cfr'; known refinements: crf, irn, psa, "
+      "own",)),
 ]
 
 
@@ -473,6 +498,7 @@ def test_schema_violating_config_names_the_key(
     print(f"\n[config: {expect[0]}] {message[:600]}")
     for expected in expect:
         assert expected in message, message
+    assert "\n" not in message, message  # one line: no dump of the schema or the config
 
 
 # ----------------------------------------------------------------------- SIGKILL during export
@@ -916,3 +942,115 @@ def test_profile_conflict_reads_the_command_line(tmp_path: Path) -> None:
     assert conflict("-n", environ={"SNAKEMAKE_PROFILE": "profiles/slurm"}) is not None
     assert conflict("--executor", "slurm", "-n").startswith("--executor slurm runs jobs on a cluster")
     assert conflict("--executor", "local") is None
+
+
+# ------------------------------------------------------------------- messages (issue 15, item 7)
+
+def _stage_process(tmp_path: Path, config: dict[str, Any], output: Path, limit_bytes: int | None = None
+                   ) -> subprocess.Popen[bytes]:
+    """train_method as Snakemake runs it (a process of its own, log to a file), optionally under a
+    file-size limit (what a full disk does to the writer: no more bytes)."""
+    import resource
+
+    (tmp_path / "train.json").write_text(json.dumps(config))
+
+    def limit() -> None:
+        if limit_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, resource.RLIM_INFINITY))
+
+    log = (tmp_path / "train.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "wsss_core.stages.train_method", "--config", f"@{tmp_path / 'train.json'}",
+         "--output", str(output)], cwd=REPOSITORY, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPOSITORY)},
+    )
+
+
+@pytest.mark.slow  # a stage process of its own (seconds; more on a loaded machine)
+def test_full_disk_during_torch_save_names_the_file_and_the_free_space(
+    trained: tuple[dict[str, Any], Path], tmp_path: Path
+) -> None:
+    """The model (about 1.3 MB) cannot be written past 512 KiB: one line naming the file, how far it got
+    and the free space, instead of torch's "unexpected pos"; nothing partial is left; the re-run writes it."""
+    dataset, model = trained
+    assert model.stat().st_size > 2**20
+    config = _config(dataset)
+    config["method"]["train"]["epochs"] = 1
+    output = tmp_path / "train" / "model.pt"
+    process = _stage_process(tmp_path, config, output, limit_bytes=2**19)
+    assert process.wait(timeout=300) == 1
+    log = (tmp_path / "train.log").read_text()
+    message = _error_line(log)
+    print(f"\n[disk full] train_method: {message}")
+    assert message.startswith(f"DiskFullError: cannot write '{output}': the file system refused more bytes after "
+                              "512.0 KiB"), message
+    assert f"free on the disk holding '{output.parent}'. Free space (or raise the quota) and re-run" in message
+    assert not output.exists() and _leftovers(output) == []
+    _train(config, output)
+    assert torch.load(output, weights_only=True)["method"] == "mctformer"
+
+
+@pytest.mark.slow  # a stage process of its own (seconds; more on a loaded machine)
+def test_ctrl_c_stops_a_stage_with_one_line(trained: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C, which reaches the whole process group) during training: exit code 130 and one
+    line, no traceback from the stage or its DataLoader workers; the output is not written."""
+    dataset, _ = trained
+    config = _config(dataset)
+    config.update(num_workers=1)
+    config["method"]["train"]["epochs"] = 500
+    output = tmp_path / "train" / "model.pt"
+    process = _stage_process(tmp_path, config, output)
+    try:
+        deadline = time.monotonic() + 120
+        while '"step": 2,' not in (tmp_path / "train.log").read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "train.log").read_text()
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C: the stage and its worker
+        assert process.wait(timeout=60) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    log = (tmp_path / "train.log").read_text()
+    message = _error_line(log)
+    assert message == "interrupted (Ctrl-C): nothing half-written is left; re-run to continue", log
+    assert "KeyboardInterrupt" not in log and not output.exists()
+
+
+TARGETS = [
+    ("results/synth/ctii/miou.json",
+     "target 'results/synth/ctii/miou.json' names 'ctii', which is neither a method nor a variant in config.yaml; "
+     "known methods: afa, cti, eca, mcc, mctformer, swtformer, swtformer_v1, toco, vitpcm; variants: cti_bcam, "),
+    ("results/synth/cti/seg/crf.deeplab_v9/miou.json",
+     "target 'results/synth/cti/seg/crf.deeplab_v9/miou.json' names segmentation network 'deeplab_v9'; known "
+     "networks (stages.segmentation): deeplab_v1_resnet38, deeplab_v2"),
+    ("results/synth/cti/masks/cfr/eval.json",
+     "target 'results/synth/cti/masks/cfr/eval.json' names refinement 'cfr'; known refinements: crf, irn, psa, own"),
+    ("results/sinth/cti/miou.json", "target 'results/sinth/cti/miou.json' names dataset 'sinth'; known datasets: "),
+]
+
+
+def test_targets_naming_unknown_runs_refinements_or_networks() -> None:
+    """What the Snakefile says for a target path the config cannot build, instead of "No rule to produce";
+    the paths every rule writes stay accepted."""
+    from wsss_core.workflow_checks import command_line_targets, target_problem
+
+    config = yaml.safe_load((REPOSITORY / "config.yaml").read_text())
+    for target, expected in TARGETS:
+        problem = target_problem(config, target)
+        assert problem is not None and problem.startswith(expected), problem
+    for target in ("results/synth/cti/miou.json", "results/synth/cti_bcam/seeds/eval.json", "results/synth/dataset",
+                   "results/synth/cti/ablation.md", "results/synth/summary.md", "results/synth/figures/class_iou.png",
+                   "results/voc/mctformer/seg/psa.deeplab_v1_resnet38/miou.json", "results/synth/toco/masks/own/eval.json",
+                   "all", "logs/x.log"):
+        assert target_problem(config, target) is None, target
+    assert command_line_targets(["-n", "--cores", "2", "--config", "seed=1", "--", "results/synth/x/miou.json"]) \
+        == ["results/synth/x/miou.json"]
+
+
+@pytest.mark.slow
+def test_unknown_method_in_a_target_lists_the_known_ones(tmp_path: Path) -> None:
+    result = _snakemake(tmp_path, "-n", "results/synth/ctii/miou.json")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and TARGETS[0][1] in output and "No rule to produce" not in output, output

@@ -5,6 +5,10 @@
   ask the cluster for one GPU (while a training stage starts ``compute.<dataset>.gpu`` workers) and run
   one at a time. :func:`profile_conflict` finds that combination in the command line, so the workflow
   stops with the right spelling instead (``--workflow-profile profiles/slurm``).
+* **config.yaml against its schema**, in one line (:func:`schema_problem`): Snakemake's own message
+  appends the whole schema and the whole config (over a thousand lines) to the one line that matters.
+* **Target paths** (:func:`target_problem`): a method, variant, refinement or network that the config
+  does not know matches no rule, and Snakemake says only "No rule to produce"; this lists the known ones.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from wsss_core import workflow_config as resolve
+from wsss_core.errors import ConfigError
 
 LOCAL_EXECUTORS = frozenset({"local", "dryrun", "touch"})
 DEFAULT_WORKFLOW_PROFILE = Path("profiles") / "default"
@@ -103,3 +110,72 @@ def profile_conflict(argv: Sequence[str], environ: Mapping[str, str], workdir: P
         f"(a training stage still starts compute.<dataset>.gpu workers) and GPU jobs would run one at a time. "
         f"{fix.capitalize()} (or add --workflow-profile none)"
     )
+
+
+# ------------------------------------------------------------------------------------ config.yaml
+def _key_path(parts: Sequence[Any]) -> str:
+    return ".".join(str(part) for part in parts) or "the top level"
+
+
+def schema_problem(config: Mapping[str, Any], schema_path: str | Path) -> str | None:
+    """One line for the first (best-matching) schema violation of ``config``, naming the key; None if the
+    config is valid."""
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(dict(config)))
+    if error is None:
+        return None
+    message = f"config.yaml: {_key_path(error.absolute_path)}: {error.message}"
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        known = sorted(error.schema.get("properties", {}))
+        if known:
+            message += f"; known keys there: {', '.join(known)}"
+    return message
+
+
+# ------------------------------------------------------------------------------------ targets
+def command_line_targets(argv: Sequence[str]) -> list[str]:
+    """The targets of a Snakemake command line (its own parser; [] when it cannot parse it)."""
+    from snakemake.cli import get_argument_parser
+
+    try:
+        arguments, _ = get_argument_parser().parse_known_args(list(argv))
+    except SystemExit:
+        return []
+    return [str(target) for target in (arguments.targets or [])]
+
+
+DATASET_LEVEL_NAMES = frozenset({"dataset", "figures", "summary.md", "summary.csv"})
+
+
+def target_problem(config: Mapping[str, Any], target: str) -> str | None:
+    """Why ``results/<dataset>/<run>/...`` names something the config does not know, or None."""
+    parts = Path(target).parts
+    if len(parts) < 3 or parts[0] != "results":
+        return None
+    datasets = sorted(config.get("datasets", {}))
+    dataset, run, rest = parts[1], parts[2], parts[3:]
+    if dataset not in datasets:
+        return f"target '{target}' names dataset '{dataset}'; known datasets: {', '.join(datasets)}"
+    ablations = set(config.get("stages", {}).get("ablations", {}) or {})
+    if run in DATASET_LEVEL_NAMES or (run in ablations and rest in (("ablation.md",), ("ablation.csv",))):
+        return None
+    if run not in resolve.run_names(config):
+        variants = sorted(config.get("variants", {}) or {})
+        return (
+            f"target '{target}' names '{run}', which is neither a method nor a variant in config.yaml; known "
+            f"methods: {', '.join(resolve.method_names(config))}; variants: {', '.join(variants) or 'none'}"
+        )
+    if len(rest) >= 2 and rest[0] == "masks":
+        refine, network = rest[1], None
+    elif len(rest) >= 2 and rest[0] == "seg":
+        refine, _, network = rest[1].partition(".")
+    else:
+        return None
+    try:
+        resolve.check_route_names(config, refine, network, f"target '{target}'")
+    except ConfigError as error:
+        return str(error)
+    return None

@@ -6,6 +6,7 @@ owner-only files, which teammates on a shared project could not read)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -13,6 +14,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from wsss_core.errors import DiskFullError
 
 
 @contextlib.contextmanager
@@ -34,9 +37,45 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".partial") -> Itera
             os.fsync(stream.fileno())
         os.chmod(temp, new_file_mode())
         os.replace(temp, target)
+    except (OSError, RuntimeError) as error:
+        if not is_write_failure(error):
+            raise
+        raise DiskFullError(write_failure_message(target, temp, error)) from None
     finally:
         if temp.exists():
             temp.unlink()
+
+
+WRITE_FAILURE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# torch.save's zip writer reports a short write as "unexpected pos N vs M" or "failed writing ..."
+WRITE_FAILURE_TEXT = ("unexpected pos", "PytorchStreamWriter failed writing", "file write failed",
+                      "No space left on device", "Disk quota exceeded", "File too large")
+
+
+def is_write_failure(error: BaseException) -> bool:
+    """Whether ``error`` says the file system refused more bytes (full disk, quota, size limit)."""
+    if isinstance(error, OSError) and error.errno in WRITE_FAILURE_ERRNOS:
+        return True
+    return any(text in str(error) for text in WRITE_FAILURE_TEXT)
+
+
+def write_failure_message(target: Path, temp: Path, error: BaseException) -> str:
+    """One line: which file could not be written, how far it got and how much space is left there."""
+    written = temp.stat().st_size if temp.exists() else 0
+    free = shutil.disk_usage(target.parent).free
+    cause = os.strerror(error.errno) if isinstance(error, OSError) and error.errno else str(error).splitlines()[0]
+    return (
+        f"cannot write '{target}': the file system refused more bytes after {_size(written)} ({cause}); "
+        f"{_size(free)} free on the disk holding '{target.parent}'. Free space (or raise the quota) and re-run"
+    )
+
+
+def _size(count: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} bytes"
 
 
 def current_umask() -> int:
