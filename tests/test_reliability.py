@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -1054,3 +1055,78 @@ def test_unknown_method_in_a_target_lists_the_known_ones(tmp_path: Path) -> None
     result = _snakemake(tmp_path, "-n", "results/synth/ctii/miou.json")
     output = result.stdout + result.stderr
     assert result.returncode == 1 and TARGETS[0][1] in output and "No rule to produce" not in output, output
+
+
+# ------------------------------------------------- on-disk dataset contents in the DAG (issue 15, item 1)
+
+def _job_names(dry_run: str) -> list[str]:
+    """Rules of the jobs a dry run lists."""
+    return re.findall(r"^(?:local)?rule (\w+):", dry_run, flags=re.MULTILINE)
+
+
+@pytest.mark.slow  # four Snakemake runs (seconds each; a minute each on a loaded 2-core machine)
+def test_a_changed_image_of_an_on_disk_dataset_reruns_its_stages(tmp_path: Path) -> None:
+    """The fingerprint rule of a dataset on disk runs, then nothing is to be done; rewriting one image
+    makes ``snakemake -n`` schedule the fingerprint and the training that read the dataset, and the
+    fingerprint's log names the file."""
+    dataset = _write_dataset(tmp_path / "tiny")
+    overlay = tmp_path / "tiny.yaml"
+    overlay.write_text(yaml.safe_dump({"datasets": {"tiny": {
+        "format": "voc", "classes": "synth", "like": "synth", "root": dataset["root"], "cls_labels": "cls_labels.npy",
+        "splits": dataset["splits"], "roles": {"train": "train_aug", "score": "train_aug", "evaluate": "train_aug"}}}}))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    fingerprint_file = workdir / "results" / "tiny" / "dataset.fingerprint.json"
+    log = workdir / "logs" / "tiny" / "dataset_fingerprint.log"
+
+    first = _snakemake(workdir, str(fingerprint_file.relative_to(workdir)), configfiles=(overlay,))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert json.loads(fingerprint_file.read_text())["num_files"] == 6 * 2 + 2  # images, masks, list, labels
+    assert "dataset 'tiny': first fingerprint, 14 files" in log.read_text()
+    model = workdir / "results" / "tiny" / "mctformer" / "train" / "model.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"a model trained on the dataset as it was")
+    target = str(model.relative_to(workdir))
+    unchanged = _snakemake(workdir, "-n", target, configfiles=(overlay,))
+    assert "Nothing to be done" in unchanged.stdout + unchanged.stderr, unchanged.stdout[-3000:]
+
+    image = Path(dataset["root"]) / "JPEGImages" / "img_2.jpg"
+    pixels = np.array(Image.open(image))
+    pixels[:4] = 0  # a repaired image: same name, other bytes
+    Image.fromarray(pixels).save(image, quality=95)
+    stale = _snakemake(workdir, "-n", target, configfiles=(overlay,))
+    output = stale.stdout + stale.stderr
+    assert stale.returncode == 0 and sorted(_job_names(output)) == ["dataset_fingerprint", "train_method"], output
+
+    rerun = _snakemake(workdir, str(fingerprint_file.relative_to(workdir)), configfiles=(overlay,))
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "dataset 'tiny' changed since the previous fingerprint" in log.read_text()
+    assert "1 file changed: JPEGImages/img_2.jpg" in log.read_text()
+    assert json.loads(fingerprint_file.read_text())["changes"] == ["1 file changed: JPEGImages/img_2.jpg"]
+
+
+def test_fingerprint_stage_names_an_added_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Adding an id to the list (with its image and mask) changes the digest; the stage names the list
+    and the new files."""
+    from wsss_core.stages import dataset_fingerprint
+
+    dataset = _write_dataset(tmp_path / "tiny", count=7)
+    root = Path(dataset["root"])
+    (root / "ImageSets" / "Segmentation" / "train_aug.txt").write_text("\n".join(_ids(6)) + "\n")
+    output = tmp_path / "results" / "tiny" / "dataset.fingerprint.json"
+    argv = ["--config", json.dumps({"dataset": dataset}), "--output", str(output)]
+    dataset_fingerprint.main(argv)
+    first = json.loads(output.read_text())
+    dataset_fingerprint.main(argv)
+    assert json.loads(output.read_text())["digest"] == first["digest"]
+    assert "dataset 'tiny' is unchanged since the previous fingerprint" in capsys.readouterr().err
+
+    (root / "ImageSets" / "Segmentation" / "train_aug.txt").write_text("\n".join(_ids(7)) + "\n")
+    dataset_fingerprint.main(argv)
+    second = json.loads(output.read_text())
+    assert second["digest"] != first["digest"] and second["num_files"] == first["num_files"] + 2
+    assert second["changes"] == ["1 file changed: ImageSets/Segmentation/train_aug.txt",
+                                 "2 files added: JPEGImages/img_6.jpg, SegmentationClassAug/img_6.png"]
+    assert "; ".join(second["changes"]) in capsys.readouterr().err
+    assert sorted(path.name for path in output.parent.iterdir()) == [".dataset.fingerprint.previous.json",
+                                                                    "dataset.fingerprint.json"]

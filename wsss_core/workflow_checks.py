@@ -147,7 +147,7 @@ def command_line_targets(argv: Sequence[str]) -> list[str]:
     return [str(target) for target in (arguments.targets or [])]
 
 
-DATASET_LEVEL_NAMES = frozenset({"dataset", "figures", "summary.md", "summary.csv"})
+DATASET_LEVEL_NAMES = frozenset({"dataset", "dataset.fingerprint.json", "figures", "summary.md", "summary.csv"})
 
 
 def target_problem(config: Mapping[str, Any], target: str) -> str | None:
