@@ -921,8 +921,10 @@ def test_slurm_as_a_user_profile_stops_instead_of_capping_gpus(tmp_path: Path) -
     command[2:2] = ["--workflow-profile", "none"]
     planned = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, env=environment, timeout=600)
     assert planned.returncode == 0, planned.stdout[-3000:] + planned.stderr[-3000:]
-    resources = [line for line in (planned.stdout + planned.stderr).splitlines() if line.strip().startswith("resources:")]
-    assert resources and "gpu=2" in resources[0], resources
+    lines = (planned.stdout + planned.stderr).splitlines()
+    job = next(index for index, line in enumerate(lines) if re.match(r"^(?:local)?rule train_method:", line))
+    resources = next(line for line in lines[job:] if line.strip().startswith("resources:"))
+    assert "gpu=2" in resources.split(), resources
 
 
 def test_profile_conflict_reads_the_command_line(tmp_path: Path) -> None:
@@ -1003,9 +1005,9 @@ def test_ctrl_c_stops_a_stage_with_one_line(trained: tuple[dict[str, Any], Path]
     output = tmp_path / "train" / "model.pt"
     process = _stage_process(tmp_path, config, output)
     try:
-        deadline = time.monotonic() + 120
-        while '"step": 2,' not in (tmp_path / "train.log").read_text() and time.monotonic() < deadline:
-            assert process.poll() is None, (tmp_path / "train.log").read_text()
+        deadline = time.monotonic() + 600
+        while '"step": 2,' not in (tmp_path / "train.log").read_text():
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "train.log").read_text()
             time.sleep(0.05)
         os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C: the stage and its worker
         assert process.wait(timeout=60) == 130

@@ -40,8 +40,8 @@ Code vs paper, and the defaults chosen:
   full crop first, then PAR runs per image on the image box only (its pixels at half size), the result is
   upsampled back to the box and everything outside it is 255 — the zero padding never enters PAR. ``crop``
   keeps this project's earlier reading of the paper (scores resized from the token grid straight to PAR's
-  half size, PAR over the whole crop, padding included, then the box set to 255); it changes 0.1–0.6 % of
-  a crop's label pixels (issue 15). The default is the code's, since the published numbers came from it.
+  half size, PAR over the whole crop, padding included, then the box set to 255); the two differ in a few
+  pixels along object and box edges. The default is the code's, since the published numbers came from it.
 
 ``infer_seeds`` exports the multi-scale + flip CAM of the present classes at the image resolution
 (``inference.seed_resize`` resizes the input first, none by default).
