@@ -1010,7 +1010,7 @@ def test_ctrl_c_stops_a_stage_with_one_line(trained: tuple[dict[str, Any], Path]
             assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "train.log").read_text()
             time.sleep(0.05)
         os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C: the stage and its worker
-        assert process.wait(timeout=60) == 130
+        assert process.wait(timeout=300) == 130
     finally:
         if process.poll() is None:
             process.kill()
