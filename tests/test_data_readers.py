@@ -210,7 +210,7 @@ def test_rgb_mask_and_missing_mask(copy_root: Path) -> None:
 def test_mask_size_differs_from_image(copy_root: Path) -> None:
     image_id = first_id(copy_root)
     save_mask(copy_root / "SegmentationClassAug" / f"{image_id}.png", np.zeros((40, 48)))
-    with pytest.raises(DatasetError, match="must match"):
+    with pytest.raises(DatasetError, match=r"is 48x40 but image .* restore the mask of this image"):
         open_dataset(config(copy_root)).check_split("train_aug")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -266,6 +267,36 @@ def _model_of_another_network(inputs: Inputs) -> None:
     inputs.config["method"]["model"]["image_size"] = 48
 
 
+def _score_on(split: str, lines: str | None = None, then: Callable[[Inputs], None] | None = None
+              ) -> Callable[[Inputs], None]:
+    """The chain scores seeds and evaluates on ``split`` (datasets.<name>.roles), whose list file gets
+    ``lines`` when given; ``then`` breaks something more."""
+    def breaks(inputs: Inputs) -> None:
+        if lines is not None:
+            (inputs.root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(lines)
+            inputs.config["dataset"]["splits"][split] = f"ImageSets/Segmentation/{split}.txt"
+        inputs.config["dataset"]["roles"] = {"train": "train_aug", "score": split, "evaluate": split}
+        if then is not None:
+            then(inputs)
+    return breaks
+
+
+def _mask_of_another_size(inputs: Inputs) -> None:
+    mask = np.array(Image.open(inputs.root / "SegmentationClassAug" / "img_1.png"))
+    _save_mask(inputs.root / "SegmentationClassAug" / "img_1.png", mask[:30])
+
+
+def _jpeg_cut_in_half(inputs: Inputs) -> None:
+    """Half of a JPEG's bytes: the header and the upper rows decode, cv2 fills the rest with grey and only
+    warns "Premature end of JPEG file"."""
+    path = inputs.root / "JPEGImages" / "img_2.jpg"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+TRUNCATED = ("image '{root}/JPEGImages/img_2.jpg' is a truncated JPEG", "restore the file or remove 'img_2'")
+WRONG_SIZE = ("mask '{root}/SegmentationClassAug/img_1.png' is 40x30 but image '{root}/JPEGImages/img_1.jpg' is "
+              "40x36", "restore the mask of this image")
+
 ROWS = [
     Row("missing dataset root", lambda i: i.config["dataset"].update(root=str(i.tmp / "VOC2012")),
         train_method, "DatasetError", ("dataset root '{tmp}/VOC2012' does not exist", "datasets.tiny.root")),
@@ -315,6 +346,25 @@ ROWS = [
     Row("model of another network", _model_of_another_network,
         export_seeds, "StoreError", ("model file '{tmp}/model.pt' does not fit the network of method.model",
                                      "size mismatch for encoder.patch_pos_embed")),
+    # issue 15: what a chain reads after training is checked before its first training step (item 3)
+    Row("empty score/evaluate split, at training", _score_on("val", "\n"),
+        train_method, "DatasetError",
+        ("split 'val' is empty", "'{root}/ImageSets/Segmentation/val.txt' names no image")),
+    Row("evaluate split names a missing image, at training", _score_on("val", "img_1\nimg_9\n"),
+        train_method, "DatasetError",
+        ("val.txt' line 2 names image 'img_9'", "'{root}/JPEGImages/img_9.jpg' does not exist")),
+    Row("evaluate split lacks a mask, at training",
+        _score_on("val", "img_1\n", lambda i: (i.root / "SegmentationClassAug" / "img_1.png").unlink()),
+        train_method, "DatasetError", ("mask '{root}/SegmentationClassAug/img_1.png' does not exist",)),
+    Row("mask value out of range in the score split, at training", _score_on("train_aug", None, _mask_value_out_of_range),
+        train_method, "DatasetError", ("'{root}/SegmentationClassAug/img_1.png' holds values [7] outside 0..2",)),
+    Row("mask of another size than its image, at training", _score_on("train_aug", None, _mask_of_another_size),
+        train_method, "DatasetError", WRONG_SIZE),
+    Row("mask of another size than its image, at seed scoring", _mask_of_another_size,
+        evaluate_seeds, "DatasetError", WRONG_SIZE),
+    # a truncated JPEG is refused, not used with grey rows (item 4)
+    Row("truncated JPEG, at training", _jpeg_cut_in_half, train_method, "DatasetError", TRUNCATED),
+    Row("truncated JPEG, at seed export", _jpeg_cut_in_half, export_seeds, "DatasetError", TRUNCATED),
 ]
 
 
@@ -362,19 +412,27 @@ def test_matrix_rows_break_what_they_say(trained: tuple[dict[str, Any], Path], t
 # ---------------------------------------------------------------------- config.yaml, as Snakemake
 
 def _load_like_the_snakefile(path: Path) -> dict[str, Any]:
-    """What the Snakefile does with a config file: snakemake's ``configfile:`` loader, then the two checks
-    at the top of workflow/rules/common.smk (JSON-schema validation, then resolving every method and
-    variant for every dataset, an InputError becoming a WorkflowError that starts with 'config.yaml: ')."""
+    """What the Snakefile does with a config file: snakemake's ``configfile:`` loader, the one-line schema
+    check of workflow/rules/checks.smk, then the two checks at the top of workflow/rules/common.smk
+    (JSON-schema validation, then resolving every method, variant and pipeline for every dataset, an
+    InputError becoming a WorkflowError that starts with 'config.yaml: ')."""
     from snakemake.common.configfile import load_configfile
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
+    from wsss_core.workflow_checks import schema_problem
+
     config = load_configfile(str(path))
-    validate(config, schema=str(REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"))
+    schema = REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"
+    problem = schema_problem(config, schema)
+    if problem:
+        raise WorkflowError(problem)
+    validate(config, schema=str(schema))
     try:
         for dataset in config["datasets"]:
             for run in resolve.run_names(config):
                 resolve.method_config(config, dataset, run)
+                resolve.pipeline_choice(config, dataset, run)
     except InputError as error:
         raise WorkflowError(f"config.yaml: {error}") from None
     return config
@@ -386,6 +444,12 @@ def test_config_loader_mirrors_common_smk() -> None:
     assert 'validate(config, schema="../schemas/config.schema.yaml")' in rules
     assert "resolve.method_config(config, _dataset, _run)" in rules
     assert 'raise WorkflowError(f"config.yaml: {error}")' in rules
+    assert "resolve.pipeline_choice(config, _dataset, _run)" in rules
+    checks = (REPOSITORY / "workflow" / "rules" / "checks.smk").read_text()
+    assert '_problem = schema_problem(config, Path(workflow.main_snakefile).parent / "workflow" / "schemas" / ' \
+        '"config.schema.yaml")' in checks
+    snakefile = (REPOSITORY / "Snakefile").read_text()
+    assert snakefile.index('include: "workflow/rules/checks.smk"') < snakefile.index('include: "workflow/rules/common.smk"')
     assert 'configfile: "config.yaml"' in (REPOSITORY / "Snakefile").read_text()
     assert _load_like_the_snakefile(REPOSITORY / "config.yaml")["methods"]["cti"]  # the shipped file passes
 
@@ -399,11 +463,22 @@ CONFIG_BREAKS = [
     ("misspelt preset key", _misspell_cti_synth_train,
      ("unknown key 'methods.cti.params.presets.synth.trian'", "known keys there: losses, model, seeds, train")),
     ("wrong type", lambda config: config.update(seed="zero"),
-     ("'zero' is not of type 'integer'", "schema['properties']['seed']")),
+     ("config.yaml: seed: 'zero' is not of type 'integer'",)),
     ("misspelt top-level key", lambda config: config.update(num_wrokers=2),
-     ("'num_wrokers' was unexpected",)),
+     ("config.yaml: the top level: Additional properties are not allowed ('num_wrokers' was unexpected); known "
+      "keys there: compute, datasets, default_targets, device, methods, num_workers, seed,",)),
     ("wrong type in a nested key", lambda config: config["compute"]["synth"].update(mem_mb="4G"),
-     ("'4G' is not of type 'integer'", "instance['compute']['synth']['mem_mb']")),
+     ("config.yaml: compute.synth.mem_mb: '4G' is not of type 'integer'",)),
+    # issue 15: an unknown network or refinement in `pipeline` (here through a preset, which the schema
+    # does not see) is named, with the known ones, instead of a missing predictions.h5 at DAG time
+    ("unknown network in pipeline", lambda config: config["methods"]["cti"]["pipeline"]["presets"]["synth"].update(
+        segmentation="deeplab_v3"),
+     ("config.yaml: methods.cti.pipeline (dataset synth) names segmentation network 'deeplab_v3'; known networks "
+      "(stages.segmentation): deeplab_v1_resnet38, deeplab_v2",)),
+    ("unknown refinement in pipeline", lambda config: config["methods"]["cti"]["pipeline"]["presets"]["synth"].update(
+        refine="cfr"),
+     ("config.yaml: methods.cti.pipeline (dataset synth) names refinement 'cfr'; known refinements: crf, irn, psa, "
+      "own",)),
 ]
 
 
@@ -424,6 +499,7 @@ def test_schema_violating_config_names_the_key(
     print(f"\n[config: {expect[0]}] {message[:600]}")
     for expected in expect:
         assert expected in message, message
+    assert "\n" not in message, message  # one line: no dump of the schema or the config
 
 
 # ----------------------------------------------------------------------- SIGKILL during export
@@ -593,3 +669,466 @@ def test_seed_scores_of_a_split_without_one_class(tmp_path: Path) -> None:
     # at 0.9 everything is background: IoU (background share, 0); blue still does not count
     valid = 2 * (HEIGHT * WIDTH - 12)
     assert result["sweep"][-1]["miou"] == pytest.approx((valid - 2 * 144) / valid / 2)
+
+
+# ------------------------------------------------------------- AFA's propagated label (issue 15, item 9)
+
+def _authors_propagated_label(par: Any, image: torch.Tensor, scores: torch.Tensor, box: tuple[int, int, int, int],
+                              keys: torch.Tensor) -> torch.Tensor:
+    """The published sequence written out step by step (dist_train_voc.py: scores upsampled to the crop;
+    refine_cams_with_cls_label: cut the box, image at half size, PAR, back to the box, argmax; 255 outside)."""
+    import torch.nn.functional as F
+
+    top, bottom, left, right = box
+    full = F.interpolate(scores, size=image.shape[-2:], mode="bilinear", align_corners=False)
+    region = image[:, :, top:bottom, left:right]
+    half = F.interpolate(region, size=((bottom - top) // 2, (right - left) // 2), mode="bilinear", align_corners=False)
+    refined = F.interpolate(par(half, full[:, :, top:bottom, left:right]), size=(bottom - top, right - left),
+                            mode="bilinear", align_corners=False)
+    label = torch.full(image.shape[-2:], 255, dtype=torch.long)
+    label[top:bottom, left:right] = keys[refined.argmax(dim=1)[0]]
+    return label
+
+
+def test_afa_propagated_label_follows_the_authors_code() -> None:
+    """Hand-built crop: a 24×20 image (left half dark, right half bright) at rows 3..27, cols 5..25 of a
+    32×32 crop whose padding is zero; random-walk scores on a 4×4 token grid favour background on the left
+    and class 2 on the right. The default (``box``) label is the authors' sequence, pixel for pixel, and
+    ignores the padding; ``crop`` (the former reading) lets the padding in and differs."""
+    from wsss_core.methods.afa import refine_propagated_scores
+    from wsss_core.single_stage.par import PixelAdaptiveRefinement
+
+    torch.manual_seed(0)
+    par = PixelAdaptiveRefinement(dilations=(1, 2, 4), num_iterations=5)
+    box = (3, 27, 5, 25)
+    image = torch.zeros(1, 3, 32, 32)
+    image[:, :, 3:27, 5:15] = 0.2
+    image[:, :, 3:27, 15:25] = 0.9
+    image[:, :, 3:27, 5:25] += 0.05 * torch.rand(1, 3, 24, 20)
+    scores = torch.zeros(1, 2, 4, 4)
+    scores[0, 0] = torch.tensor([0.9, 0.7, 0.3, 0.1]).repeat(4, 1)  # background falls off to the right
+    scores[0, 1] = 1.0 - scores[0, 0] + 0.02 * torch.rand(4, 4)
+    keys = torch.tensor([0, 2])
+    box_tensor = torch.tensor(box)
+
+    label = refine_propagated_scores(par, image, scores, keys, box_tensor, 2)
+    assert torch.equal(label, _authors_propagated_label(par, image, scores, box, keys))
+    assert set(label[3:27, 5:25].unique().tolist()) == {0, 2}
+    outside = torch.ones(32, 32, dtype=torch.bool)
+    outside[3:27, 5:25] = False
+    assert (label[outside] == 255).all()
+
+    # the padding and the scores over it never reach the box label ...
+    painted = image.clone()
+    painted[..., :3, :], painted[..., 27:, :] = 1.0, 1.0
+    assert torch.equal(refine_propagated_scores(par, painted, scores, keys, box_tensor, 2), label)
+    # ... whereas the former reading runs PAR over the padding, and its label differs inside the box
+    former = refine_propagated_scores(par, image, scores, keys, box_tensor, 2, mode="crop")
+    assert (former[outside] == 255).all() and (former != label).any()
+
+
+def test_afa_propagation_par_switch_is_checked() -> None:
+    from wsss_core.errors import ConfigError
+    from wsss_core.methods.afa import AFA
+
+    base = {"backbone": "mit_synth", "weights": None}
+    assert AFA(base, 2).propagation_par == "box"
+    assert AFA({**base, "propagation": {"par": "crop"}}, 2).propagation_par == "crop"
+    with pytest.raises(ConfigError, match="method.propagation.par is 'half'; use one of box, crop"):
+        AFA({**base, "propagation": {"par": "half"}}, 2)
+
+
+# ------------------------------------------------------ resume state of other code (issue 15, item 2)
+
+def _leave_resume_state(monkeypatch: pytest.MonkeyPatch, config: dict[str, Any], output: Path) -> Path:
+    """Train, keeping the resume state that train_method removes after writing model.pt (its last
+    checkpoint: the end of epoch 1 of 2), as a run killed in epoch 2 leaves it."""
+    import types
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_method, "shutil", types.SimpleNamespace(rmtree=lambda *args, **kwargs: None))
+        _train(config, output)
+    output.unlink()
+    return output.parent / "_state" / "last.pt"
+
+
+def test_resume_state_of_other_code_is_not_resumed(
+    trained: tuple[dict[str, Any], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A killed run's state written under another code fingerprint (the stage or the method edited since)
+    is discarded with a log line saying why; the run starts afresh and ends bit-identical to an
+    uninterrupted run. The same state under this code's fingerprint is resumed (so the check can fail)."""
+    dataset, fresh = trained
+    config = _config(dataset)
+    output = tmp_path / "train" / "model.pt"
+    state_path = _leave_resume_state(monkeypatch, config, output)
+    state = torch.load(state_path, weights_only=False)
+    assert state["step"] == 3 and state["code_fingerprint"]
+    # poison the weights: a resumed run ends elsewhere than a fresh one
+    state["model"] = {name: tensor + 0.5 if tensor.is_floating_point() else tensor
+                      for name, tensor in state["model"].items()}
+
+    torch.save({**state, "code_fingerprint": "0123456789abcdef"}, state_path)
+    capsys.readouterr()
+    _train(config, output)
+    log = capsys.readouterr().err
+    assert f"WARNING wsss_core.training.checkpoint: resume state {state_path} was made by other code (fingerprint " \
+        f"0123456789abcdef, now {state['code_fingerprint']}): starting afresh rather than mixing two code versions " \
+        "in one model\n" in log, log
+    assert log.count("was made by other code") == 1 and "resumed from" not in log
+    first, second = (torch.load(path, weights_only=True)["model"] for path in (fresh, output))
+    assert _differing_tensors(first, second) == []
+
+    output.unlink()
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, state_path)  # this code's fingerprint: resumed
+    _train(config, output)
+    assert f"resumed from {state_path} at step 3/6\n" in capsys.readouterr().err
+    first, second = (torch.load(path, weights_only=True)["model"] for path in (fresh, output))
+    assert len(_differing_tensors(first, second)) > len(first) // 2
+
+
+def test_training_checks_every_split_of_the_chain(
+    trained: tuple[dict[str, Any], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sound chain passes the pre-training check, which names each split it read and whether its masks
+    were read too (the train split's are not)."""
+    dataset, _ = trained
+    root = Path(shutil.copytree(dataset["root"], tmp_path / "dataset"))
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("img_1\nimg_4\n")
+    config = _config({**copy.deepcopy(dataset), "root": str(root),
+                      "roles": {"train": "train_aug", "score": "train_aug", "evaluate": "val"}})
+    config["dataset"]["splits"]["val"] = "ImageSets/Segmentation/val.txt"
+    config["method"]["train"]["epochs"] = 1
+    capsys.readouterr()
+    _train(config, tmp_path / "train" / "model.pt")
+    log = capsys.readouterr().err
+    assert "checked the chain's splits (train_aug: 6 images + masks, val: 2 images + masks) in " in log, log
+    assert log.index("checked the chain's splits") < log.index('{"step": 1,')
+
+
+# ------------------------------------------------------------- the workflow itself (issue 15, items 5-8)
+
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def _snakemake(workdir: Path, *arguments: str, python: Path | str = SNAKEMAKE,
+               configfiles: tuple[Path, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """``snakemake`` on the repository's Snakefile in ``workdir`` with config.yaml, tests/e2e_config.yaml
+    (tiny synthetic sizes) and ``configfiles``; the stages import this checkout (PYTHONPATH)."""
+    command = [str(python)] if python == SNAKEMAKE else [str(python), "-m", "snakemake"]
+    command += ["--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(workdir), "--configfile",
+                str(REPOSITORY / "config.yaml"), str(REPOSITORY / "tests" / "e2e_config.yaml"),
+                *map(str, configfiles), "--cores", "1", *arguments]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPOSITORY)}
+    return subprocess.run(command, capture_output=True, text=True, env=environment, cwd=workdir, timeout=600)
+
+
+@pytest.mark.slow  # Snakemake parses the workflow (seconds; a minute on a loaded 2-core machine)
+def test_jobs_run_with_an_interpreter_under_a_path_with_a_space(tmp_path: Path) -> None:
+    """A clone under "My Projects" with the README's .venv: every rule quotes the interpreter, so the
+    synthetic dataset job runs (it failed with "/…/My: No such file or directory" before)."""
+    venv = tmp_path / "My Projects" / ".venv"
+    venv.parent.mkdir()
+    venv.symlink_to(Path(sys.executable).parent.parent)
+    python = venv / "bin" / Path(sys.executable).name
+    probe = subprocess.run([str(python), "-c", "import sys; print(sys.executable)"], capture_output=True, text=True)
+    assert probe.stdout.strip() == str(python)  # Snakemake's PYTHON (sys.executable) holds the space
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    result = _snakemake(workdir, "results/synth/dataset", python=python)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"'{python}' -m wsss_core.stages.synth_dataset" in result.stdout + result.stderr
+    assert (workdir / "results" / "synth" / "dataset" / "ImageSets" / "Segmentation" / "val.txt").is_file()
+    rules = sorted((REPOSITORY / "workflow" / "rules").glob("*.smk"))
+    assert [rule.name for rule in rules if "{PYTHON}" in rule.read_text()] == []
+
+
+@pytest.fixture
+def umask_002() -> Any:
+    """A shared-project umask (group-writable), restored afterwards."""
+    previous = os.umask(0o002)
+    yield
+    os.umask(previous)
+
+
+def test_results_honour_the_umask(trained: tuple[dict[str, Any], Path], tmp_path: Path, umask_002: None) -> None:
+    """Stage outputs (a JSON score, an HDF5 store, a model) get 0o664 under umask 002, as any file a
+    teammate's tools write, not mkstemp's owner-only 0o600."""
+    dataset, model = trained
+    config = _config(dataset)
+    seeds, scores = tmp_path / "seeds" / "train_aug.h5", tmp_path / "seeds" / "eval.json"
+    export_seeds.main(["--config", json.dumps(config), "--model", str(model), "--output", str(seeds)])
+    evaluate_seeds.main(["--config", json.dumps(config), "--seeds", str(seeds), "--output", str(scores)])
+    config["method"]["train"]["epochs"] = 1
+    trained_here = _train(config, tmp_path / "train" / "model.pt")
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in (seeds, scores, trained_here)} == \
+        {"train_aug.h5": "0o664", "eval.json": "0o664", "model.pt": "0o664"}
+
+
+def test_killed_synth_dataset_leftover_is_swept_and_the_folder_honours_the_umask(
+    tmp_path: Path, umask_002: None
+) -> None:
+    """A SIGKILLed synth_dataset leaves its temporary folder ``.dataset.<random>.partial``; the next run
+    removes it (and a stale ``.dataset.stale``) and writes a folder with the umask's mode."""
+    import tempfile
+
+    from wsss_core.stages import synth_dataset
+
+    output = tmp_path / "results" / "synth" / "dataset"
+    output.parent.mkdir(parents=True)
+    killed = Path(tempfile.mkdtemp(prefix=".dataset.", suffix=".partial", dir=output.parent))
+    (killed / "JPEGImages").mkdir()
+    (killed / "JPEGImages" / "0.jpg").write_bytes(b"\xff\xd8half")
+    (output.parent / ".dataset.stale").mkdir()
+    config = {"stage": {"image_size": 32, "num_train_aug": 4, "num_train": 2, "num_val": 2}, "seed": 0}
+    synth_dataset.main(["--config", json.dumps(config), "--output", str(output)])
+    assert sorted(path.name for path in output.parent.iterdir()) == ["dataset"]
+    assert oct(output.stat().st_mode & 0o777) == "0o775"
+    assert (output / "synth_manifest.json").is_file()
+
+
+def _fake_voc_overlay(tmp_path: Path) -> Path:
+    """A VOC root with one id per split list and two GPUs per heavy job (as tests/test_slurm_profile.py)."""
+    lists = tmp_path / "VOC2012" / "ImageSets" / "Segmentation"
+    lists.mkdir(parents=True)
+    for split in ("train_aug", "train", "val"):
+        (lists / f"{split}.txt").write_text("2007_000032\n")
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"datasets": {"voc": {"root": str(tmp_path / "VOC2012")}},
+                                       "compute": {"voc": {"gpu": 2, "mem_mb": 48000, "runtime": 1440}}}))
+    return overlay
+
+
+@pytest.mark.slow
+def test_slurm_as_a_user_profile_stops_instead_of_capping_gpus(tmp_path: Path) -> None:
+    """``--profile profiles/slurm`` (which also loads profiles/default and its local ``gpu: 1``) stops with
+    one message naming the right spelling; with ``--workflow-profile none`` added, the training job asks
+    for its two GPUs."""
+    overlay = _fake_voc_overlay(tmp_path)
+    command = [str(SNAKEMAKE), "-n", "--profile", "profiles/slurm", "--configfile", "config.yaml", str(overlay),
+               "--", "results/voc/cti/train/model.pt"]
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    stopped = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, env=environment, timeout=600)
+    output = stopped.stdout + stopped.stderr
+    assert stopped.returncode == 1
+    assert ("profile profiles/slurm runs jobs on a cluster (executor slurm), but Snakemake also loads the workflow "
+            "profile profiles/default, whose local cap 'resources: gpu: 1' wins") in output, output
+    assert "Use --workflow-profile profiles/slurm instead of --profile profiles/slurm" in output
+
+    command[2:2] = ["--workflow-profile", "none"]
+    planned = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, env=environment, timeout=600)
+    assert planned.returncode == 0, planned.stdout[-3000:] + planned.stderr[-3000:]
+    lines = (planned.stdout + planned.stderr).splitlines()
+    job = next(index for index, line in enumerate(lines) if re.match(r"^(?:local)?rule train_method:", line))
+    resources = next(line for line in lines[job:] if line.strip().startswith("resources:"))
+    assert "gpu=2" in resources.split(), resources
+
+
+def test_profile_conflict_reads_the_command_line(tmp_path: Path) -> None:
+    """Which command lines stop: a cluster executor (from a profile, $SNAKEMAKE_PROFILE or --executor)
+    with profiles/default as the workflow profile; not a local run, an explicit workflow profile, or a
+    cap given with --resources."""
+    from wsss_core.workflow_checks import profile_conflict
+
+    def conflict(*argv: str, environ: dict[str, str] | None = None) -> str | None:
+        return profile_conflict(argv, environ or {}, REPOSITORY, REPOSITORY)
+
+    assert conflict("--cores", "2", "results/synth/cti/miou.json") is None
+    assert conflict("--workflow-profile", "profiles/slurm", "results/voc/cti/miou.json") is None
+    assert conflict("--profile", "profiles/slurm", "--workflow-profile", "none") is None
+    assert conflict("--profile=profiles/slurm", "--resources", "gpu=8") is None
+    assert "use --workflow-profile profiles/slurm instead of --profile profiles/slurm" in \
+        conflict("--profile=profiles/slurm", "-n").lower()
+    assert conflict("-n", environ={"SNAKEMAKE_PROFILE": "profiles/slurm"}) is not None
+    assert conflict("--executor", "slurm", "-n").startswith("--executor slurm runs jobs on a cluster")
+    assert conflict("--executor", "local") is None
+
+
+# ------------------------------------------------------------------- messages (issue 15, item 7)
+
+def _stage_process(tmp_path: Path, config: dict[str, Any], output: Path, limit_bytes: int | None = None
+                   ) -> subprocess.Popen[bytes]:
+    """train_method as Snakemake runs it (a process of its own, log to a file), optionally under a
+    file-size limit (what a full disk does to the writer: no more bytes)."""
+    import resource
+
+    (tmp_path / "train.json").write_text(json.dumps(config))
+
+    def limit() -> None:
+        if limit_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, resource.RLIM_INFINITY))
+
+    log = (tmp_path / "train.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "wsss_core.stages.train_method", "--config", f"@{tmp_path / 'train.json'}",
+         "--output", str(output)], cwd=REPOSITORY, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPOSITORY)},
+    )
+
+
+@pytest.mark.slow  # a stage process of its own (seconds; more on a loaded machine)
+def test_full_disk_during_torch_save_names_the_file_and_the_free_space(
+    trained: tuple[dict[str, Any], Path], tmp_path: Path
+) -> None:
+    """The model (about 1.3 MB) cannot be written past 512 KiB: one line naming the file, how far it got
+    and the free space, instead of torch's "unexpected pos"; nothing partial is left; the re-run writes it."""
+    dataset, model = trained
+    assert model.stat().st_size > 2**20
+    config = _config(dataset)
+    config["method"]["train"]["epochs"] = 1
+    output = tmp_path / "train" / "model.pt"
+    process = _stage_process(tmp_path, config, output, limit_bytes=2**19)
+    assert process.wait(timeout=300) == 1
+    log = (tmp_path / "train.log").read_text()
+    message = _error_line(log)
+    print(f"\n[disk full] train_method: {message}")
+    assert message.startswith(f"DiskFullError: cannot write '{output}': the file system refused more bytes after "
+                              "512.0 KiB"), message
+    assert f"free on the disk holding '{output.parent}'. Free space (or raise the quota) and re-run" in message
+    assert not output.exists() and _leftovers(output) == []
+    _train(config, output)
+    assert torch.load(output, weights_only=True)["method"] == "mctformer"
+
+
+@pytest.mark.slow  # a stage process of its own (seconds; more on a loaded machine)
+def test_ctrl_c_stops_a_stage_with_one_line(trained: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C, which reaches the whole process group) during training: exit code 130 and one
+    line, no traceback from the stage or its DataLoader workers; the output is not written."""
+    dataset, _ = trained
+    config = _config(dataset)
+    config.update(num_workers=1)
+    config["method"]["train"]["epochs"] = 500
+    output = tmp_path / "train" / "model.pt"
+    process = _stage_process(tmp_path, config, output)
+    try:
+        deadline = time.monotonic() + 600
+        while '"step": 2,' not in (tmp_path / "train.log").read_text():
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "train.log").read_text()
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C: the stage and its worker
+        assert process.wait(timeout=300) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    log = (tmp_path / "train.log").read_text()
+    message = _error_line(log)
+    assert message == "interrupted (Ctrl-C): nothing half-written is left; re-run to continue", log
+    assert "KeyboardInterrupt" not in log and not output.exists()
+
+
+TARGETS = [
+    ("results/synth/ctii/miou.json",
+     "target 'results/synth/ctii/miou.json' names 'ctii', which is neither a method nor a variant in config.yaml; "
+     "known methods: afa, cti, eca, mcc, mctformer, swtformer, swtformer_v1, toco, vitpcm; variants: cti_bcam, "),
+    ("results/synth/cti/seg/crf.deeplab_v9/miou.json",
+     "target 'results/synth/cti/seg/crf.deeplab_v9/miou.json' names segmentation network 'deeplab_v9'; known "
+     "networks (stages.segmentation): deeplab_v1_resnet38, deeplab_v2"),
+    ("results/synth/cti/masks/cfr/eval.json",
+     "target 'results/synth/cti/masks/cfr/eval.json' names refinement 'cfr'; known refinements: crf, irn, psa, own"),
+    ("results/sinth/cti/miou.json", "target 'results/sinth/cti/miou.json' names dataset 'sinth'; known datasets: "),
+]
+
+
+def test_targets_naming_unknown_runs_refinements_or_networks() -> None:
+    """What the Snakefile says for a target path the config cannot build, instead of "No rule to produce";
+    the paths every rule writes stay accepted."""
+    from wsss_core.workflow_checks import command_line_targets, target_problem
+
+    config = yaml.safe_load((REPOSITORY / "config.yaml").read_text())
+    for target, expected in TARGETS:
+        problem = target_problem(config, target)
+        assert problem is not None and problem.startswith(expected), problem
+    for target in ("results/synth/cti/miou.json", "results/synth/cti_bcam/seeds/eval.json", "results/synth/dataset",
+                   "results/synth/cti/ablation.md", "results/synth/summary.md", "results/synth/figures/class_iou.png",
+                   "results/voc/mctformer/seg/psa.deeplab_v1_resnet38/miou.json", "results/synth/toco/masks/own/eval.json",
+                   "all", "logs/x.log"):
+        assert target_problem(config, target) is None, target
+    assert command_line_targets(["-n", "--cores", "2", "--config", "seed=1", "--", "results/synth/x/miou.json"]) \
+        == ["results/synth/x/miou.json"]
+
+
+@pytest.mark.slow
+def test_unknown_method_in_a_target_lists_the_known_ones(tmp_path: Path) -> None:
+    result = _snakemake(tmp_path, "-n", "results/synth/ctii/miou.json")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and TARGETS[0][1] in output and "No rule to produce" not in output, output
+
+
+# ------------------------------------------------- on-disk dataset contents in the DAG (issue 15, item 1)
+
+def _job_names(dry_run: str) -> list[str]:
+    """Rules of the jobs a dry run lists."""
+    return re.findall(r"^(?:local)?rule (\w+):", dry_run, flags=re.MULTILINE)
+
+
+@pytest.mark.slow  # four Snakemake runs (seconds each; a minute each on a loaded 2-core machine)
+def test_a_changed_image_of_an_on_disk_dataset_reruns_its_stages(tmp_path: Path) -> None:
+    """The fingerprint rule of a dataset on disk runs, then nothing is to be done; rewriting one image
+    makes ``snakemake -n`` schedule the fingerprint and the training that read the dataset, and the
+    fingerprint's log names the file."""
+    dataset = _write_dataset(tmp_path / "tiny")
+    overlay = tmp_path / "tiny.yaml"
+    overlay.write_text(yaml.safe_dump({"datasets": {"tiny": {
+        "format": "voc", "classes": "synth", "like": "synth", "root": dataset["root"], "cls_labels": "cls_labels.npy",
+        "splits": dataset["splits"], "roles": {"train": "train_aug", "score": "train_aug", "evaluate": "train_aug"}}}}))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    fingerprint_file = workdir / "results" / "tiny" / "dataset.fingerprint.json"
+    log = workdir / "logs" / "tiny" / "dataset_fingerprint.log"
+
+    first = _snakemake(workdir, str(fingerprint_file.relative_to(workdir)), configfiles=(overlay,))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert json.loads(fingerprint_file.read_text())["num_files"] == 6 * 2 + 2  # images, masks, list, labels
+    assert "dataset 'tiny': first fingerprint, 14 files" in log.read_text()
+    model = workdir / "results" / "tiny" / "mctformer" / "train" / "model.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"a model trained on the dataset as it was")
+    target = str(model.relative_to(workdir))
+    unchanged = _snakemake(workdir, "-n", target, configfiles=(overlay,))
+    assert "Nothing to be done" in unchanged.stdout + unchanged.stderr, unchanged.stdout[-3000:]
+
+    image = Path(dataset["root"]) / "JPEGImages" / "img_2.jpg"
+    pixels = np.array(Image.open(image))
+    pixels[:4] = 0  # a repaired image: same name, other bytes
+    Image.fromarray(pixels).save(image, quality=95)
+    stale = _snakemake(workdir, "-n", target, configfiles=(overlay,))
+    output = stale.stdout + stale.stderr
+    assert stale.returncode == 0 and sorted(_job_names(output)) == ["dataset_fingerprint", "train_method"], output
+
+    rerun = _snakemake(workdir, str(fingerprint_file.relative_to(workdir)), configfiles=(overlay,))
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "dataset 'tiny' changed since the previous fingerprint" in log.read_text()
+    assert "1 file changed: JPEGImages/img_2.jpg" in log.read_text()
+    assert json.loads(fingerprint_file.read_text())["changes"] == ["1 file changed: JPEGImages/img_2.jpg"]
+
+
+def test_fingerprint_stage_names_an_added_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Adding an id to the list (with its image and mask) changes the digest; the stage names the list
+    and the new files."""
+    from wsss_core.stages import dataset_fingerprint
+
+    dataset = _write_dataset(tmp_path / "tiny", count=7)
+    root = Path(dataset["root"])
+    (root / "ImageSets" / "Segmentation" / "train_aug.txt").write_text("\n".join(_ids(6)) + "\n")
+    output = tmp_path / "results" / "tiny" / "dataset.fingerprint.json"
+    argv = ["--config", json.dumps({"dataset": dataset}), "--output", str(output)]
+    dataset_fingerprint.main(argv)
+    first = json.loads(output.read_text())
+    dataset_fingerprint.main(argv)
+    assert json.loads(output.read_text())["digest"] == first["digest"]
+    assert "dataset 'tiny' is unchanged since the previous fingerprint" in capsys.readouterr().err
+
+    (root / "ImageSets" / "Segmentation" / "train_aug.txt").write_text("\n".join(_ids(7)) + "\n")
+    dataset_fingerprint.main(argv)
+    second = json.loads(output.read_text())
+    assert second["digest"] != first["digest"] and second["num_files"] == first["num_files"] + 2
+    assert second["changes"] == ["1 file changed: ImageSets/Segmentation/train_aug.txt",
+                                 "2 files added: JPEGImages/img_6.jpg, SegmentationClassAug/img_6.png"]
+    assert "; ".join(second["changes"]) in capsys.readouterr().err
+    assert sorted(path.name for path in output.parent.iterdir()) == [".dataset.fingerprint.previous.json",
+                                                                    "dataset.fingerprint.json"]

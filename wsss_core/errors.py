@@ -18,6 +18,11 @@ class ConfigError(InputError):
     """A configuration value is missing, misspelt or of the wrong type."""
 
 
+class DiskFullError(InputError):
+    """The file system refused a write (disk full, quota, file-size limit): the message names the file
+    and the space left, which the library's own error ("unexpected pos ...") does not."""
+
+
 class StoreError(InputError):
     """A seed or mask store is missing, or was written by another method or class count."""
 

@@ -174,7 +174,37 @@ def pipeline_choice(config: Mapping[str, Any], dataset: str, run: str) -> dict[s
     pipeline.update(variant.get("pipeline", {}) or {})
     pipeline.setdefault("refine_overrides", {})
     pipeline.setdefault("decoder_overrides", {})
+    where = f"variants.{run}.pipeline" if variant.get("pipeline") else f"methods.{name}.pipeline"
+    check_route_names(config, pipeline.get("refine"), pipeline.get("segmentation"), f"{where} (dataset {dataset})")
     return pipeline
+
+
+OWN_REFINEMENT = "own"  # a method's own pseudo-labels (ToCo, MCC, AFA, ECA)
+
+
+def refinement_names(config: Mapping[str, Any]) -> list[str]:
+    """Refinements a route may name: ``stages.refine`` keys plus ``own``."""
+    return [*sorted(config.get("stages", {}).get("refine", {}) or {}), OWN_REFINEMENT]
+
+
+def network_names(config: Mapping[str, Any]) -> list[str]:
+    """Segmentation networks a route may name: ``stages.segmentation`` keys."""
+    return sorted(config.get("stages", {}).get("segmentation", {}) or {})
+
+
+def check_route_names(config: Mapping[str, Any], refine: Any, network: Any, where: str) -> None:
+    """ConfigError naming ``where`` when a refinement or segmentation network is not configured (it
+    would surface as a missing ``predictions.h5`` input, far from the cause). A config without
+    ``stages.refine`` / ``stages.segmentation`` (a partial one, in tests) is not checked for that part."""
+    if refine is not None and config.get("stages", {}).get("refine") and refine not in refinement_names(config):
+        raise ConfigError(
+            f"{where} names refinement '{refine}'; known refinements: {', '.join(refinement_names(config))}"
+        )
+    if network is not None and network_names(config) and network not in network_names(config):
+        raise ConfigError(
+            f"{where} names segmentation network '{network}'; known networks (stages.segmentation): "
+            f"{', '.join(network_names(config))}"
+        )
 
 
 def refine_params(config: Mapping[str, Any], dataset: str, run: str, refine: str) -> dict[str, Any]:

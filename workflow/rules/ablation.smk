@@ -25,5 +25,5 @@ rule ablation_table:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.ablation_table --config {params.config:q} --rows {params.rows} "
+        "{PYTHON:q} -m wsss_core.stages.ablation_table --config {params.config:q} --rows {params.rows} "
         "--output {output.markdown} > {log} 2>&1"

@@ -192,15 +192,16 @@ def pipeline(wildcards):
 
 # ------------------------------------------------------------------------------------- inputs
 def dataset_input(wildcards):
-    """The generated dataset folder (synthetic), or nothing for a dataset already on disk — whose root
-    is checked here so that a missing dataset stops with one clear message."""
+    """The generated dataset folder (synthetic), or the fingerprint of a dataset already on disk (rule
+    dataset_fingerprint, so a changed image or list re-runs its stages) — whose root is checked here so
+    that a missing dataset stops with one clear message."""
     if wildcards.dataset in GENERATED_DATASETS:
         return f"results/{wildcards.dataset}/dataset"
     try:
         resolve.check_dataset_root(config, wildcards.dataset)
     except InputError as error:
         raise WorkflowError(str(error)) from None
-    return []
+    return f"results/{wildcards.dataset}/dataset.fingerprint.json"
 
 
 def final_result_input(wildcards):

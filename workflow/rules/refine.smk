@@ -23,7 +23,7 @@ rule refine_crf:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.refine_crf --config {params.config:q} --seeds {input.seeds} "
+        "{PYTHON:q} -m wsss_core.stages.refine_crf --config {params.config:q} --seeds {input.seeds} "
         "--seed-eval {input.seed_eval} --output {output} > {log} 2>&1"
 
 
@@ -47,7 +47,7 @@ rule export_pseudo_labels:
         runtime=heavy_runtime,
         **SLURM_HEAVY,
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.export_pseudo_labels --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.export_pseudo_labels --config {params.config:q} "
         "--model {input.model} --output {output} > {log} 2>&1"
 
 
@@ -71,7 +71,7 @@ rule evaluate_masks:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.evaluate_masks --config {params.config:q} --masks {input.masks} "
+        "{PYTHON:q} -m wsss_core.stages.evaluate_masks --config {params.config:q} --masks {input.masks} "
         "--output {output} > {log} 2>&1"
 
 
@@ -101,7 +101,7 @@ rule affinity_labels:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.affinity_labels --config {params.config:q} --seeds {input.seeds} "
+        "{PYTHON:q} -m wsss_core.stages.affinity_labels --config {params.config:q} --seeds {input.seeds} "
         "--output {output} > {log} 2>&1"
 
 
@@ -128,7 +128,7 @@ rule train_affinity:
         mem_mb=heavy_mem_mb,
         runtime=heavy_runtime,
     shell:
-        "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON} -m wsss_core.stages.train_affinity --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON:q} -m wsss_core.stages.train_affinity --config {params.config:q} "
         "--labels {input.labels} --output {output} > {log} 2>&1"
 
 
@@ -155,5 +155,5 @@ rule refine_random_walk:
         mem_mb=heavy_mem_mb,
         runtime=heavy_runtime,
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.refine_random_walk --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.refine_random_walk --config {params.config:q} "
         "--seeds {input.seeds} --model {input.model} --output {output} > {log} 2>&1"

@@ -39,7 +39,7 @@ rule summary:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.summary --config {params.config:q} --runs {params.runs} "
+        "{PYTHON:q} -m wsss_core.stages.summary --config {params.config:q} --runs {params.runs} "
         "--benchmarks benchmarks/{wildcards.dataset} --output {output.markdown} > {log} 2>&1"
 
 
@@ -69,7 +69,7 @@ rule class_iou_chart:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.figures class-iou --config {params.config:q} --scores {params.scores} "
+        "{PYTHON:q} -m wsss_core.stages.figures class-iou --config {params.config:q} --scores {params.scores} "
         "--output {output} > {log} 2>&1"
 
 
@@ -99,7 +99,7 @@ rule sample_grid:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.figures samples --config {params.config:q} --seeds {input.seeds} "
+        "{PYTHON:q} -m wsss_core.stages.figures samples --config {params.config:q} --seeds {input.seeds} "
         "--seed-eval {input.seed_eval} {params.masks} --predictions {input.predictions} --output {output} "
         "> {log} 2>&1"
 
@@ -130,7 +130,7 @@ rule training_curves:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.figures training --config {params.config:q} --model {input.model} "
+        "{PYTHON:q} -m wsss_core.stages.figures training --config {params.config:q} --model {input.model} "
         "--seed-eval {input.seed_eval} {params.segmentation} --output {output} > {log} 2>&1"
 
 
@@ -154,7 +154,7 @@ rule figure_index:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.figure_index --config {params.config:q} --summary {input.summary} "
+        "{PYTHON:q} -m wsss_core.stages.figure_index --config {params.config:q} --summary {input.summary} "
         "--figures {input.figures} --output {output} > {log} 2>&1"
 
 

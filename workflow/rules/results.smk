@@ -23,7 +23,7 @@ rule evaluate_segmentation:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.evaluate_masks --config {params.config:q} --masks {input.predictions} "
+        "{PYTHON:q} -m wsss_core.stages.evaluate_masks --config {params.config:q} --masks {input.predictions} "
         "--output {output} > {log} 2>&1"
 
 
@@ -47,5 +47,5 @@ rule final_result:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.final_result --pipeline {params.pipeline:q} --result {input.result} "
+        "{PYTHON:q} -m wsss_core.stages.final_result --pipeline {params.pipeline:q} --result {input.result} "
         "--seeds {input.seeds} {params.masks} --output {output} > {log} 2>&1"

@@ -25,7 +25,7 @@ rule export_seeds:
         runtime=heavy_runtime,
         **SLURM_HEAVY,
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.export_seeds --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.export_seeds --config {params.config:q} "
         "--model {input.model} --output {output} > {log} 2>&1"
 
 
@@ -53,7 +53,7 @@ rule export_seeds_shard:
         runtime=heavy_runtime,
         **SLURM_HEAVY,
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.export_seeds --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.export_seeds --config {params.config:q} "
         "--model {input.model} --shard {wildcards.shard} --shards {wildcards.shards} --output {output} > {log} 2>&1"
 
 
@@ -77,5 +77,5 @@ rule evaluate_seeds:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.evaluate_seeds --config {params.config:q} --seeds {input.seeds} "
+        "{PYTHON:q} -m wsss_core.stages.evaluate_seeds --config {params.config:q} --seeds {input.seeds} "
         "--output {output} > {log} 2>&1"

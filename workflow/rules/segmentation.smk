@@ -25,7 +25,7 @@ rule train_segmentation:
         runtime=heavy_runtime,
         **SLURM_HEAVY,
     shell:
-        "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON} -m wsss_core.stages.train_segmentation "
+        "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON:q} -m wsss_core.stages.train_segmentation "
         "--config {params.config:q} --masks {input.masks} --output {output} > {log} 2>&1"
 
 
@@ -51,7 +51,7 @@ rule infer_segmentation:
         runtime=heavy_runtime,
         **SLURM_HEAVY,
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
         "--model {input.model} --output {output} > {log} 2>&1"
 
 
@@ -79,7 +79,7 @@ rule infer_segmentation_shard:
         runtime=heavy_runtime,
         **SLURM_HEAVY,
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
         "--model {input.model} --shard {wildcards.shard} --shards {wildcards.shards} --output {output} > {log} 2>&1"
 
 
@@ -105,7 +105,7 @@ rule infer_decoder:
         runtime=heavy_runtime,
         **SLURM_HEAVY,
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
         "--model {input.model} --output {output} > {log} 2>&1"
 
 
@@ -133,5 +133,5 @@ rule infer_decoder_shard:
         runtime=heavy_runtime,
         **SLURM_HEAVY,
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
         "--model {input.model} --shard {wildcards.shard} --shards {wildcards.shards} --output {output} > {log} 2>&1"

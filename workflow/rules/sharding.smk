@@ -26,7 +26,7 @@ rule merge_seed_shards:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.merge_stores --config {params.config:q} --kind seeds "
+        "{PYTHON:q} -m wsss_core.stages.merge_stores --config {params.config:q} --kind seeds "
         "--inputs {input.shards} --output {output} > {log} 2>&1"
 
 
@@ -53,5 +53,5 @@ rule merge_prediction_shards:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.merge_stores --config {params.config:q} --kind masks "
+        "{PYTHON:q} -m wsss_core.stages.merge_stores --config {params.config:q} --kind masks "
         "--inputs {input.shards} --output {output} > {log} 2>&1"

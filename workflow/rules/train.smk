@@ -22,5 +22,5 @@ rule train_method:
         runtime=heavy_runtime,
         **SLURM_HEAVY,
     shell:
-        "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON} -m wsss_core.stages.train_method "
+        "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON:q} -m wsss_core.stages.train_method "
         "--config {params.config:q} --output {output} > {log} 2>&1"

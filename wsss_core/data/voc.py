@@ -231,7 +231,25 @@ class DatasetReader:
                 f"cannot read image '{path}': it is missing or not a decodable image; restore it or remove "
                 f"'{image_id}' from the split list"
             )
+        check_not_truncated(path, image_id)
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def image_size(self, image_id: str) -> tuple[int, int]:
+        """``(width, height)`` of an image from its header (nothing decoded); a truncated JPEG stops here."""
+        path = self.image_path(image_id)
+        try:
+            with Image.open(path) as opened:
+                size = opened.size
+        except FileNotFoundError:
+            raise DatasetError(
+                f"image '{path}' does not exist; restore it or remove '{image_id}' from the split list"
+            ) from None
+        except OSError as error:
+            raise DatasetError(
+                f"cannot read image '{path}' ({error}); restore it or remove '{image_id}' from the split list"
+            ) from None
+        check_not_truncated(path, image_id)
+        return size
 
     def mask(self, image_id: str) -> np.ndarray:
         """Ground truth ``uint8 [H, W]`` in 0..C or 255, read as PIL palette indices."""
@@ -258,7 +276,19 @@ class DatasetReader:
                 f"mask '{path}' holds values {values} outside 0..{self.num_classes} and {IGNORE_INDEX}; "
                 f"check datasets.{self.name}.classes or the mask file"
             )
+        self._check_mask_size(image_id, (mask.shape[1], mask.shape[0]))
         return mask
+
+    def _check_mask_size(self, image_id: str, mask_size: tuple[int, int]) -> None:
+        """A mask of another size than its image (read from the image's header) is the dataset's fault,
+        not that of a store scored against it: say so before a stage blames the store."""
+        image_size = self.image_size(image_id)
+        if mask_size != image_size:
+            raise DatasetError(
+                f"mask '{self.mask_path(image_id)}' is {mask_size[0]}x{mask_size[1]} but image "
+                f"'{self.image_path(image_id)}' is {image_size[0]}x{image_size[1]}; restore the mask of this "
+                f"image (or remove '{image_id}' from the split list)"
+            )
 
     def _labels_from_table(self, image_id: str) -> np.ndarray:
         if self._label_table is None:
@@ -307,6 +337,20 @@ class DatasetReader:
             return self._labels_from_table(image_id)
         return self._labels_from_annotations(image_id)
 
+    def check_split_headers(self, split: str, masks: bool = True) -> int:
+        """The checks a chain needs before its first training step, without decoding any image: the list
+        parses, is not empty and names existing images (:meth:`ids`), every image header reads and its
+        JPEG is complete, every image has labels and, with ``masks``, a ground-truth mask of the image's
+        size with values in range (masks are small PNGs: decoded). Returns the number of images."""
+        ids = self.ids(split)
+        for image_id in ids:
+            self.labels(image_id)
+            if masks:
+                self.mask(image_id)  # values, and the size against the image's header
+            else:
+                self.image_size(image_id)
+        return len(ids)
+
     def check_split(self, split: str, masks: bool = True) -> None:
         """Validate a whole split: every image decodes, has labels (at least one positive unless the
         dataset allows unlabelled images) and, with ``masks``, a GT mask of the image's size in range."""
@@ -325,6 +369,29 @@ class DatasetReader:
                         f"mask '{self.mask_path(image_id)}' is {mask.shape[1]}x{mask.shape[0]} but image "
                         f"'{self.image_path(image_id)}' is {image.shape[1]}x{image.shape[0]}; they must match"
                     )
+
+
+JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
+
+def check_not_truncated(path: Path, image_id: str) -> None:
+    """DatasetError for a JPEG cut short (a broken copy or download): decoders fill its missing rows with
+    grey and only warn ("Premature end of JPEG file"). A complete JPEG ends with the EOI marker; a file
+    that does not (some writers append bytes after it) is decoded by PIL, which refuses a truncated one."""
+    with open(path, "rb") as stream:
+        if stream.read(2) != JPEG_START:
+            return
+        stream.seek(-2, os.SEEK_END)
+        if stream.read(2) == JPEG_END:
+            return
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+    except OSError as error:
+        raise DatasetError(
+            f"image '{path}' is a truncated JPEG ({error}); restore the file or remove '{image_id}' from the "
+            "split list"
+        ) from None
 
 
 @DATASET_FORMATS.register("voc")

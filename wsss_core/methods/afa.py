@@ -35,7 +35,13 @@ Code vs paper, and the defaults chosen:
 * inference: the author's answer in rulixiang/afa#6 ("the paper used scales 0.5-1.5"): long side
   resized to 512, scales (0.5, 0.75, 1.0, 1.25, 1.5), flip averaged, scales fused by max, softmax;
   the published ``test_msc_flip.py`` uses (1, 0.5, 0.75) — set ``inference.scales`` for it.
-* the propagation's PAR runs at half resolution like the CAM label's.
+* the propagated label's PAR (``propagation.par``): ``box`` (default) follows the published code
+  (``dist_train_voc.py`` + ``refine_cams_with_cls_label``): the random-walk scores are upsampled to the
+  full crop first, then PAR runs per image on the image box only (its pixels at half size), the result is
+  upsampled back to the box and everything outside it is 255 — the zero padding never enters PAR. ``crop``
+  keeps this project's earlier reading of the paper (scores resized from the token grid straight to PAR's
+  half size, PAR over the whole crop, padding included, then the box set to 255); the two differ in a few
+  pixels along object and box edges. The default is the code's, since the published numbers came from it.
 
 ``infer_seeds`` exports the multi-scale + flip CAM of the present classes at the image resolution
 (``inference.seed_resize`` resizes the input first, none by default).
@@ -83,7 +89,7 @@ AFA_SECTION_KEYS: dict[str, frozenset[str]] = {
     "thresholds": frozenset({"low", "high", "background"}),
     "par": frozenset({"dilations", "iterations", "downscale"}),
     "affinity": frozenset({"radius", "blocks"}),
-    "propagation": frozenset({"after", "power"}),
+    "propagation": frozenset({"after", "power", "par"}),
     "schedule": frozenset({"cam_iters"}),
     "decoder": frozenset({"embedding_dim", "dropout"}),
     "loss_weights": frozenset({"cls", "segmentation", "affinity"}),
@@ -138,6 +144,43 @@ class AttentionAffinityHead(nn.Module):
 def bilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Bilinear resize of ``[B, C, h, w]`` to ``size`` (align_corners=False, as the authors)."""
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+PROPAGATION_PAR = ("box", "crop")
+
+
+def refine_propagated_scores(
+    par: PixelAdaptiveRefinement,
+    image: torch.Tensor,
+    scores: torch.Tensor,
+    keys: torch.Tensor,
+    box: torch.Tensor,
+    downscale: int,
+    mode: str = "box",
+) -> torch.Tensor:
+    """Label ``[H, W]`` (class ids ``keys``, 255 outside ``box``) of one image's random-walk ``scores``
+    ``[1, K, h, w]`` (token grid) refined by PAR against ``image`` ``[1, 3, H, W]`` (RGB in [0, 1]).
+
+    ``box`` (top, bottom, left, right) is the image inside the zero-padded crop. ``mode`` ``box``: the
+    authors' code — scores upsampled to the crop, PAR on the box only (image at 1/``downscale``), back to
+    the box's size; ``crop``: scores straight to 1/``downscale`` of the crop, PAR on the whole crop."""
+    height, width = image.shape[-2:]
+    if mode == "crop":
+        size = (height // downscale, width // downscale)
+        small_image = bilinear(image, size)
+        refined = bilinear(par(small_image, bilinear(scores, size)), (height, width))
+        label = keys[refined.argmax(dim=1)[0]]
+        label[~box_mask(box[None], height, width)[0]] = IGNORE_INDEX
+        return label
+    top, bottom, left, right = (int(value) for value in box)
+    region = image[..., top:bottom, left:right]
+    box_height, box_width = region.shape[-2:]
+    full = bilinear(scores, (height, width))[..., top:bottom, left:right]
+    small_region = bilinear(region, (max(box_height // downscale, 1), max(box_width // downscale, 1)))
+    refined = bilinear(par(small_region, full), (box_height, box_width))
+    label = torch.full((height, width), IGNORE_INDEX, dtype=keys.dtype, device=keys.device)
+    label[top:bottom, left:right] = keys[refined.argmax(dim=1)[0]]
+    return label
 
 
 def window_mask(grid: tuple[int, int], radius: int, device: torch.device | None = None) -> torch.Tensor:
@@ -265,6 +308,11 @@ class AFA(Method):
         after = propagation.get("after", 6000)
         self.propagation_after = None if after is None or int(after) < 0 else int(after)
         self.propagation_power = float(propagation.get("power", 2.0))
+        self.propagation_par = str(propagation.get("par", "box"))
+        if self.propagation_par not in PROPAGATION_PAR:
+            raise ConfigError(
+                f"method.propagation.par is '{self.propagation_par}'; use one of {', '.join(PROPAGATION_PAR)}"
+            )
         given = {key: float(value) for key, value in self.section("loss_weights").items()}
         self.loss_weights = {**self.default_loss_weights, **given}
         self.cam_iters = int(self.section("schedule").get("cam_iters", 2000))
@@ -393,8 +441,7 @@ class AFA(Method):
         )
         small_cams = F.interpolate(label_masked_cams(cams, labels), size=grid, mode="bilinear", align_corners=False)
         present = torch.cat([torch.ones_like(labels[:, :1]), labels], dim=1) > 0
-        size = (height // self.par_downscale, width // self.par_downscale)
-        small_image = F.interpolate(denormalize(images), size=size, mode="bilinear", align_corners=False)
+        rgb = denormalize(images)
         par = self.par.to(images.device)
         results = []
         for background in (self.thresholds.high, self.thresholds.low):
@@ -403,9 +450,10 @@ class AFA(Method):
             for index in range(images.shape[0]):
                 keys = torch.nonzero(present[index])[:, 0]
                 scores = stack[index, keys].flatten(1).softmax(dim=0) @ transition[index]
-                scores = F.interpolate(scores.view(1, -1, *grid), size=size, mode="bilinear", align_corners=False)
-                refined = bilinear(par(small_image[index : index + 1], scores), (height, width))
-                per_image.append(keys[refined.argmax(dim=1)[0]])
+                per_image.append(refine_propagated_scores(
+                    par, rgb[index : index + 1], scores.view(1, -1, *grid), keys, box[index], self.par_downscale,
+                    self.propagation_par,
+                ))
             results.append(torch.stack(per_image))
         with_high, with_low = results
         label = with_high.clone()

@@ -38,9 +38,13 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+
+
 def run(main: Callable[[], None]) -> None:
     """Run a stage's ``main`` with logging set up; bad-input errors (which name the file or key and
-    the fix) are printed as one line instead of a traceback."""
+    the fix) are printed as one line instead of a traceback, and so is Ctrl-C (outputs are written
+    atomically, so nothing half-written is left; a training stage resumes from its last checkpoint)."""
     log = setup_logging()
     try:
         main()
@@ -48,3 +52,7 @@ def run(main: Callable[[], None]) -> None:
         log.error("%s: %s", type(error).__name__, error)
         logging.shutdown()
         raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        log.error("interrupted (Ctrl-C): nothing half-written is left; re-run to continue")
+        logging.shutdown()
+        raise SystemExit(INTERRUPTED_EXIT_CODE) from None

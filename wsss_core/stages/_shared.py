@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,3 +80,26 @@ def missing_ids(store: Any, ids: Sequence[str], what: str) -> None:
             f"{what} {store.path} lacks {len(missing)} of the {len(ids)} images of the split "
             f"(first: {', '.join(missing[:3])}); re-run the stage that writes it for this split"
         )
+
+
+SCORED_ROLES = ("score", "evaluate")  # splits whose ground-truth masks a chain reads
+
+
+def check_chain_splits(reader: Any, dataset: Mapping[str, Any], train_split: str) -> None:
+    """Check every split the chain reads (``train_split`` and ``datasets.<name>.roles``) before the first
+    training step, from image headers: an empty list, a missing image or mask, a truncated JPEG, missing
+    labels, a mask of another size than its image or out-of-range values stop now with the file and the
+    fix, not after hours of training at the stage that first reads them."""
+    roles = dict(dataset.get("roles") or {})
+    roles["train"] = train_split
+    with_masks: dict[str, bool] = {}
+    for role, split in roles.items():
+        with_masks[split] = with_masks.get(split, False) or role in SCORED_ROLES
+    started = time.perf_counter()
+    counts = {split: reader.check_split_headers(split, masks=masks) for split, masks in with_masks.items()}
+    LOG.info(
+        "checked the chain's splits (%s) in %.1f s",
+        ", ".join(f"{split}: {count} images{' + masks' if with_masks[split] else ''}"
+                  for split, count in counts.items()),
+        time.perf_counter() - started,
+    )

@@ -27,6 +27,7 @@ from wsss_core.data import open_dataset
 from wsss_core.data.synth import synth_params, synth_style, write_dataset
 from wsss_core.errors import ConfigError
 from wsss_core.stages._cli import run, stage_parser
+from wsss_core.utils.atomic import new_folder_mode, remove_stale_partials
 from wsss_core.utils.provenance import provenance
 
 STAGE = "wsss_core.stages.synth_dataset"
@@ -62,8 +63,10 @@ def build_dataset(config: dict, output: Path) -> dict:
     _check_classes(config, class_set, params.style)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(output)  # a killed run's folder (SIGKILL skips the cleanup below)
+    shutil.rmtree(output.with_name(f".{output.name}.stale"), ignore_errors=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
-    temporary.chmod(0o755)  # mkdtemp makes an owner-only folder
+    temporary.chmod(new_folder_mode())  # mkdtemp makes an owner-only folder; honour the umask instead
     try:
         started = time.perf_counter()
         summary = write_dataset(temporary, params)

@@ -52,7 +52,7 @@ from wsss_core.training.loop import LoopSettings, images_per_second, run_trainin
 from wsss_core.training.schedulers import PolyLRScheduler
 from wsss_core.utils.atomic import save_torch
 from wsss_core.utils.device import resolve_device
-from wsss_core.utils.provenance import config_hash, provenance
+from wsss_core.utils.provenance import code_fingerprint, config_hash, provenance
 from wsss_core.utils.seeding import seed_everything
 
 LOG = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def train(config: dict[str, Any], labels_path: Path, output: Path) -> dict[str, 
         log_every=int(stage.get("log_every", 20)), checkpoint_every=int(stage.get("checkpoint_every", 0)),
     )
     device = resolve_device(stage.get("device", config.get("device", "auto")))
-    state = ResumeState(output.parent / "_state", config_hash(config))
+    state = ResumeState(output.parent / "_state", config_hash(config), code_fingerprint(STAGE))
     LOG.info("training %s on %d images of %s for %d steps on %s", refiner.name, len(ids), split, steps, device)
     started = time.perf_counter()
     history = run_training(task=refiner.training_task(settings), model=model, optimizer=optimizer, scheduler=scheduler,

@@ -37,13 +37,14 @@ from wsss_core.errors import ConfigError
 from wsss_core.methods.base import method_from_config
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.stages._cli import run, stage_parser
+from wsss_core.stages._shared import check_chain_splits
 from wsss_core.training import distributed
 from wsss_core.training.checkpoint import ResumeState
 from wsss_core.training.image_cache import CachedReader, DecodedImageCache
 from wsss_core.training.loop import LoopSettings, run_training
 from wsss_core.utils.atomic import save_torch
 from wsss_core.utils.device import resolve_device, set_torch_threads
-from wsss_core.utils.provenance import config_hash, provenance
+from wsss_core.utils.provenance import code_fingerprint, config_hash, provenance
 from wsss_core.utils.seeding import seed_everything
 
 LOG = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
     split = stage.get("split", "train_aug")
     reader = open_dataset(config["dataset"])
     check_image_labels(reader, split)
+    check_chain_splits(reader, config["dataset"], split)
     reader = _with_image_cache(reader, stage.get("image_cache"), split, config["dataset"], output, context)
     method = method_from_config(config, reader.num_classes)
     model = method.build_model(WeightsCatalog.from_config(config.get("weights")))
@@ -122,7 +124,9 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
         pin_memory=stage.get("pin_memory"),
         prefetch_factor=stage.get("prefetch_factor"),
     )
-    state = ResumeState(output.parent / "_state", config_hash(config))
+    # a state of other code (an edited stage or method) is not resumed: one model, one code version
+    code = code_fingerprint(STAGE, type(method).__module__)
+    state = ResumeState(output.parent / "_state", config_hash(config), code)
     saved = state.load()
     first_step = 0 if saved is None else int(saved["step"])
     del saved

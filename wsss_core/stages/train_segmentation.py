@@ -57,7 +57,7 @@ from wsss_core.training.loop import LoopSettings, images_per_second, run_trainin
 from wsss_core.training.schedulers import PolyLRScheduler
 from wsss_core.utils.atomic import save_torch
 from wsss_core.utils.device import resolve_device
-from wsss_core.utils.provenance import config_hash, provenance
+from wsss_core.utils.provenance import code_fingerprint, config_hash, provenance
 from wsss_core.utils.seeding import seed_everything
 
 LOG = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def train(config: Mapping[str, Any], masks_path: Path, output: Path) -> dict[str
         pin_memory=stage.get("pin_memory"),
         prefetch_factor=stage.get("prefetch_factor"),
     )
-    state = ResumeState(output.parent / "_state", config_hash(config))
+    state = ResumeState(output.parent / "_state", config_hash(config), code_fingerprint(STAGE))
     LOG.info("training %s on %d images of %s for %d iterations on %s", stage["network"], len(ids), split,
              iterations, device)
     started = time.perf_counter()

@@ -2,8 +2,10 @@
 
 Snakemake deletes a rule's declared outputs before it runs, so resume state lives in an undeclared
 sibling folder (``<output dir>/_state/last.pt``). It holds model, optimiser, scheduler, step and RNG
-states plus the hash of the configuration that made it; a state made under another configuration is
-discarded rather than resumed. In multi-process training rank 0 writes the file with every rank's RNG
+states plus the hash of the configuration and the code fingerprint (``wsss_core.utils.provenance``) that made
+it; a state made under another configuration or by other code is discarded rather than resumed, with a
+log line saying why (resuming it would mix two code versions in one model while its provenance names
+only the newer). In multi-process training rank 0 writes the file with every rank's RNG
 state (``rng_per_rank``) and every rank resumes from it (:func:`rank_rng_state`).
 """
 
@@ -58,10 +60,11 @@ def rank_rng_state(saved: dict[str, Any], rank: int, world_size: int) -> dict[st
 class ResumeState:
     """Reads and writes ``last.pt`` in a state folder, atomically."""
 
-    def __init__(self, state_dir: str | Path, config_hash: str) -> None:
+    def __init__(self, state_dir: str | Path, config_hash: str, code_fingerprint: str | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / "last.pt"
         self.config_hash = config_hash
+        self.code_fingerprint = code_fingerprint
 
     def save(
         self,
@@ -78,6 +81,7 @@ class ResumeState:
         state in rank order; ``rng`` is then rank 0's, so one-process readers still find theirs."""
         payload = {
             "config_hash": self.config_hash,
+            "code_fingerprint": self.code_fingerprint,
             "step": step,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -90,7 +94,7 @@ class ResumeState:
         save_torch(payload, self.path)
 
     def load(self) -> dict[str, Any] | None:
-        """The saved state, or None when there is none or it belongs to another configuration."""
+        """The saved state, or None when there is none or it belongs to another configuration or code."""
         if not self.path.is_file():
             return None
         try:
@@ -100,6 +104,14 @@ class ResumeState:
             return None
         if payload.get("config_hash") != self.config_hash:
             LOG.info("resume state %s was made with another configuration; starting afresh", self.path)
+            return None
+        if self.code_fingerprint is not None and payload.get("code_fingerprint") != self.code_fingerprint:
+            LOG.warning(
+                "resume state %s was made by other code (fingerprint %s, now %s): starting afresh rather than "
+                "mixing two code versions in one model", self.path, payload.get("code_fingerprint"),
+                self.code_fingerprint,
+            )
+            self.clear()  # once: the stage loads the state again in the loop
             return None
         return payload
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -23,7 +24,10 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: derive NumPy/random seeds from torch's per-worker seed."""
+    """DataLoader ``worker_init_fn``: derive NumPy/random seeds from torch's per-worker seed. Workers
+    ignore Ctrl-C (SIGINT reaches the whole process group): the main process stops them, and each would
+    otherwise print its own KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)

@@ -1,0 +1,181 @@
+"""Checks the Snakefile makes before building the DAG, on what Snakemake itself would get wrong silently.
+
+* **Profiles.** ``snakemake --profile profiles/slurm`` also loads ``profiles/default`` as the *workflow*
+  profile, and the workflow profile wins: its local ``resources: gpu: 1`` cap then makes every GPU job
+  ask the cluster for one GPU (while a training stage starts ``compute.<dataset>.gpu`` workers) and run
+  one at a time. :func:`profile_conflict` finds that combination in the command line, so the workflow
+  stops with the right spelling instead (``--workflow-profile profiles/slurm``).
+* **config.yaml against its schema**, in one line (:func:`schema_problem`): Snakemake's own message
+  appends the whole schema and the whole config (over a thousand lines) to the one line that matters.
+* **Target paths** (:func:`target_problem`): a method, variant, refinement or network that the config
+  does not know matches no rule, and Snakemake says only "No rule to produce"; this lists the known ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wsss_core import workflow_config as resolve
+from wsss_core.errors import ConfigError
+
+LOCAL_EXECUTORS = frozenset({"local", "dryrun", "touch"})
+DEFAULT_WORKFLOW_PROFILE = Path("profiles") / "default"
+
+
+def _option_values(argv: Sequence[str], *names: str) -> list[str]:
+    """Values given to an option (``--opt a b``, ``--opt=a``), in order; several values after one flag
+    count until the next token that starts with ``-``."""
+    values: list[str] = []
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        flag, equals, inline = token.partition("=")
+        if flag in names:
+            if equals:
+                values.append(inline)
+            else:
+                index += 1
+                while index < len(argv) and not argv[index].startswith("-"):
+                    values.append(argv[index])
+                    index += 1
+                continue
+        if token == "--":
+            break
+        index += 1
+    return values
+
+
+def _profile_settings(profile: str | Path, workdir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """(folder, settings) of a profile given by path or name, as Snakemake finds it; None if not found."""
+    from snakemake.cli import get_profile_dir
+
+    previous = Path.cwd()
+    try:
+        os.chdir(workdir)
+        found = get_profile_dir(str(profile))
+    finally:
+        os.chdir(previous)
+    if found is None:
+        return None
+    folder, config_file = found
+    settings = yaml.safe_load(Path(workdir, config_file).read_text()) or {}
+    return Path(workdir, folder), settings if isinstance(settings, dict) else {}
+
+
+def profile_conflict(argv: Sequence[str], environ: Mapping[str, str], workdir: Path, snakefile_dir: Path) -> str | None:
+    """The message for a cluster run whose GPU requests a local workflow profile would cap, else None.
+
+    ``argv`` is Snakemake's command line; the workflow profile is ``--workflow-profile`` or, without it,
+    ``profiles/default`` next to the working directory or the Snakefile (Snakemake's own search)."""
+    argv = list(argv)
+    if _option_values(argv, "--resources", "--res"):
+        return None  # a cap given on the command line replaces the profile's
+    chosen = _option_values(argv, "--workflow-profile")
+    if chosen and chosen[-1] == "none":
+        return None
+    candidates = [Path(chosen[-1])] if chosen else [workdir / DEFAULT_WORKFLOW_PROFILE,
+                                                     snakefile_dir / DEFAULT_WORKFLOW_PROFILE]
+    workflow_profile = next(
+        (found for found in (_profile_settings(path, workdir) for path in candidates) if found), None
+    )
+    if workflow_profile is None:
+        return None
+    folder, settings = workflow_profile
+    cap = (settings.get("resources") or {}).get("gpu") if isinstance(settings.get("resources"), dict) else None
+    if cap is None or str(settings.get("executor", "local")) not in LOCAL_EXECUTORS:
+        return None
+    profiles = _option_values(argv, "--profile")
+    if not profiles and environ.get("SNAKEMAKE_PROFILE"):
+        profiles = [environ["SNAKEMAKE_PROFILE"]]
+    executors = [(f"--executor {value}", value) for value in _option_values(argv, "--executor", "-e")]
+    for profile in profiles:
+        found = _profile_settings(profile, workdir) if profile != "none" else None
+        if found and found[1].get("executor"):
+            executors.append((f"profile {profile}", str(found[1]["executor"])))
+    remote = [(where, executor) for where, executor in executors if executor not in LOCAL_EXECUTORS]
+    if not remote:
+        return None
+    where, executor = remote[-1]
+    relative = os.path.relpath(folder, workdir)
+    fix = (f"use --workflow-profile {profiles[-1]} instead of --profile {profiles[-1]}"
+           if where.startswith("profile ") else "use --workflow-profile profiles/slurm")
+    return (
+        f"{where} runs jobs on a cluster (executor {executor}), but Snakemake also loads the workflow profile "
+        f"{relative}, whose local cap 'resources: gpu: {cap}' wins: every GPU job would ask for at most {cap} GPU "
+        f"(a training stage still starts compute.<dataset>.gpu workers) and GPU jobs would run one at a time. "
+        f"{fix.capitalize()} (or add --workflow-profile none)"
+    )
+
+
+# ------------------------------------------------------------------------------------ config.yaml
+def _key_path(parts: Sequence[Any]) -> str:
+    return ".".join(str(part) for part in parts) or "the top level"
+
+
+def schema_problem(config: Mapping[str, Any], schema_path: str | Path) -> str | None:
+    """One line for the first (best-matching) schema violation of ``config``, naming the key; None if the
+    config is valid."""
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(dict(config)))
+    if error is None:
+        return None
+    message = f"config.yaml: {_key_path(error.absolute_path)}: {error.message}"
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        known = sorted(error.schema.get("properties", {}))
+        if known:
+            message += f"; known keys there: {', '.join(known)}"
+    return message
+
+
+# ------------------------------------------------------------------------------------ targets
+def command_line_targets(argv: Sequence[str]) -> list[str]:
+    """The targets of a Snakemake command line (its own parser; [] when it cannot parse it)."""
+    from snakemake.cli import get_argument_parser
+
+    try:
+        arguments, _ = get_argument_parser().parse_known_args(list(argv))
+    except SystemExit:
+        return []
+    return [str(target) for target in (arguments.targets or [])]
+
+
+DATASET_LEVEL_NAMES = frozenset({"dataset", "dataset.fingerprint.json", "figures", "summary.md", "summary.csv"})
+
+
+def target_problem(config: Mapping[str, Any], target: str) -> str | None:
+    """Why ``results/<dataset>/<run>/...`` names something the config does not know, or None."""
+    parts = Path(target).parts
+    if len(parts) < 3 or parts[0] != "results":
+        return None
+    datasets = sorted(config.get("datasets", {}))
+    dataset, run, rest = parts[1], parts[2], parts[3:]
+    if dataset not in datasets:
+        return f"target '{target}' names dataset '{dataset}'; known datasets: {', '.join(datasets)}"
+    ablations = set(config.get("stages", {}).get("ablations", {}) or {})
+    if run in DATASET_LEVEL_NAMES or (run in ablations and rest in (("ablation.md",), ("ablation.csv",))):
+        return None
+    if run not in resolve.run_names(config):
+        variants = sorted(config.get("variants", {}) or {})
+        return (
+            f"target '{target}' names '{run}', which is neither a method nor a variant in config.yaml; known "
+            f"methods: {', '.join(resolve.method_names(config))}; variants: {', '.join(variants) or 'none'}"
+        )
+    if len(rest) >= 2 and rest[0] == "masks":
+        refine, network = rest[1], None
+    elif len(rest) >= 2 and rest[0] == "seg":
+        refine, _, network = rest[1].partition(".")
+    else:
+        return None
+    try:
+        resolve.check_route_names(config, refine, network, f"target '{target}'")
+    except ConfigError as error:
+        return str(error)
+    return None
