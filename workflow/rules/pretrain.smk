@@ -23,7 +23,7 @@ rule pretrain_pool:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.pretrain_pool --config {params.config:q} "
+        "{PYTHON:q} -m wsss_core.stages.pretrain_pool --config {params.config:q} "
         "--output results/synth/pretrain_pool > {log} 2>&1"
 
 
@@ -49,5 +49,5 @@ rule pretrain_backbone:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m wsss_core.stages.pretrain_backbone --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.pretrain_backbone --config {params.config:q} "
         "--pool results/synth/pretrain_pool --output {output.weights} --report {output.report} > {log} 2>&1"

@@ -184,5 +184,5 @@ rule compare_seeds:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON} -m wsss_core.stages.compare_seeds --config {params.config:q} --runs {params.runs} "
+        "{PYTHON:q} -m wsss_core.stages.compare_seeds --config {params.config:q} --runs {params.runs} "
         "--output {output} > {log} 2>&1"

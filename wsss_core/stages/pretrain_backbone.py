@@ -45,7 +45,7 @@ from wsss_core.training.loop import LoopSettings, run_training
 from wsss_core.methods.base import TrainingProgress
 from wsss_core.utils.atomic import atomic_path, write_json
 from wsss_core.utils.device import resolve_device, set_torch_threads
-from wsss_core.utils.provenance import config_hash, provenance
+from wsss_core.utils.provenance import code_fingerprint, config_hash, provenance
 from wsss_core.utils.seeding import sample_rng, seed_everything
 
 LOG = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def pretrain(config: Mapping[str, Any], pool: Path, output: Path, report: Path) 
     )
     identity = {key: value for key, value in config.items() if key not in ("num_workers", "threads")}
     identity["stage"] = {key: value for key, value in dict(config.get("stage") or {}).items() if key != "log_every"}
-    state = ResumeState(output.parent / f"_state_{output.stem}", config_hash(identity))
+    state = ResumeState(output.parent / f"_state_{output.stem}", config_hash(identity), code_fingerprint(STAGE))
     settings = LoopSettings(
         batch_size=recipe.batch_size, num_workers=int(config.get("num_workers", 0)), seed=seed,
         log_every=recipe.log_every, clip_grad_norm=recipe.clip_grad_norm or None,
