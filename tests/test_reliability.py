@@ -372,6 +372,7 @@ def _load_like_the_snakefile(path: Path) -> dict[str, Any]:
     config = load_configfile(str(path))
     validate(config, schema=str(REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"))
     try:
+        resolve.check_datasets(config)
         for dataset in config["datasets"]:
             for run in resolve.run_names(config):
                 resolve.method_config(config, dataset, run)
@@ -385,6 +386,7 @@ def test_config_loader_mirrors_common_smk() -> None:
     rules = (REPOSITORY / "workflow" / "rules" / "common.smk").read_text()
     assert 'validate(config, schema="../schemas/config.schema.yaml")' in rules
     assert "resolve.method_config(config, _dataset, _run)" in rules
+    assert "resolve.check_datasets(config)" in rules
     assert 'raise WorkflowError(f"config.yaml: {error}")' in rules
     assert 'configfile: "config.yaml"' in (REPOSITORY / "Snakefile").read_text()
     assert _load_like_the_snakefile(REPOSITORY / "config.yaml")["methods"]["cti"]  # the shipped file passes
@@ -404,6 +406,8 @@ CONFIG_BREAKS = [
      ("'num_wrokers' was unexpected",)),
     ("wrong type in a nested key", lambda config: config["compute"]["synth"].update(mem_mb="4G"),
      ("'4G' is not of type 'integer'", "instance['compute']['synth']['mem_mb']")),
+    ("two label spaces", lambda config: config["datasets"]["voc"].update(class_names=["cell", "nucleus"]),
+     ("config.yaml: datasets.voc needs exactly one of classes", "it has both")),
 ]
 
 
