@@ -275,3 +275,19 @@ def test_tuning_ids_exclude_the_reported_split_and_spread_evenly():
     candidates = [f"id{index:02d}" for index in range(10)]
     assert tuning_ids(candidates, ["id00", "id05"], None) == [c for c in candidates if c not in ("id00", "id05")]
     assert tuning_ids(candidates, ["id00"], 3) == ["id01", "id05", "id09"]
+
+
+def test_refine_crf_can_take_the_held_out_threshold(tmp_path, dataset, capsys):
+    seeds, evaluation, masks = tmp_path / "seeds.h5", tmp_path / "eval.json", tmp_path / "masks.h5"
+    write_seed_store(seeds)
+    evaluation.write_text(json.dumps({"best_threshold": 0.5, "held_out": {"threshold": 0.3},
+                                      "seeds": {"config_hash": "seedhash"}}))
+    stage = {"background": {"mode": "threshold", "threshold_from": "held_out"}}
+    refine_crf.main(["--config", make_config(dataset, stage), "--seeds", str(seeds), "--seed-eval", str(evaluation),
+                     "--output", str(masks)])
+    assert MaskStore(masks).attrs["background"] == {"mode": "threshold", "threshold": 0.3, "threshold_from": "held_out"}
+    evaluation.write_text(json.dumps({"best_threshold": 0.5, "held_out": None, "seeds": {"config_hash": "seedhash"}}))
+    with pytest.raises(SystemExit):
+        refine_crf.main(["--config", make_config(dataset, stage), "--seeds", str(seeds), "--seed-eval",
+                         str(evaluation), "--output", str(masks)])
+    assert "has no held_out threshold: set stages.evaluate_seeds.held_out" in capsys.readouterr().err
