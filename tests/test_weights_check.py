@@ -49,7 +49,7 @@ def test_missing_corrupt_and_good_files_are_told_apart(tmp_path: Path) -> None:
     assert "does not load into resnet_synth" in reports["tiny_corrupt"].lines[1]
     assert reports["tiny_missing"].status == "missing"
     assert "download https://example.invalid/tiny.safetensors" in reports["tiny_missing"].lines[0]
-    assert reports["synth_pretrained"].status == "built"
+    assert reports["synth_pretrained"].status == "to_build"
     assert "run `snakemake --cores 2 results/synth/pretrained/resnet_synth.safetensors`" in reports["synth_pretrained"].lines[0]
     assert reports["unused"].status == "unset"
     text = render(list(reports.values()))

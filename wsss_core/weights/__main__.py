@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(render(reports))
-    return 0 if all(report.status in ("ok", "built", "unset", "unverified") for report in reports) else 1
+    return 0 if all(report.status in ("ok", "to_build", "unset", "unverified") for report in reports) else 1
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ WORKFLOW_OUTPUTS = "results"
 
 @dataclass(frozen=True)
 class KeyReport:
-    """The verdict on one key: ok, missing, corrupt, unloadable, built (a workflow output not built yet),
+    """The verdict on one key: ok, missing, corrupt, unloadable, to_build (a workflow output not built yet),
     unset (``null``) or unverified (present, but no backbone is known to load it into)."""
 
     key: str
@@ -93,7 +93,7 @@ def check_key(key: str, value: str | None, pinned: str | None, manifest: Mapping
                                               "or the hub (weights.use_hub)",))
     path = Path(value)
     if not path.is_file():
-        return KeyReport(key, value, "built" if is_workflow_output(value) else "missing",
+        return KeyReport(key, value, "to_build" if is_workflow_output(value) else "missing",
                          (f"'{value}' does not exist: {how_to_get(key, value, entry)}",))
     lines = []
     status = "ok"
@@ -150,7 +150,7 @@ def render(reports: list[KeyReport]) -> str:
         lines.append(f"{report.status.upper():10s} {report.key:{width}s}  {report.path or '-'}")
         lines += [f"{'':10s} {'':{width}s}  {line}" for line in report.lines]
     failed = [report.key for report in reports if report.status in ("missing", "corrupt", "unloadable")]
-    built = [report.key for report in reports if report.status == "built"]
+    built = [report.key for report in reports if report.status == "to_build"]
     summary = f"{sum(report.ok for report in reports)} of {len(reports)} ok"
     if failed:
         summary += f"; to fix: {', '.join(failed)}"
