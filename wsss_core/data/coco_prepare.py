@@ -11,11 +11,12 @@ The rule for one image (``semantic_mask``), stated because it decides the ground
   ``crowd: ignore`` paints them 255 (ignored by every score) after the non-crowd instances, on the
   pixels those left background.
 
-The default is the convention of the masks the papers used as far as it is documented: MCC's and
-ToCo's ``parse_coco.py`` paint every annotation, crowd or not, in file order with first-painted-wins
-(reference notes, single_stage §1.11); ids of unknown categories would become 255. CTI uses the masks
-RIB distributes, whose generation script is not public, so a remaining difference to them cannot be
-ruled out (the issue's "36 instead of 42 mIoU" with self-built masks).
+The default is the convention of the masks the papers used as far as it is documented: MCC's
+``datasets/parse_coco.py`` paints the annotations in file order, first painted wins, unknown category
+ids 255 (reference notes, single_stage §1.11), and it paints every annotation, crowd regions included,
+with its class (that script, read in the MCC repository; the notes say nothing on crowds). CTI uses the
+masks RIB distributes, whose generation script is not public, so a remaining difference to those cannot
+be ruled out (the issue's "36 instead of 42 mIoU" with self-built masks).
 """
 
 from __future__ import annotations
