@@ -236,3 +236,58 @@ def test_evaluate_masks_rejects_wrong_size(tmp_path, dataset, capsys):
         evaluate_masks.main(["--config", make_config(dataset, {"split": "train"}), "--masks", str(masks),
                              "--output", str(tmp_path / "out.json")])
     assert "ground truth is (24, 32)" in capsys.readouterr().err
+
+
+def test_held_out_protocol_tunes_on_other_images_and_reports_the_scored_split(tmp_path, dataset, capsys):
+    """Train images separate at 0.1 … 0.3, the other train_aug images only at 0.45: the oracle picks 0.1
+    on train itself; the held-out protocol picks 0.45 on img_c/img_d and reports train's score there."""
+    seeds, output = tmp_path / "seeds.h5", tmp_path / "eval.json"
+    with SeedStoreWriter(seeds, method="cti", num_classes=2, attrs={"provenance": {"config_hash": "h"}}) as writer:
+        for image_id in OBJECTS:
+            inside, outside = (0.4, 0.1) if image_id in TRAIN else (0.5, 0.45)
+            cam = np.where(truth_of(image_id, with_border=False) > 0, inside, outside).astype(np.float32)[None]
+            writer.add(image_id, cam, np.array([OBJECTS[image_id][0]]))
+    stage = {"split": "train", "thresholds": {"start": 0.05, "stop": 0.95, "step": 0.05},
+             "held_out": {"tune_split": "train_aug", "max_tune_images": None}}
+    evaluate_seeds.main(["--config", make_config(dataset, stage), "--seeds", str(seeds), "--output", str(output)])
+    result = json.loads(output.read_text())
+    assert result["best_threshold"] == 0.1 and result["best"]["miou"] == pytest.approx(1.0)
+    held_out = result["held_out"]
+    assert held_out["tune_images"] == "train_aug minus train" and held_out["num_tune_images"] == 2
+    assert held_out["threshold"] == 0.45 and held_out["tune_miou"] == pytest.approx(1.0)
+    at_045 = next(point for point in result["sweep"] if point["threshold"] == 0.45)
+    assert held_out["miou"] == at_045["miou"] < 0.5  # train's objects (0.4) fall below the held-out threshold
+    assert held_out["report_split"] == "train" and held_out["oracle_threshold"] == 0.1
+    # tuning on the reported split itself leaves nothing to tune on: one line naming the key
+    stage["held_out"] = {"tune_split": "train"}
+    with pytest.raises(SystemExit):
+        evaluate_seeds.main(["--config", make_config(dataset, stage), "--seeds", str(seeds), "--output", str(output)])
+    assert "held_out.tune_split 'train' has no image outside the reported split 'train'" in capsys.readouterr().err
+    stage["held_out"] = {"tune_split": "train_aug", "max_images": 3}
+    with pytest.raises(SystemExit):
+        evaluate_seeds.main(["--config", make_config(dataset, stage), "--seeds", str(seeds), "--output", str(output)])
+    assert "held_out: unknown key(s) ['max_images']" in capsys.readouterr().err
+
+
+def test_tuning_ids_exclude_the_reported_split_and_spread_evenly():
+    from wsss_core.evaluation.threshold_protocol import tuning_ids
+
+    candidates = [f"id{index:02d}" for index in range(10)]
+    assert tuning_ids(candidates, ["id00", "id05"], None) == [c for c in candidates if c not in ("id00", "id05")]
+    assert tuning_ids(candidates, ["id00"], 3) == ["id01", "id05", "id09"]
+
+
+def test_refine_crf_can_take_the_held_out_threshold(tmp_path, dataset, capsys):
+    seeds, evaluation, masks = tmp_path / "seeds.h5", tmp_path / "eval.json", tmp_path / "masks.h5"
+    write_seed_store(seeds)
+    evaluation.write_text(json.dumps({"best_threshold": 0.5, "held_out": {"threshold": 0.3},
+                                      "seeds": {"config_hash": "seedhash"}}))
+    stage = {"background": {"mode": "threshold", "threshold_from": "held_out"}}
+    refine_crf.main(["--config", make_config(dataset, stage), "--seeds", str(seeds), "--seed-eval", str(evaluation),
+                     "--output", str(masks)])
+    assert MaskStore(masks).attrs["background"] == {"mode": "threshold", "threshold": 0.3, "threshold_from": "held_out"}
+    evaluation.write_text(json.dumps({"best_threshold": 0.5, "held_out": None, "seeds": {"config_hash": "seedhash"}}))
+    with pytest.raises(SystemExit):
+        refine_crf.main(["--config", make_config(dataset, stage), "--seeds", str(seeds), "--seed-eval",
+                         str(evaluation), "--output", str(masks)])
+    assert "has no held_out threshold: set stages.evaluate_seeds.held_out" in capsys.readouterr().err

@@ -429,6 +429,7 @@ def _load_like_the_snakefile(path: Path) -> dict[str, Any]:
         raise WorkflowError(problem)
     validate(config, schema=str(schema))
     try:
+        resolve.check_datasets(config)
         for dataset in config["datasets"]:
             for run in resolve.run_names(config):
                 resolve.method_config(config, dataset, run)
@@ -443,6 +444,7 @@ def test_config_loader_mirrors_common_smk() -> None:
     rules = (REPOSITORY / "workflow" / "rules" / "common.smk").read_text()
     assert 'validate(config, schema="../schemas/config.schema.yaml")' in rules
     assert "resolve.method_config(config, _dataset, _run)" in rules
+    assert "resolve.check_datasets(config)" in rules
     assert 'raise WorkflowError(f"config.yaml: {error}")' in rules
     assert "resolve.pipeline_choice(config, _dataset, _run)" in rules
     checks = (REPOSITORY / "workflow" / "rules" / "checks.smk").read_text()
@@ -479,6 +481,8 @@ CONFIG_BREAKS = [
         refine="cfr"),
      ("config.yaml: methods.cti.pipeline (dataset synth) names refinement 'cfr'; known refinements: crf, irn, psa, "
       "own",)),
+    ("two label spaces", lambda config: config["datasets"]["voc"].update(class_names=["cell", "nucleus"]),
+     ("config.yaml: datasets.voc needs exactly one of classes", "it has both")),
 ]
 
 

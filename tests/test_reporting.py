@@ -177,7 +177,8 @@ def test_summary_stage_writes_markdown_and_csv(run_dirs):
     assert float(rows[0]["seconds_train"]) == 200.0 and float(rows[2]["seconds_inference"]) == 9.0
     assert float(rows[0]["reported_val_miou"]) == 74.1 and "Table 4" in rows[0]["reported_val_source"]
     markdown = output.read_text()
-    assert "| cti | cti | crf → deeplab_v2 | 60.0 | 70.0 / 80.0 | 0.35 | 65.0 | 75.0 / 85.0 | 66.0 |" in markdown
+    assert "| cti | cti | crf → deeplab_v2 | 60.0 | 70.0 / 80.0 | 0.35 |  |  | 65.0 | 75.0 / 85.0 | 66.0 |" in markdown
+    assert "| cti | held-out | not run (stages.evaluate_seeds.held_out is null) | score split |" in markdown
     assert "reported val" in markdown and "not measured here" in markdown
     page = output.with_suffix(".html").read_text()
     assert "<td class='number reported'>74.1</td>" in page and "<td class='number'>66.0</td>" in page
@@ -364,3 +365,29 @@ def test_figure_index_embeds_the_summary_and_links_figures_relative_to_the_page(
         figure_index.main(["--config", "{}", "--summary", str(summary), "--figures", str(grid),
                            "--output", str(tmp_path / "other.md")])
     assert not (tmp_path / "other.md").exists()
+
+
+def test_summary_shows_both_threshold_protocols_and_names_every_split(run_dirs):
+    """A seed evaluation with the held-out protocol: both thresholds side by side, splits in the headers."""
+    seeds = json.loads((run_dirs["cti"] / "seeds" / "eval.json").read_text())
+    seeds.update(split="train", held_out={"tune_split": "train_aug", "tune_images": "train_aug minus train",
+                                          "num_tune_images": 9118, "report_split": "train", "threshold": 0.41,
+                                          "miou": 0.58, "mean_precision": 0.72, "mean_recall": 0.74})
+    _write(run_dirs["cti"] / "seeds" / "eval.json", seeds)
+    for path, split in ((run_dirs["cti"] / "masks" / "crf" / "eval.json", "train"),
+                        (run_dirs["cti"] / "seg" / "crf.deeplab_v2" / "miou.json", "val")):
+        _write(path, {**json.loads(path.read_text()), "split": split})
+    output = run_dirs["root"] / "results" / "voc" / "summary.md"
+    config = {"dataset": {"name": "voc", "classes": "voc", "roles": {"score": "train", "evaluate": "val"}}, "stage": {}}
+    summary_stage.main(["--config", json.dumps(config), "--runs", str(run_dirs["cti"]), "--output", str(output)])
+    markdown = output.read_text()
+    assert ("| run | method | pipeline | seed mIoU [train] | seed P / R | bg thr. | seed mIoU, held-out thr. [train] "
+            "| held-out bg thr. | mask mIoU [train] | mask P / R | final mIoU [val] |") in markdown
+    assert "| cti | cti | crf → deeplab_v2 | 60.0 | 70.0 / 80.0 | 0.35 | 58.0 | 0.41 | 65.0 |" in markdown
+    assert "| cti | oracle (as the papers) | train | train | 0.35 | 60.0 | 70.0 / 80.0 |" in markdown
+    assert "| cti | held-out | train_aug minus train (9118 images) | train | 0.41 | 58.0 | 72.0 / 74.0 |" in markdown
+    assert "| split |" in markdown  # the reported numbers' table names theirs
+    with open(output.with_suffix(".csv")) as stream:
+        (row,) = list(csv.DictReader(stream))
+    assert (row["seed_split"], row["mask_split"], row["final_split"]) == ("train", "train", "val")
+    assert float(row["seed_heldout_miou"]) == pytest.approx(58.0) and float(row["seed_heldout_threshold"]) == 0.41

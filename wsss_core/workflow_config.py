@@ -28,9 +28,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from wsss_core.data.classes import dataset_class_names
 from wsss_core.errors import ConfigError, DatasetError
 
 PRESETS_KEY = "presets"
+# The preset sets config.yaml defines; datasets.<name>.like may also name another dataset.
+PRESET_SETS: tuple[str, ...] = ("synth", "voc", "coco")
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -78,6 +81,19 @@ def dataset_config(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
     return resolved
 
 
+def check_datasets(config: Mapping[str, Any]) -> None:
+    """Every ``datasets.<name>`` has one label space (``classes`` or ``class_names``) and a known ``like``."""
+    datasets = config.get("datasets", {}) or {}
+    for name, entry in datasets.items():
+        dataset_class_names(entry or {}, name)
+        like = (entry or {}).get("like")
+        if like is not None and like not in PRESET_SETS and like not in datasets:
+            raise ConfigError(
+                f"datasets.{name}.like is '{like}'; use {', '.join(PRESET_SETS)} or another dataset's name "
+                f"({', '.join(sorted(datasets))})"
+            )
+
+
 def split_for(config: Mapping[str, Any], dataset: str, role: str) -> str:
     """The split a dataset uses for a role: ``train`` (networks), ``score`` (seeds/masks), ``evaluate``."""
     roles = dataset_config(config, dataset)["roles"]
@@ -87,6 +103,35 @@ def split_for(config: Mapping[str, Any], dataset: str, role: str) -> str:
 def is_generated(config: Mapping[str, Any], dataset: str) -> bool:
     """True when the dataset is written by the workflow itself (the synthetic one)."""
     return "generator" in config["datasets"][dataset]
+
+
+def is_prepared(config: Mapping[str, Any], dataset: str) -> bool:
+    """True when the dataset is built from its downloaded archives by a rule of workflow/rules/prepare.smk."""
+    return "prepare" in (config["datasets"][dataset] or {})
+
+
+def prepared_marker(config: Mapping[str, Any], dataset: str) -> str:
+    """``<root>/prepared.json``: written last by the preparation stage, the input of every job that reads
+    a prepared dataset."""
+    return f"{Path(config['datasets'][dataset]['root']).as_posix()}/prepared.json"
+
+
+def prepare_archives(config: Mapping[str, Any], dataset: str) -> dict[str, str]:
+    """The archives a prepared dataset is built from (role → path); a missing one stops with one line
+    naming the archive and its config key."""
+    from wsss_core.data.archives import FORMAT_ARCHIVES, check_archive
+
+    entry = config["datasets"][dataset]
+    roles = FORMAT_ARCHIVES.get(entry["format"])
+    if roles is None:
+        raise ConfigError(f"datasets.{dataset}.prepare: format '{entry['format']}' has no preparation rule")
+    archives = (entry.get("prepare") or {}).get("archives") or {}
+    unknown = sorted(set(archives) - set(roles))
+    if unknown:
+        raise ConfigError(f"datasets.{dataset}.prepare.archives has unknown key(s) {unknown}; a {entry['format']} "
+                          f"dataset is prepared from {', '.join(roles)}")
+    return {role: str(check_archive(archives.get(role), role, dataset, verify_checksum=False)["path"])
+            for role in roles}
 
 
 def check_dataset_root(config: Mapping[str, Any], dataset: str) -> None:

@@ -22,6 +22,7 @@ def method_class(dataset, run):
 
 # Resolve every method/variant for every dataset now, so a misspelt key stops the run before any job.
 try:
+    resolve.check_datasets(config)
     for _dataset in config["datasets"]:
         for _run in resolve.run_names(config):
             _method = METHODS.get(resolve.method_config(config, _dataset, _run)["name"])
@@ -197,6 +198,8 @@ def dataset_input(wildcards):
     that a missing dataset stops with one clear message."""
     if wildcards.dataset in GENERATED_DATASETS:
         return f"results/{wildcards.dataset}/dataset"
+    if resolve.is_prepared(config, wildcards.dataset):  # built from its archives (prepare.smk)
+        return resolve.prepared_marker(config, wildcards.dataset)
     try:
         resolve.check_dataset_root(config, wildcards.dataset)
     except InputError as error:

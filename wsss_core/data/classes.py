@@ -7,6 +7,9 @@ Image-level labels are multi-hot vectors over the C foreground classes (class ``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from wsss_core.errors import ConfigError
@@ -60,6 +63,31 @@ def class_names(class_set: str, config_key: str = "datasets.<name>.classes") -> 
         raise ConfigError(
             f"unknown class set '{class_set}' in {config_key}; use one of: {known}"
         ) from None
+
+
+def dataset_class_names(config: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """The foreground classes of a ``datasets.<name>`` block: a named set (``classes: voc``) or a
+    dataset's own list (``class_names: [...]``), exactly one of them, so a label space is never guessed."""
+    has_set, has_list = config.get("classes") is not None, config.get("class_names") is not None
+    if has_set == has_list:
+        raise ConfigError(
+            f"datasets.{name} needs exactly one of classes (voc, coco, synth or synth_b) and class_names (your own "
+            f"list, e.g. [cell, nucleus]); it has {'both' if has_set else 'neither'}"
+        )
+    if has_set:
+        return class_names(str(config["classes"]), f"datasets.{name}.classes")
+    names = config["class_names"]
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
+        raise ConfigError(f"datasets.{name}.class_names must be a non-empty list of class names, got {names!r}")
+    names = tuple(str(item).strip() for item in names)
+    if "" in names or len(set(names)) != len(names) or "background" in names:
+        raise ConfigError(
+            f"datasets.{name}.class_names {list(names)} must be distinct, non-empty names of the foreground "
+            "classes (background is label 0 and is not listed)"
+        )
+    if len(names) > IGNORE_INDEX - 1:
+        raise ConfigError(f"datasets.{name}.class_names lists {len(names)} classes; at most {IGNORE_INDEX - 1} fit in a mask")
+    return names
 
 
 def voc_palette() -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from wsss_core.data import DATASET_FORMATS
-from wsss_core.data.classes import CLASS_SETS, IGNORE_INDEX, class_names
+from wsss_core.data.classes import IGNORE_INDEX, dataset_class_names
 from wsss_core.errors import ConfigError, DatasetError
 
 SYNTHETIC_DEFAULT_HINT = "or run the synthetic default: snakemake --cores 2 results/synth/mctformer/miou.json"
@@ -75,17 +75,12 @@ class DatasetReader:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "DatasetReader":
-        """A reader from a ``datasets.<name>`` block (``class_names`` wins over ``classes``)."""
+        """A reader from a ``datasets.<name>`` block (``classes`` or ``class_names``, exactly one)."""
         name = str(config.get("name", cls.format))
         for key in ("root", "splits"):
             if key not in config or config[key] in (None, ""):
                 raise ConfigError(f"datasets.{name}.{key} is missing in config.yaml")
-        if config.get("class_names"):
-            names = tuple(config["class_names"])
-        elif config.get("classes"):
-            names = class_names(str(config["classes"]), f"datasets.{name}.classes")
-        else:
-            raise ConfigError(f"datasets.{name}.classes is missing; set it to one of: {', '.join(CLASS_SETS)}")
+        names = dataset_class_names(config, name)
         if not isinstance(config["splits"], Mapping):
             raise ConfigError(f"datasets.{name}.splits must map split names to list files")
         return cls(

@@ -3,7 +3,7 @@
 A row gathers what the stages already wrote for one route of one run (``results/{ds}/{run}``):
 
 * seeds: ``seeds/eval.json`` (``best.miou``, ``best.mean_precision``, ``best.mean_recall``,
-  ``best_threshold``);
+  ``best_threshold``, and ``held_out``: the scores at a threshold tuned on other images);
 * pseudo-masks (multi-stage route; on the own-decoder route the method's own ``masks/own``):
   ``masks/{refine}/eval.json`` (``miou``, ``mean_precision``, ...);
 * final result on the evaluation split: ``seg/{refine}.{network}/miou.json`` or ``decoder/miou.json``;
@@ -82,6 +82,16 @@ class Scores:
 
 
 @dataclass(frozen=True)
+class HeldOut:
+    """Seed scores at the background threshold chosen on other images (``seeds/eval.json`` ``held_out``)."""
+
+    threshold: float | None
+    scores: Scores
+    tuned_on: str  # e.g. "train_aug minus train (1464 images)"
+    report_split: str | None
+
+
+@dataclass(frozen=True)
 class SummaryRow:
     """One route of one run: measured scores, wall times and the papers' reported numbers."""
 
@@ -99,6 +109,8 @@ class SummaryRow:
     reported: dict[str, ReportedNumber] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     flags: dict[str, str] = field(default_factory=dict)  # seed diagnostics (wsss_core.evaluation.diagnostics)
+    splits: dict[str, str | None] = field(default_factory=dict)  # level (seed/mask/final) → split it was scored on
+    held_out: HeldOut | None = None
 
     @property
     def pipeline_label(self) -> str:
@@ -222,6 +234,7 @@ def read_rows(
     seeds = read_json(seeds_path)
     seed_scores = scores_of(seeds.get("best", seeds), seeds_path)
     threshold = _number(seeds, "best_threshold", seeds_path)
+    held_out = held_out_of(seeds, seeds_path)
     method_name = method or _method_name(seeds) or run
     reported = reported_numbers(run, method_name, label_space)
 
@@ -238,21 +251,25 @@ def read_rows(
     rows = []
     for route, refine, network in routes:
         sources = {"seeds": str(seeds_path)}
+        splits: dict[str, str | None] = {"seed": seeds.get("split"), "mask": None}
         mask_scores = Scores()
         if route == "multi_stage":
             mask_path = run_dir / "masks" / str(refine) / "eval.json"
-            mask_scores = scores_of(read_json(mask_path), mask_path)
+            mask_eval = read_json(mask_path)
+            mask_scores, splits["mask"] = scores_of(mask_eval, mask_path), mask_eval.get("split")
             sources["masks"] = str(mask_path)
             result_path = run_dir / "seg" / f"{refine}.{network}" / "miou.json"
         else:
             # the method's own PAR/CARM pseudo-labels, scored when the method makes them (ToCo, MCC, AFA, ECA)
             mask_path = run_dir / "masks" / "own" / "eval.json"
             if mask_path.is_file():
-                mask_scores = scores_of(read_json(mask_path), mask_path)
+                mask_eval = read_json(mask_path)
+                mask_scores, splits["mask"] = scores_of(mask_eval, mask_path), mask_eval.get("split")
                 sources["masks"] = str(mask_path)
             result_path = run_dir / "decoder" / "miou.json"
         result = read_json(result_path)
         sources["result"] = str(result_path)
+        splits["final"] = result.get("split")
         rows.append(
             SummaryRow(
                 dataset=dataset,
@@ -269,9 +286,21 @@ def read_rows(
                 reported=reported,
                 sources=sources,
                 flags=dict((seeds.get("diagnostics") or {}).get("flags") or {}),
+                splits=splits,
+                held_out=held_out,
             )
         )
     return rows
+
+
+def held_out_of(seeds: Mapping[str, Any], path: Path) -> HeldOut | None:
+    """The held-out threshold protocol's result of a seed evaluation, or None when it was not run."""
+    block = seeds.get("held_out")
+    if not isinstance(block, Mapping):
+        return None
+    tuned_on = f"{block.get('tune_images', block.get('tune_split', '?'))} ({block.get('num_tune_images', '?')} images)"
+    return HeldOut(threshold=_number(block, "threshold", path), scores=scores_of(block, path), tuned_on=tuned_on,
+                   report_split=block.get("report_split"))
 
 
 def _method_name(seed_eval: Mapping[str, Any]) -> str | None:
@@ -314,16 +343,36 @@ class Table:
     text_columns: int  # the first columns are text (left-aligned), the rest numbers (right-aligned)
 
 
-def summary_tables(rows: Sequence[SummaryRow], with_reported: bool) -> list[Table]:
-    """Scores (with the papers' numbers beside them), wall times, and the reported numbers' sources."""
-    header = ["run", "method", "pipeline", "seed mIoU", "seed P / R", "bg thr.", "mask mIoU", "mask P / R",
-              "final mIoU", "final P / R"]
+def level_split(rows: Sequence[SummaryRow], level: str, splits: Mapping[str, str] | None = None) -> str:
+    """The split a level's numbers were measured on, from the score files (else the dataset's roles:
+    score for seeds and masks, evaluate for the final result); several are joined with '/'."""
+    found = sorted({row.splits[level] for row in rows if row.splits.get(level)})
+    if not found and splits:
+        role = splits.get("evaluate" if level == "final" else "score")
+        found = [role] if role else []
+    return "/".join(found) or "?"
+
+
+def _threshold(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def summary_tables(rows: Sequence[SummaryRow], with_reported: bool,
+                   splits: Mapping[str, str] | None = None) -> list[Table]:
+    """Scores (with the papers' numbers beside them), the two threshold protocols, wall times, and the
+    reported numbers' sources; every score column names the split it was measured on."""
+    seed, mask, final = (level_split(rows, level, splits) for level in SCORE_LEVELS)
+    header = ["run", "method", "pipeline", f"seed mIoU [{seed}]", "seed P / R", "bg thr.",
+              f"seed mIoU, held-out thr. [{seed}]", "held-out bg thr.", f"mask mIoU [{mask}]", "mask P / R",
+              f"final mIoU [{final}]", "final P / R"]
     if with_reported:
         header += ["reported seed", "reported mask", "reported val", "reported test"]
     score_rows = []
     for row in rows:
+        held_out = row.held_out
         cells = [row.run + (" ⚠" if row.flags else ""), row.method, row.pipeline_label, _percent(row.seed.miou), _pr(row.seed),
-                 "" if row.seed_threshold is None else f"{row.seed_threshold:.2f}", _percent(row.mask.miou),
+                 _threshold(row.seed_threshold), _percent(held_out.scores.miou) if held_out else "",
+                 _threshold(held_out.threshold) if held_out else "", _percent(row.mask.miou),
                  _pr(row.mask), _percent(row.final.miou), _pr(row.final)]
         if with_reported:
             cells += [_reported(row, "seed", "train"), _reported(row, "mask", "train"), _reported(row, "val"),
@@ -331,6 +380,11 @@ def summary_tables(rows: Sequence[SummaryRow], with_reported: bool) -> list[Tabl
         score_rows.append(cells)
     tables = [Table("Scores (mIoU %, measured" + ("; reported = the papers' numbers" if with_reported else "") + ")",
                     header, score_rows, 3)]
+    protocol_rows = protocol_table_rows(rows)
+    if protocol_rows:
+        tables.append(Table("Seed background threshold: oracle (tuned on the scored split) vs held-out (tuned on "
+                            "other images)", ["run", "protocol", "threshold tuned on", "scored on", "bg thr.",
+                                              "seed mIoU", "seed P / R"], protocol_rows, 4))
     columns = list(STAGE_COLUMNS)
     time_rows = [[row.run, row.pipeline_label] + [_seconds(row.seconds[column]) for column in columns]
                  + [_seconds(row.total_seconds)] for row in rows]
@@ -344,6 +398,26 @@ def summary_tables(rows: Sequence[SummaryRow], with_reported: bool) -> list[Tabl
         tables.append(Table("Reported numbers (from the papers, not measured here)",
                             ["run", "metric", "reported mIoU", "split", "paper's setting", "source"], reported_rows, 2))
     return tables
+
+
+def protocol_table_rows(rows: Sequence[SummaryRow]) -> list[list[str]]:
+    """Per run with a tuned threshold: the oracle row and the held-out row (or why there is none)."""
+    table, seen = [], set()
+    for row in rows:
+        if row.run in seen or row.seed_threshold is None:
+            continue
+        seen.add(row.run)
+        scored_on = row.splits.get("seed") or "score split"
+        table.append([row.run, "oracle (as the papers)", scored_on, scored_on, _threshold(row.seed_threshold),
+                      _percent(row.seed.miou), _pr(row.seed)])
+        if row.held_out is None:
+            table.append([row.run, "held-out", "not run (stages.evaluate_seeds.held_out is null)", scored_on,
+                          "", "", ""])
+        else:
+            held_out = row.held_out
+            table.append([row.run, "held-out", held_out.tuned_on, held_out.report_split or scored_on,
+                          _threshold(held_out.threshold), _percent(held_out.scores.miou), _pr(held_out.scores)])
+    return table
 
 
 def _unique_reported(rows: Sequence[SummaryRow]) -> list[tuple[str, list[ReportedNumber]]]:
@@ -361,7 +435,10 @@ def _introduction(splits: Mapping[str, str] | None) -> str:
     return (
         "mIoU in percent; P / R = precision / recall, unweighted means over classes. Seeds and pseudo-masks "
         f"are scored on the score split ({splits.get('score', 'score')}), the final result on the evaluation "
-        f"split ({splits.get('evaluate', 'evaluate')}); bg thr. = the seeds' best background threshold."
+        f"split ({splits.get('evaluate', 'evaluate')}); bg thr. = the seeds' background threshold chosen on the "
+        "scored split itself (the papers' protocol, an oracle); held-out = chosen on other images "
+        "(stages.evaluate_seeds.held_out) and then scored on the same split. [split] in a header names the split "
+        "its numbers were measured on."
     )
 
 
@@ -369,7 +446,7 @@ def render_markdown(rows: Sequence[SummaryRow], dataset: str, with_reported: boo
                     splits: Mapping[str, str] | None = None, footer: str = "") -> str:
     """The summary as Markdown."""
     lines = [f"# Results on {dataset}", "", _introduction(splits)]
-    for table in summary_tables(rows, with_reported):
+    for table in summary_tables(rows, with_reported, splits):
         lines += ["", f"## {table.title}", ""]
         lines.append("| " + " | ".join(table.header) + " |")
         numbers = len(table.header) - table.text_columns
@@ -402,7 +479,7 @@ def render_html(rows: Sequence[SummaryRow], dataset: str, with_reported: bool,
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Results on {html.escape(dataset)}</title>"
              f"<style>{_HTML_STYLE}</style></head><body><h1>Results on {html.escape(dataset)}</h1>",
              f"<p>{html.escape(_introduction(splits))}</p>"]
-    for table in summary_tables(rows, with_reported):
+    for table in summary_tables(rows, with_reported, splits):
         parts.append(f"<h2>{html.escape(table.title)}</h2><table><tr>")
         reported = [name.startswith("reported") for name in table.header]
         parts += [f"<th class='{'reported' if flag else ''}'>{html.escape(name)}</th>"
@@ -427,6 +504,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     *(f"seconds_{column}" for column in STAGE_COLUMNS), "seconds_total",
     *(f"reported_{metric}_miou" for metric in REPORTED_COLUMNS),
     *(f"reported_{metric}_source" for metric in REPORTED_COLUMNS),
+    "seed_split", "mask_split", "final_split",
+    "seed_heldout_miou", "seed_heldout_threshold", "seed_heldout_tuned_on",
 )
 
 
@@ -452,5 +531,9 @@ def render_csv(rows: Sequence[SummaryRow]) -> str:
         cells.append(_csv_number(row.total_seconds))
         cells += [_csv_number(row.reported[m].miou) if m in row.reported else "" for m in REPORTED_COLUMNS]
         cells += [row.reported[m].source if m in row.reported else "" for m in REPORTED_COLUMNS]
+        cells += [row.splits.get(level) or "" for level in SCORE_LEVELS]
+        held_out = row.held_out
+        cells += [_csv_number(held_out.scores.miou, 100), _csv_number(held_out.threshold), held_out.tuned_on] \
+            if held_out else ["", "", ""]
         writer.writerow(cells)
     return buffer.getvalue()

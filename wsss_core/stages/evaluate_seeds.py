@@ -6,9 +6,11 @@ Stage keys: ``split`` (default ``"train"``: VOC's 1464 images, scored inside the
 ``thresholds`` ``{start, stop, step}`` (default 0.05 … 0.95 by 0.01, both ends included). Seeds
 without a background channel (MCTformer, CTI) are scored at every background threshold in one pass
 and the best one (highest mIoU) is reported, as the papers choose it on train; seeds with their own
-background channel are scored by argmax. The JSON holds the best threshold, its scores (mIoU, IoU,
-precision and recall per class and their means, confusion matrix), the sweep curve, counts, the
-seed store's provenance and this stage's.
+background channel are scored by argmax. ``held_out`` ``{tune_split, max_tune_images}`` (null = off)
+also chooses the threshold on ``tune_split`` minus ``split`` and reports ``split`` at it, beside the
+oracle numbers (:mod:`wsss_core.evaluation.threshold_protocol`). The JSON holds the best threshold, its
+scores (mIoU, IoU, precision and recall per class and their means, confusion matrix), the sweep curve,
+the held-out protocol's result (or null), counts, the seed store's provenance and this stage's.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from wsss_core.errors import ConfigError
 from wsss_core.evaluation.diagnostics import cam_statistics, seed_flags
 from wsss_core.evaluation.metrics import score_seeds_by_argmax, threshold_sweep
+from wsss_core.evaluation.threshold_protocol import held_out_scores, held_out_settings
 from wsss_core.io.seed_store import SeedStore
 from wsss_core.stages import _cli
 from wsss_core.stages._shared import (
@@ -84,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         ids = reader.ids(split)
         missing_ids(store, ids, "seed store")
         result = evaluate_seeds(store, reader, ids, thresholds)
+        protocol = held_out_settings(stage.get("held_out"), (config.get("dataset", {}).get("roles") or {}).get("train"))
+        held_out = None
+        if protocol is not None and not store.has_background:  # seeds with a bg channel tune nothing
+            held_out = held_out_scores(store, reader, protocol, reader.ids(protocol["tune_split"]), split, ids,
+                                       result, thresholds)
         best = result["best"]
         LOG.info(
             "%s on %s (%d images): mIoU %.4f at background threshold %s",
@@ -104,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "best": best,
                 "sweep": result["sweep"],
                 "diagnostics": diagnostics,
+                "held_out": held_out,
                 "seeds": source_record(args.seeds),
                 "provenance": provenance(config, STAGE),
             },

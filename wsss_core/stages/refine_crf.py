@@ -9,7 +9,8 @@ Stage keys:
 * ``crf``: ``CRFParams`` fields (default PSA's: 10 steps, Gaussian 3/3, bilateral 80/13/10).
 * ``background``: how seeds without a background channel get one —
   ``{"mode": "threshold"}`` uses the constant best threshold of ``--seed-eval`` (the evaluation's
-  ``argmax([t; cams])`` turned into probabilities), ``{"mode": "power", "alpha": a}`` uses
+  ``argmax([t; cams])`` turned into probabilities; ``threshold_from: held_out`` takes the threshold its
+  held-out protocol chose on other images instead of the oracle one), ``{"mode": "power", "alpha": a}`` uses
   ``(1 - max_c cam_c) ** a`` as PSA and MCTformer do. Seeds with their own background channel use it
   as stored.
 
@@ -111,15 +112,29 @@ def background_settings(stage: Mapping[str, Any], seed_eval: Path | None, store:
         return {"mode": "power", "alpha": float(alpha)}
     if seed_eval is None:
         raise ConfigError("stage.background.mode 'threshold' needs --seed-eval (the evaluate_seeds JSON)")
-    return {"mode": "threshold", "threshold": seed_eval_threshold(seed_eval, store)}
+    source = settings.get("threshold_from", "oracle")
+    if source not in THRESHOLD_SOURCES:
+        raise ConfigError(f"stage.background.threshold_from is '{source}'; use {' or '.join(THRESHOLD_SOURCES)}")
+    resolved = {"mode": "threshold", "threshold": seed_eval_threshold(seed_eval, store, source)}
+    return resolved if source == "oracle" else {**resolved, "threshold_from": source}
 
 
-def seed_eval_threshold(path: Path, store: SeedStore) -> float:
-    """The best background threshold of an ``evaluate_seeds`` JSON made from ``store``."""
+# oracle: best_threshold, tuned on the scored split (the papers); held_out: tuned on other images
+THRESHOLD_SOURCES = ("oracle", "held_out")
+
+
+def seed_eval_threshold(path: Path, store: SeedStore, source: str = "oracle") -> float:
+    """The background threshold of an ``evaluate_seeds`` JSON made from ``store``: its best one
+    (``oracle``), or the one its held-out protocol chose (``held_out``)."""
     if not path.is_file():
         raise StoreError(f"seed evaluation {path} does not exist; run evaluate_seeds first")
     evaluation = json.loads(path.read_text())
     threshold = evaluation.get("best_threshold")
+    if source == "held_out":
+        threshold = (evaluation.get("held_out") or {}).get("threshold")
+        if not isinstance(threshold, (int, float)):
+            raise StoreError(f"seed evaluation {path} has no held_out threshold: set stages.evaluate_seeds.held_out "
+                             "(or stage.background.threshold_from: oracle)")
     if not isinstance(threshold, (int, float)):
         raise StoreError(f"seed evaluation {path} has no best_threshold; it scored seeds with a background channel")
     scored = (evaluation.get("seeds") or {}).get("config_hash")
