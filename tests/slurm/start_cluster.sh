@@ -33,8 +33,11 @@ wait_for() {
     done
 }
 
-alive() {  # alive PIDFILE: the process named in PIDFILE runs
-    [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null
+alive() {  # alive PIDFILE: the daemon named in PIDFILE runs (not another process that got its old pid)
+    [[ -s $1 ]] || return 1
+    local pid
+    pid="$(cat "$1")"
+    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$(basename "$1" .pid)" ]]
 }
 
 stop() {  # stop PIDFILE: end the daemon named in PIDFILE and wait for it
@@ -85,7 +88,7 @@ is_changed() { [[ " ${changed[*]} " == *" $1 "* ]]; }
 mkdir -p /run/munge && chown munge:munge /run/munge
 if ! (munge -n | unmunge) >/dev/null 2>&1; then
     say "starting munged"
-    runuser -u munge -- /usr/sbin/munged
+    runuser -u munge -- /usr/sbin/munged --force  # --force: past a socket left by a killed munged
     wait_for "$WAIT_S" "munged (see /var/log/munge/munged.log)" bash -c "munge -n | unmunge"
 fi
 
