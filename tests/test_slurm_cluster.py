@@ -272,7 +272,7 @@ def test_every_job_went_through_sbatch_with_the_configured_resources(slurm_run: 
         assert record.time_limit == _time_limit(int(job.resources["runtime"])), (job, record)
         assert record.req_cpus == job.threads == min(threads[job.rule], CPUS), (job, record)
         if job.rule in HEAVY_RULES:  # compute.synth of the overlay
-            assert (record.req_mem, record.time_limit, record.req_cpus) == ("3000M", "00:20:00", 2), (job.rule, record)
+            assert (record.req_mem, record.time_limit, record.req_cpus) == ("3000M", "00:40:00", 2), (job.rule, record)
         if job.rule.startswith("evaluate_"):  # the profile's default-resources
             assert (record.req_mem, record.time_limit, record.req_cpus) == ("4000M", "01:00:00", 1), (job.rule, record)
         expected_state = "CANCELLED" if slurm_id == slurm_run.cancelled else "COMPLETED"
