@@ -259,7 +259,7 @@ def _declared_threads() -> dict[str, int]:
 def test_every_job_went_through_sbatch_with_the_configured_resources(slurm_run: SlurmRun, local_run: Path):
     assert slurm_run.returncode == 0, slurm_run.output[-6000:]
     jobs = _submissions(slurm_run.output)
-    local_rules = re.findall(r"^rule (\w+):$", (local_run / "snakemake.out").read_text(), re.MULTILINE)
+    local_rules = re.findall(r"^(?:local)?rule (\w+):$", (local_run / "snakemake.out").read_text(), re.MULTILINE)
     assert sorted(job.rule for job in jobs.values()) == sorted(local_rules) and len(local_rules) == 10
     submitted = {slurm_id: job for job in jobs.values() for slurm_id in job.slurm_ids}
     assert set(submitted) == set(slurm_run.records), (sorted(submitted), sorted(slurm_run.records))
