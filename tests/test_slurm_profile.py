@@ -83,6 +83,8 @@ def test_profile_selects_the_slurm_executor_with_per_job_logs():
     assert profile["executor"] == "slurm"
     assert profile["slurm-logdir"] == "logs/slurm" and profile["rerun-incomplete"] is True
     assert "resources" not in profile  # no local GPU cap on a cluster
+    # squeue reports a scancel'd job as CANCELLED; sacct's "CANCELLED by <uid>" is read as running (plugin 2.8.0)
+    assert profile["slurm-status-command"] == "squeue"
 
 
 def test_voc_dag_has_one_job_per_shard_and_gpu_resources(voc_dry_run: str):
