@@ -468,7 +468,7 @@ CONFIG_BREAKS = [
      ("config.yaml: seed: 'zero' is not of type 'integer'",)),
     ("misspelt top-level key", lambda config: config.update(num_wrokers=2),
      ("config.yaml: the top level: Additional properties are not allowed ('num_wrokers' was unexpected); known "
-      "keys there: compute, datasets, default_targets, device, methods, num_workers, seed,",)),
+      "keys there: compute, datasets, default_targets, device, methods, num_workers, pretraining, seed,",)),
     ("wrong type in a nested key", lambda config: config["compute"]["synth"].update(mem_mb="4G"),
      ("config.yaml: compute.synth.mem_mb: '4G' is not of type 'integer'",)),
     # issue 15: an unknown network or refinement in `pipeline` (here through a preset, which the schema
