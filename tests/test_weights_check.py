@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+
+from wsss_core.models.backbones import create_backbone
 from safetensors.torch import save_file
 
 from wsss_core.weights.__main__ import main
 from wsss_core.weights.check import check_weights, render
 from wsss_core.weights.manifest import MANIFEST, WeightEntry
 
-# The tiny from-scratch variant registered as resnet_synth (timm resnet18, one block per stage).
+# The tiny variant registered as resnet_synth (a narrow timm resnet18, one block per stage).
 TINY = WeightEntry("tiny", "resnet_synth", "test backbone", None, "https://example.invalid/tiny.safetensors",
                    None, None, "test file")
 WRONG_PREFIX = WeightEntry("deit_small", "deit_small", "DeiT-S", "deit_small_patch16_224.fb_in1k",
@@ -24,12 +26,13 @@ WRONG_PREFIX = WeightEntry("deit_small", "deit_small", "DeiT-S", "deit_small_pat
 def tiny_file(path: Path) -> str:
     """A real resnet_synth state dict as safetensors; returns its sha256."""
     torch.manual_seed(0)
-    model = timm.create_model("resnet18", layers=(1, 1, 1, 1), num_classes=0)
+    model = create_backbone("resnet_synth", None)
     save_file({key: value.contiguous() for key, value in model.state_dict().items()}, str(path))
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_missing_corrupt_and_good_files_are_told_apart(tmp_path: Path) -> None:
+def test_missing_corrupt_and_good_files_are_told_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # results/ paths are relative to the working directory: none built here
     good = tmp_path / "good.safetensors"
     digest = tiny_file(good)
     corrupt = tmp_path / "corrupt.safetensors"

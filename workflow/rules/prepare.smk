@@ -53,4 +53,4 @@ for _name in [name for name in config["datasets"] if resolve.is_prepared(config,
             gpu=0,
             **SLURM_LIGHT,
         shell:
-            "{PYTHON} -m {params.stage} --config {params.config:q} --output {output} > {log} 2>&1"
+            "{PYTHON:q} -m {params.stage} --config {params.config:q} --output {output} > {log} 2>&1"
