@@ -105,7 +105,7 @@ def knn_top1(train: torch.Tensor, train_labels: torch.Tensor, test: torch.Tensor
 def export_state(objective: Any, model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The backbone's tensors (+ the classifier under the name its real checkpoint uses), contiguous."""
     backbone = objective.backbone(model)
-    state = {key: value for key, value in backbone.state_dict().items()}
+    state = dict(backbone.state_dict())
     head = objective.head_state(model)
     if head:
         name = classifier_name(backbone)
