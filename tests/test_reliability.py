@@ -1034,6 +1034,8 @@ TARGETS = [
      "networks (stages.segmentation): deeplab_v1_resnet38, deeplab_v2"),
     ("results/synth/cti/masks/cfr/eval.json",
      "target 'results/synth/cti/masks/cfr/eval.json' names refinement 'cfr'; known refinements: crf, irn, psa, own"),
+    ("results/synth/ctii@seed1/miou.json", "target 'results/synth/ctii@seed1/miou.json' names 'ctii@seed1', which is "
+     "neither a method nor a variant in config.yaml; known methods: "),
     ("results/sinth/cti/miou.json", "target 'results/sinth/cti/miou.json' names dataset 'sinth'; known datasets: "),
 ]
 
@@ -1050,6 +1052,8 @@ def test_targets_naming_unknown_runs_refinements_or_networks() -> None:
     for target in ("results/synth/cti/miou.json", "results/synth/cti_bcam/seeds/eval.json", "results/synth/dataset",
                    "results/synth/cti/ablation.md", "results/synth/summary.md", "results/synth/figures/class_iou.png",
                    "results/voc/mctformer/seg/psa.deeplab_v1_resnet38/miou.json", "results/synth/toco/masks/own/eval.json",
+                   "results/synth/cti@seed2/seeds/eval.json", "results/synth/comparisons.md",
+                   "results/synth/pretrained/dino_vit_synth.safetensors", "results/synth/pretrain_pool/train.npz",
                    "all", "logs/x.log"):
         assert target_problem(config, target) is None, target
     assert command_line_targets(["-n", "--cores", "2", "--config", "seed=1", "--", "results/synth/x/miou.json"]) \

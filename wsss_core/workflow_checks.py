@@ -147,7 +147,10 @@ def command_line_targets(argv: Sequence[str]) -> list[str]:
     return [str(target) for target in (arguments.targets or [])]
 
 
-DATASET_LEVEL_NAMES = frozenset({"dataset", "dataset.fingerprint.json", "figures", "summary.md", "summary.csv"})
+DATASET_LEVEL_NAMES = frozenset({
+    "dataset", "dataset.fingerprint.json", "figures", "summary.md", "summary.csv", "comparisons.md",
+    "pretrain_pool", "pretrained",
+})
 
 
 def target_problem(config: Mapping[str, Any], target: str) -> str | None:
@@ -162,7 +165,7 @@ def target_problem(config: Mapping[str, Any], target: str) -> str | None:
     ablations = set(config.get("stages", {}).get("ablations", {}) or {})
     if run in DATASET_LEVEL_NAMES or (run in ablations and rest in (("ablation.md",), ("ablation.csv",))):
         return None
-    if run not in resolve.run_names(config):
+    if resolve.split_run(run)[0] not in resolve.run_names(config):
         variants = sorted(config.get("variants", {}) or {})
         return (
             f"target '{target}' names '{run}', which is neither a method nor a variant in config.yaml; known "
