@@ -165,6 +165,10 @@ def test_read_rows_own_decoder_and_errors(run_dirs, tmp_path):
 
 def test_summary_stage_writes_markdown_and_csv(run_dirs):
     output = run_dirs["root"] / "results" / "voc" / "summary.md"
+    # mcc's classifier is near chance (best 40.0 < halfway 55.0): flagged; cti has no classification.json (older run)
+    (run_dirs["mcc"] / "train").mkdir(exist_ok=True)
+    (run_dirs["mcc"] / "train" / "classification.json").write_text(json.dumps(
+        {"chance_map": 0.1, "heads": {"cls": {"map": 0.4}, "aux": {"map": 0.3}}}))
     config = {"dataset": {"name": "voc", "classes": "voc"}, "stage": {"routes": {"cti": ["irn.deeplab_v1"]}}}
     summary_stage.main(["--config", json.dumps(config), "--runs", str(run_dirs["cti"]), str(run_dirs["mcc"]),
                         "--benchmarks", str(run_dirs["benchmarks"]), "--output", str(output)])
@@ -177,7 +181,11 @@ def test_summary_stage_writes_markdown_and_csv(run_dirs):
     assert float(rows[0]["seconds_train"]) == 200.0 and float(rows[2]["seconds_inference"]) == 9.0
     assert float(rows[0]["reported_val_miou"]) == 74.1 and "Table 4" in rows[0]["reported_val_source"]
     markdown = output.read_text()
-    assert "| cti | cti | crf → deeplab_v2 | 60.0 | 70.0 / 80.0 | 0.35 |  |  | 65.0 | 75.0 / 85.0 | 66.0 |" in markdown
+    assert "| cti | cti | crf → deeplab_v2 |  | 60.0 | 70.0 / 80.0 | 0.35 |  |  | 65.0 | 75.0 / 85.0 | 66.0 |" in markdown
+    assert "| mcc ⚠ | mcc | own decoder | cls 40.0, aux 30.0 |" in markdown
+    assert "- ⚠ mcc: classification mAP on the score split cls 40.0, aux 30.0 (chance 10.0)" in markdown
+    assert (rows[2]["classification_map_best"], rows[2]["classification_map_chance"]) == ("40.0000", "10.0000")
+    assert rows[0]["classification_map_best"] == ""
     assert "| cti | held-out | not run (stages.evaluate_seeds.held_out is null) | score split |" in markdown
     assert "reported val" in markdown and "not measured here" in markdown
     page = output.with_suffix(".html").read_text()
@@ -381,9 +389,9 @@ def test_summary_shows_both_threshold_protocols_and_names_every_split(run_dirs):
     config = {"dataset": {"name": "voc", "classes": "voc", "roles": {"score": "train", "evaluate": "val"}}, "stage": {}}
     summary_stage.main(["--config", json.dumps(config), "--runs", str(run_dirs["cti"]), "--output", str(output)])
     markdown = output.read_text()
-    assert ("| run | method | pipeline | seed mIoU [train] | seed P / R | bg thr. | seed mIoU, held-out thr. [train] "
+    assert ("| run | method | pipeline | classification mAP [train] | seed mIoU [train] | seed P / R | bg thr. | seed mIoU, held-out thr. [train] "
             "| held-out bg thr. | mask mIoU [train] | mask P / R | final mIoU [val] |") in markdown
-    assert "| cti | cti | crf → deeplab_v2 | 60.0 | 70.0 / 80.0 | 0.35 | 58.0 | 0.41 | 65.0 |" in markdown
+    assert "| cti | cti | crf → deeplab_v2 |  | 60.0 | 70.0 / 80.0 | 0.35 | 58.0 | 0.41 | 65.0 |" in markdown
     assert "| cti | oracle (as the papers) | train | train | 0.35 | 60.0 | 70.0 / 80.0 |" in markdown
     assert "| cti | held-out | train_aug minus train (9118 images) | train | 0.41 | 58.0 | 72.0 / 74.0 |" in markdown
     assert "| split |" in markdown  # the reported numbers' table names theirs

@@ -113,6 +113,10 @@ def export_pseudo_labels_job(wildcards):
     return _job(wildcards, "train", None)
 
 
+def evaluate_classifier_job(wildcards):
+    return _job(wildcards, "score", None, with_weights=False)
+
+
 def evaluate_seeds_job(wildcards):
     return _job(wildcards, "score", ("evaluate_seeds",), with_weights=False)
 
@@ -394,7 +398,7 @@ def summary_input(wildcards):
     """The final scores of each run, and the masks/result scores of its extra routes."""
     base = f"results/{wildcards.dataset}"
     runs = reporting_runs(wildcards.dataset)
-    inputs = [f"{base}/{run}/miou.json" for run in runs]
+    inputs = [f"{base}/{run}/{name}" for run in runs for name in ("miou.json", "train/classification.json")]
     for run, routes in reporting_routes(wildcards.dataset).items():
         for route in routes:
             refine = route.split(".")[0]

@@ -24,3 +24,28 @@ rule train_method:
     shell:
         "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON:q} -m wsss_core.stages.train_method "
         "--config {params.config:q} --output {output} > {log} 2>&1"
+
+
+rule evaluate_classifier:
+    """Classification mAP of each head of the trained network on the score split: a chain whose
+    classifier has not learned the labels is visible before its seeds are read."""
+    input:
+        model="results/{dataset}/{method}/train/model.pt",
+    output:
+        "results/{dataset}/{method}/train/classification.json",
+    params:
+        config=evaluate_classifier_job,
+        code=stage_code("wsss_core.stages.evaluate_classifier"),
+    log:
+        "logs/{dataset}/{method}/evaluate_classifier.log",
+    benchmark:
+        "benchmarks/{dataset}/{method}/evaluate_classifier.tsv"
+    threads: 2
+    resources:
+        gpu=heavy_gpu,
+        mem_mb=heavy_mem_mb,
+        runtime=30,
+        **SLURM_HEAVY,
+    shell:
+        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.evaluate_classifier --config {params.config:q} "
+        "--model {input.model} --output {output} > {log} 2>&1"

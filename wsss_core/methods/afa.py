@@ -468,6 +468,16 @@ class AFA(Method):
         return normalize(to_tensor(image)).unsqueeze(0).to(device)
 
     @torch.no_grad()
+    def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
+        """The stage-4 classifier's logits (``cls`` loss), on the image as the seeds see it."""
+        model.eval()
+        x = self._image_tensor(model, image)
+        resize = self.section("inference").get("seed_resize")
+        if resize:
+            x = F.interpolate(x, size=(int(resize), int(resize)), mode="bilinear", align_corners=False)
+        return {"cls": model.classifier(model(x).features[-1])[0].float().cpu().numpy()}
+
+    @torch.no_grad()
     def infer_seeds(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> SeedMaps:
         """Multi-scale + flip CAM of the present classes at the image's resolution, min-max normalised."""
         inference = self.section("inference")

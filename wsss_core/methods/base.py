@@ -123,6 +123,12 @@ class Method(abc.ABC):
     def infer_seeds(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> SeedMaps:
         """CAM seeds of one RGB ``uint8`` image for its present classes, as the paper exports them."""
 
+    @abc.abstractmethod
+    def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
+        """Image-level scores ``float32 [C]`` of one RGB ``uint8`` image, one entry per classification
+        head that the losses train (MCTformer: ``token`` and ``patch``), single scale, no flip. Their mAP
+        on the score split (stage ``evaluate_classifier``) says whether training learned the labels."""
+
     def infer_pseudo_labels(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The method's own pseudo-mask ``uint8 [H, W]`` (0 background, 1..C) of one image: the label its
         segmentation decoder learns from, with the evaluation rule's single background threshold."""

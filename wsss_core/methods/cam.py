@@ -209,6 +209,12 @@ class CAM(Method):
         return total[:, :height, :width]
 
     @torch.no_grad()
+    def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
+        """The GAP classifier's logits (the training loss), at scale 1 without the flip."""
+        model.eval()
+        return {"cls": model(self._views(image, 1.0, next(model.parameters()).device)[:1])[0].float().cpu().numpy()}
+
+    @torch.no_grad()
     def infer_seeds(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> SeedMaps:
         """IRN's ``high_res`` CAMs: present classes, each divided by its max + 1e-5."""
         model.eval()

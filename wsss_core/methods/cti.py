@@ -524,6 +524,15 @@ class CTI(Method):
 
     # --------------------------------------------------------------------------------- inference
     @torch.no_grad()
+    def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
+        """The class-token and the patch-CAM logits of one pass without infusion (what L_cls trains)."""
+        model.eval()
+        images = normalize_to_tensor(image)[None].to(next(model.parameters()).device)
+        output = model(images, need_attentions=False)
+        return {"token": output.class_logits[0].float().cpu().numpy(),
+                "patch": output.patch_logits[0].float().cpu().numpy()}
+
+    @torch.no_grad()
     def infer_seeds(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> SeedMaps:
         """Seeds at native resolution, single scale + flip (cti_multistage.md §3.1)."""
         network: CTINetwork = model  # type: ignore[assignment]

@@ -261,6 +261,14 @@ class MCTformerV2(Method):
 
     # --------------------------------------------------------------------------------- inference
     @torch.no_grad()
+    def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
+        """The class-token and the patch-CAM logits (both trained by ``mctformer_losses``)."""
+        model.eval()
+        output = model(normalize_to_tensor(image).unsqueeze(0).to(next(model.parameters()).device))
+        return {"token": output.token_logits[0].float().cpu().numpy(),
+                "patch": output.patch_logits[0].float().cpu().numpy()}
+
+    @torch.no_grad()
     def infer_seeds(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> SeedMaps:
         height, width = image.shape[:2]
         present_mask = np.asarray(labels) > 0.5

@@ -337,6 +337,14 @@ class SWTformerV1(Method):
         return [float(s) for s in option(self.config, "infer.scales", [1.0, 0.5, 1.5, 2.0])]
 
     @torch.no_grad()
+    def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
+        """The GAP scores of F_out (the classification loss), at scale 1 without the flip."""
+        model.eval()
+        device = next(model.parameters()).device
+        output = model(self._scaled_views(image, 1.0, model.stride, device)[:1])
+        return {"cls": output.scores[0].float().cpu().numpy()}
+
+    @torch.no_grad()
     def infer_seeds(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> SeedMaps:
         """MCTformer-style export: ReLU'd flip-summed CAMs resized to the image, summed over scales,
         max-normalised; present classes only (no background channel)."""

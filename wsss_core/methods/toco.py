@@ -520,6 +520,19 @@ class ToCo(Method):
         return normalize(to_tensor(image)).unsqueeze(0).to(device)
 
     @torch.no_grad()
+    def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
+        """The final and the auxiliary classifier's logits (``cls``, ``cls_aux`` losses), on the image as
+        the seeds see it (``inference.seed_resize``)."""
+        model.eval()
+        x = self._image_tensor(model, image)
+        resize = _section(self.config, "inference").get("seed_resize", self.crop_size)
+        if resize:
+            x = F.interpolate(x, size=(int(resize), int(resize)), mode="bilinear", align_corners=False)
+        out = model(x)
+        return {"cls": model.classifier(out.patch_tokens)[0].float().cpu().numpy(),
+                "aux": model.aux_classifier(out.aux_tokens)[0].float().cpu().numpy()}
+
+    @torch.no_grad()
     def infer_seeds(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> SeedMaps:
         """Multi-scale + flip final CAM of the present classes at the image's resolution."""
         inference = _section(self.config, "inference")

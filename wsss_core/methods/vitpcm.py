@@ -361,6 +361,16 @@ class ViTPCM(Method):
         return model(self._tensor(square).unsqueeze(0).to(device)).probabilities[0]
 
     @torch.no_grad()
+    def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
+        """The max-pooled class probabilities of the foreground classes (the ``mce`` loss), on the image
+        resized as the seeds see it."""
+        model.eval()
+        size = int(option(self.config, "infer.image_size"))
+        square = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+        output = model(self._tensor(square).unsqueeze(0).to(next(model.parameters()).device))
+        return {"pcm": output.pooled[0, 1:].float().cpu().numpy()}
+
+    @torch.no_grad()
     def infer_seeds(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> SeedMaps:
         """Baseline pseudo-mask probabilities: merged with the image labels, resized to the image;
         background (key 0) and present classes."""

@@ -2,6 +2,8 @@
 
 A row gathers what the stages already wrote for one route of one run (``results/{ds}/{run}``):
 
+* classifier: ``train/classification.json`` (mAP of each head on the score split; optional, older runs
+  have none), flagged ``near_chance_classifier`` when no head is halfway from chance to 100 %;
 * seeds: ``seeds/eval.json`` (``best.miou``, ``best.mean_precision``, ``best.mean_recall``,
   ``best_threshold``, and ``held_out``: the scores at a threshold tuned on other images);
 * pseudo-masks (multi-stage route; on the own-decoder route the method's own ``masks/own``):
@@ -92,6 +94,47 @@ class HeldOut:
 
 
 @dataclass(frozen=True)
+class Classification:
+    """Classification mAP of the trained network's heads on the score split (``train/classification.json``)."""
+
+    heads: dict[str, float | None]  # head → mAP (fraction)
+    chance: float | None  # the mAP of a random ranking: the classes' mean frequency
+
+    @property
+    def best(self) -> float | None:
+        values = [value for value in self.heads.values() if value is not None]
+        return max(values) if values else None
+
+    def label(self) -> str:
+        return ", ".join(f"{head} {_percent(value)}" for head, value in self.heads.items())
+
+
+def classification_of(path: Path) -> Classification | None:
+    """The classifier evaluation of a run, or None where it was not made (older runs)."""
+    if not path.is_file():
+        return None
+    payload = read_json(path)
+    heads = payload.get("heads") or {}
+    return Classification({head: (block or {}).get("map") for head, block in heads.items()},
+                          payload.get("chance_map"))
+
+
+def classification_flag(classification: Classification | None) -> dict[str, str]:
+    """``near_chance_classifier`` when no head's mAP is above halfway between chance and 100 %: the seeds
+    are then read off a classifier that has barely learned the image labels."""
+    if classification is None or classification.best is None or classification.chance is None:
+        return {}
+    halfway = classification.chance + 0.5 * (1.0 - classification.chance)
+    if classification.best >= halfway:
+        return {}
+    return {"near_chance_classifier": (
+        f"classification mAP on the score split {classification.label()} (chance {_percent(classification.chance)}) "
+        f"is below halfway between chance and 100 % ({_percent(halfway)}): the network has barely learned the image "
+        "labels, so its seeds say little about the method; look at the training schedule (lr, epochs) and "
+        "train/classification.json before reading the seeds")}
+
+
+@dataclass(frozen=True)
 class SummaryRow:
     """One route of one run: measured scores, wall times and the papers' reported numbers."""
 
@@ -111,6 +154,7 @@ class SummaryRow:
     flags: dict[str, str] = field(default_factory=dict)  # seed diagnostics (wsss_core.evaluation.diagnostics)
     splits: dict[str, str | None] = field(default_factory=dict)  # level (seed/mask/final) → split it was scored on
     held_out: HeldOut | None = None
+    classification: Classification | None = None
 
     @property
     def pipeline_label(self) -> str:
@@ -237,6 +281,7 @@ def read_rows(
     held_out = held_out_of(seeds, seeds_path)
     method_name = method or _method_name(seeds) or run
     reported = reported_numbers(run, method_name, label_space)
+    classification = classification_of(run_dir / "train" / "classification.json")
 
     routes: list[tuple[str, str | None, str | None]] = []
     if pipeline["route"] == "own_decoder":
@@ -285,9 +330,11 @@ def read_rows(
                 seconds=stage_seconds(benchmarks, route, refine, network),
                 reported=reported,
                 sources=sources,
-                flags=dict((seeds.get("diagnostics") or {}).get("flags") or {}),
+                flags={**dict((seeds.get("diagnostics") or {}).get("flags") or {}),
+                       **classification_flag(classification)},
                 splits=splits,
                 held_out=held_out,
+                classification=classification,
             )
         )
     return rows
@@ -362,7 +409,7 @@ def summary_tables(rows: Sequence[SummaryRow], with_reported: bool,
     """Scores (with the papers' numbers beside them), the two threshold protocols, wall times, and the
     reported numbers' sources; every score column names the split it was measured on."""
     seed, mask, final = (level_split(rows, level, splits) for level in SCORE_LEVELS)
-    header = ["run", "method", "pipeline", f"seed mIoU [{seed}]", "seed P / R", "bg thr.",
+    header = ["run", "method", "pipeline", f"classification mAP [{seed}]", f"seed mIoU [{seed}]", "seed P / R", "bg thr.",
               f"seed mIoU, held-out thr. [{seed}]", "held-out bg thr.", f"mask mIoU [{mask}]", "mask P / R",
               f"final mIoU [{final}]", "final P / R"]
     if with_reported:
@@ -370,7 +417,8 @@ def summary_tables(rows: Sequence[SummaryRow], with_reported: bool,
     score_rows = []
     for row in rows:
         held_out = row.held_out
-        cells = [row.run + (" ⚠" if row.flags else ""), row.method, row.pipeline_label, _percent(row.seed.miou), _pr(row.seed),
+        cells = [row.run + (" ⚠" if row.flags else ""), row.method, row.pipeline_label,
+                 row.classification.label() if row.classification else "", _percent(row.seed.miou), _pr(row.seed),
                  _threshold(row.seed_threshold), _percent(held_out.scores.miou) if held_out else "",
                  _threshold(held_out.threshold) if held_out else "", _percent(row.mask.miou),
                  _pr(row.mask), _percent(row.final.miou), _pr(row.final)]
@@ -379,7 +427,7 @@ def summary_tables(rows: Sequence[SummaryRow], with_reported: bool,
                       _reported(row, "test")]
         score_rows.append(cells)
     tables = [Table("Scores (mIoU %, measured" + ("; reported = the papers' numbers" if with_reported else "") + ")",
-                    header, score_rows, 3)]
+                    header, score_rows, 4)]
     protocol_rows = protocol_table_rows(rows)
     if protocol_rows:
         tables.append(Table("Seed background threshold: oracle (tuned on the scored split) vs held-out (tuned on "
@@ -506,6 +554,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     *(f"reported_{metric}_source" for metric in REPORTED_COLUMNS),
     "seed_split", "mask_split", "final_split",
     "seed_heldout_miou", "seed_heldout_threshold", "seed_heldout_tuned_on",
+    "classification_map_best", "classification_map_chance",
 )
 
 
@@ -535,5 +584,8 @@ def render_csv(rows: Sequence[SummaryRow]) -> str:
         held_out = row.held_out
         cells += [_csv_number(held_out.scores.miou, 100), _csv_number(held_out.threshold), held_out.tuned_on] \
             if held_out else ["", "", ""]
+        classification = row.classification
+        cells += [_csv_number(classification.best, 100), _csv_number(classification.chance, 100)] \
+            if classification else ["", ""]
         writer.writerow(cells)
     return buffer.getvalue()
