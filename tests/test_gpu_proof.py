@@ -95,3 +95,20 @@ def test_an_item_past_the_overall_budget_is_a_skipped_row():
     row = gpu_proof.Runner(budget_s=1.0, item_timeout_s=60.0, start_method="fork", started=time.monotonic() - 2).run(item)
     assert not row["ok"] and row["variants"] == {}
     assert row["errors"] == {"plain": "skipped: the 1 s budget was spent", "fast": "skipped: the 1 s budget was spent"}
+
+
+def test_step_profile_runs_a_proof_training_item_on_cpu(tmp_path: Path) -> None:
+    """The profiler builds the step the proof times; on CPU there are no kernels, only wall time."""
+    from wsss_core.benchmarks import step_profile
+
+    step_profile.main(["--tiny", "--items", "mctformer_train", "--output-dir", str(tmp_path), "--warmup", "0",
+                       "--steps", "1"])
+    report = json.loads((tmp_path / "step_profile.json").read_text())
+    (result,) = report["results"]
+    assert result["item"] == "mctformer_train" and result["wall_ms_per_step"] > 0
+    assert result["device_busy"] is None and report["device"] == "CPU"
+    assert "MCTformer-V2 training step" in (tmp_path / "step_profile.md").read_text()
+    with pytest.raises(SystemExit, match="not a training step"):
+        step_profile.main(["--tiny", "--items", "cti_seeds", "--output-dir", str(tmp_path)])
+    assert step_profile.kernel_kind("sm90_xmma_gemm_bf16bf16_bf16f32") == "matrix products"
+    assert step_profile.kernel_kind("pytorch_flash::flash_fwd_kernel") == "attention (fused)"
