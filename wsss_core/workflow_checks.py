@@ -148,7 +148,7 @@ def command_line_targets(argv: Sequence[str]) -> list[str]:
 
 
 DATASET_LEVEL_NAMES = frozenset({
-    "dataset", "dataset.fingerprint.json", "figures", "summary.md", "summary.csv", "comparisons.md",
+    "dataset", "dataset.fingerprint.json", "figures", "summary.md", "summary.csv", "comparisons.md", "comparisons_seeds.md",
     "pretrain_pool", "pretrained",
 })
 

@@ -346,9 +346,10 @@ def reporting_targets(dataset):
     return targets
 
 
-def comparison_runs(dataset):
-    """title → {run: [miou.json of each seed]} of ``stages.reporting.comparisons`` over
-    ``stages.reporting.seeds`` (the plain run at the top-level seed, ``run@seed<k>`` for the others)."""
+def comparison_runs(dataset, level="miou.json"):
+    """title → {run: [<level> of each seed]} of ``stages.reporting.comparisons`` over
+    ``stages.reporting.seeds`` (the plain run at the top-level seed, ``run@seed<k>`` for the others);
+    ``level`` is ``miou.json`` (whole chains) or ``seeds/eval.json`` (the seed level alone)."""
     params = reporting_params(dataset)
     seeds = [int(seed) for seed in params.get("seeds") or [config.get("seed", 0)]]
     comparisons = {}
@@ -360,15 +361,24 @@ def comparison_runs(dataset):
                 f"methods nor variants (known: {', '.join(resolve.run_names(config))})"
             )
         comparisons[entry.get("title", key)] = {
-            run: [f"results/{dataset}/{resolve.seeded_run(config, run, seed)}/miou.json" for seed in seeds]
+            run: [f"results/{dataset}/{resolve.seeded_run(config, run, seed)}/{level}" for seed in seeds]
             for run in entry["runs"]
         }
     return comparisons
 
 
+def _comparison_level(wildcards):
+    return "seeds/eval.json" if wildcards.get("level") == "_seeds" else "miou.json"
+
+
 def comparison_inputs(wildcards):
-    return sorted({path for runs in comparison_runs(wildcards.dataset).values() for paths in runs.values()
-                   for path in paths})
+    """Each compared run's score file per seed, and its classifier evaluation (a level of the table)."""
+    paths = {path for runs in comparison_runs(wildcards.dataset, _comparison_level(wildcards)).values()
+             for paths in runs.values() for path in paths}
+    for path in list(paths):
+        run_dir = path.removesuffix("/" + _comparison_level(wildcards))
+        paths.add(f"{run_dir}/train/classification.json")
+    return sorted(paths)
 
 
 def comparison_argument(wildcards):
@@ -376,7 +386,7 @@ def comparison_argument(wildcards):
 
     return " ".join(
         quote(title + "".join(f"|{run}=" + ",".join(paths) for run, paths in runs.items()))
-        for title, runs in comparison_runs(wildcards.dataset).items()
+        for title, runs in comparison_runs(wildcards.dataset, _comparison_level(wildcards)).items()
     )
 
 

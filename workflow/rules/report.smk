@@ -159,24 +159,27 @@ rule figure_index:
 
 
 rule compare_seeds:
+    # comparisons.md: whole chains (seed, mask, final mIoU); comparisons_seeds.md: the seed level alone
     input:
         comparison_inputs,
     output:
         report(
-            "results/{dataset}/comparisons.md",
+            "results/{dataset}/comparisons{level}.md",
             caption="../report/summary.rst",
             category="{dataset}",
             subcategory="summary",
-            labels={"table": "comparisons over seeds"},
+            labels={"table": "comparisons over seeds{level}"},
         ),
+    wildcard_constraints:
+        level="|_seeds",
     params:
         config=comparison_job,
         runs=comparison_argument,
         code=code_fingerprint("wsss_core.stages.compare_seeds"),
     log:
-        "logs/{dataset}/compare_seeds.log",
+        "logs/{dataset}/compare_seeds{level}.log",
     benchmark:
-        "benchmarks/{dataset}/compare_seeds.tsv"
+        "benchmarks/{dataset}/compare_seeds{level}.tsv"
     threads: 1
     resources:
         mem_mb=1000,

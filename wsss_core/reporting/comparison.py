@@ -12,7 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-LEVELS = (("seed_miou", "seed mIoU"), ("mask_miou", "mask mIoU"), ("miou", "final mIoU"))
+LEVELS = (("classification_map", "classification mAP (best head)"), ("seed_miou", "seed mIoU"),
+          ("mask_miou", "mask mIoU"), ("miou", "final mIoU"))
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,16 @@ def comparison_table(title: str, runs: Mapping[str, Sequence[Mapping[str, object
     """Markdown: one row per run (the first is the baseline), then the difference of each other run."""
     names = list(runs)
     spreads = {name: {key: spread(results, key) for key, _ in LEVELS} for name, results in runs.items()}
-    lines = [f"### {title}", "", "| run | seeds | " + " | ".join(label for _, label in LEVELS) + " |",
-             "|:---|---:|" + "---:|" * len(LEVELS)]
+    levels = [(key, label) for key, label in LEVELS if any(spreads[name][key] for name in names)]
+    lines = [f"### {title}", "", "| run | seeds | " + " | ".join(label for _, label in levels) + " |",
+             "|:---|---:|" + "---:|" * len(levels)]
     for name in names:
         seeds = max((s.n for s in spreads[name].values() if s is not None), default=0)
-        lines.append(f"| {name} | {seeds} | " + " | ".join(_cell(spreads[name][key], scale) for key, _ in LEVELS) + " |")
+        lines.append(f"| {name} | {seeds} | " + " | ".join(_cell(spreads[name][key], scale) for key, _ in levels) + " |")
     baseline = names[0]
     for name in names[1:]:
         cells = []
-        for key, _ in LEVELS:
+        for key, _ in levels:
             difference, word = verdict(spreads[baseline][key], spreads[name][key])
             cells.append("" if difference is None else f"{scale * difference:+.1f} ({word})")
         lines.append(f"| {name} − {baseline} | | " + " | ".join(cells) + " |")

@@ -4,9 +4,11 @@
         --output results/synth/comparisons.md
 
 Each ``--runs`` entry is one comparison: its title, then for each run (the baseline first) the
-``miou.json`` of each seed (``results/<dataset>/<run>@seed<k>/miou.json``). Writes a markdown table per
-comparison (mean ± std of seed, pseudo-mask and final mIoU; the difference and whether it is
-distinguishable) — :mod:`wsss_core.reporting.comparison`.
+``miou.json`` of each seed (``results/<dataset>/<run>@seed<k>/miou.json``), or its ``seeds/eval.json`` for
+a comparison of the seed level alone (``comparisons_seeds.md``: minutes instead of whole chains). The
+classification mAP of ``train/classification.json`` beside them is a level too. Writes a markdown table
+per comparison (mean ± std of each level; the difference and whether it is distinguishable) —
+:mod:`wsss_core.reporting.comparison`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,23 @@ def parse_comparison(text: str) -> tuple[str, dict[str, list[Path]]]:
     return title, runs
 
 
+def load_result(path: Path) -> dict[str, object]:
+    """The levels of one seed's run: ``miou.json`` as written by final_result, or ``seeds/eval.json``
+    (seed mIoU only); plus ``classification_map`` (the best head's) from the run's ``train/classification.json``."""
+    payload = json.loads(path.read_text())
+    if path.name == "eval.json" and path.parent.name == "seeds":
+        result: dict[str, object] = {"seed_miou": (payload.get("best") or {}).get("miou")}
+        run_dir = path.parent.parent
+    else:
+        result, run_dir = dict(payload), path.parent
+    classification = run_dir / "train" / "classification.json"
+    if classification.is_file():
+        heads = json.loads(classification.read_text()).get("heads") or {}
+        maps = [block["map"] for block in heads.values() if block.get("map") is not None]
+        result["classification_map"] = max(maps) if maps else None
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", required=True, help="TITLE|RUN=miou.json,...|RUN=...")
@@ -44,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sections = [f"# Method comparisons over seeds ({dataset})", "", RULE, ""]
         for entry in args.runs:
             title, runs = parse_comparison(entry)
-            results = {name: [json.loads(path.read_text()) for path in paths] for name, paths in runs.items()}
+            results = {name: [load_result(path) for path in paths] for name, paths in runs.items()}
             sections.append(comparison_table(title, results))
         sections.append("Seed and pseudo-mask mIoU on the score split, final mIoU on the evaluation split "
                         f"({', '.join(f'{k}: {v}' for k, v in (args.config.get('stage') or {}).get('splits', {}).items())}).")
