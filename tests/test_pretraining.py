@@ -18,6 +18,7 @@ from wsss_core.models.backbones import BackboneWeightsError, create_backbone
 from wsss_core.models.weights import PretrainedWeights
 from wsss_core.pretraining.dino import DinoModel, DinoPretraining, DinoSettings, cosine, dino_loss
 from wsss_core.pretraining.recipe import Recipe
+from wsss_core.pretraining.networks import pooled_features
 from wsss_core.stages.pretrain_backbone import knn_top1, pretrain
 from wsss_core import workflow_config as resolve
 
@@ -134,7 +135,14 @@ def test_dino_step_trains_the_student_only_and_the_teacher_follows_by_ema():
     teacher_before = [p.clone() for p in model.teacher.parameters()]
     last_before = model.student_head.last_layer.weight.clone()
     progress = TrainingProgress(epoch=0, step=0, steps_per_epoch=10, total_steps=20)
+    center_before = model.center.clone()
     losses = objective.training_step(model, batch, progress)
+    # the logged per-image teacher entropy, recomputed from the teacher's outputs with the centre it used
+    with torch.no_grad():
+        views = batch["global"].transpose(0, 1).reshape(-1, 3, 32, 32)
+        targets = torch.softmax((model.teacher_head(pooled_features(model.teacher, views)) - center_before) / 0.04, dim=-1)
+    expected = -(targets * targets.clamp_min(1e-12).log()).sum(-1).mean()
+    assert float(losses["teacher_sample_entropy"]) == pytest.approx(float(expected), rel=1e-4)
     optimizer.zero_grad()
     losses["loss"].backward()
     assert all(p.grad is None for p in model.teacher.parameters())

@@ -193,11 +193,15 @@ class DinoPretraining(PretrainingObjective):
         student_all = torch.cat(student_out)
         loss = dino_loss(student_all, teacher_out, model.center, 2, s.student_temperature, s.teacher_temperature)
         with torch.no_grad():
+            # the targets the loss used: entropy of their mean near 0 = collapse to one dimension (what centring
+            # prevents); the mean of each image's own entropy near log(out_dim) = collapse to uniform (what
+            # sharpening prevents)
+            targets = F.softmax((teacher_out - model.center) / s.teacher_temperature, dim=-1)
             model.center.mul_(s.center_momentum).add_(teacher_out.mean(0, keepdim=True), alpha=1 - s.center_momentum)
-            # entropy of the teacher's mean output: near 0 = collapse to one dimension (what centring prevents)
-            mean = F.softmax((teacher_out - model.center) / s.teacher_temperature, dim=-1).mean(0)
+            mean = targets.mean(0)
             entropy = -(mean * mean.clamp_min(1e-12).log()).sum()
-        return {"loss": loss, "teacher_entropy": entropy}
+            sample_entropy = -(targets * targets.clamp_min(1e-12).log()).sum(dim=-1).mean()
+        return {"loss": loss, "teacher_entropy": entropy, "teacher_sample_entropy": sample_entropy}
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """The weight-decay schedule writes into the optimiser's regularised groups."""
