@@ -83,3 +83,38 @@ def test_methods_import_no_stage() -> None:
         for path in files_of("methods")
     }
     assert not {path: names for path, names in offenders.items() if names}
+
+
+# A method module may import ``methods.base`` and, besides, only the module of the method it extends
+# (a subclass of that method's ``Method`` and network): MCC is ToCo with masked views (``MCC(ToCo)``,
+# ``ToCoNetwork``); ECA is AFA with class-aware affinity (``ECA(AFA)``, ``ECANetwork(AFANetwork)``).
+# Anything else two methods share lives below them: augmentations in ``data/``, losses in ``losses/``,
+# CAM routines in ``models/`` or ``single_stage/``.
+EXTENDS = {"mcc": "toco", "eca": "afa"}
+
+
+def method_imports(path: Path) -> set[str]:
+    """The other method modules ``path`` (a module of ``methods/``) imports, by short name."""
+    own = path.stem
+    return {
+        name.split(".")[2] for name in module_imports(path)
+        if within(name, "wsss_core.methods") and name.count(".") >= 2
+        and name.split(".")[2] not in {own, "base"} and (PACKAGE / "methods" / f"{name.split('.')[2]}.py").exists()
+    }
+
+
+def test_a_method_imports_no_other_method_but_the_one_it_extends() -> None:
+    offenders = {}
+    for path in files_of("methods"):
+        allowed = {EXTENDS[path.stem]} if path.stem in EXTENDS else set()
+        if extra := method_imports(path) - allowed:
+            offenders[path.name] = sorted(extra)
+    assert not offenders
+
+
+@pytest.mark.parametrize(("method", "base"), sorted(EXTENDS.items()))
+def test_each_allowed_import_is_a_real_extension(method: str, base: str) -> None:
+    """The exception above stays honest: the method's class derives from the base method's class."""
+    from wsss_core.methods.base import METHODS
+
+    assert issubclass(METHODS.get(method), METHODS.get(base))
