@@ -12,11 +12,11 @@ import torch
 from torch.utils.data import default_collate
 
 from wsss_core.errors import ConfigError
+from wsss_core.losses.afa import attention_affinity_loss
 from wsss_core.methods.afa import (
     AFA,
     AttentionAffinityHead,
     attention_affinity_labels,
-    attention_affinity_loss,
     random_walk_transition,
     window_mask,
 )

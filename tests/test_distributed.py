@@ -22,11 +22,11 @@ import torch
 import torch.multiprocessing as mp
 
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import TrainingProgress
 from wsss_core.training import distributed
 from wsss_core.training.checkpoint import ResumeState
 from wsss_core.training.distributed import DistributedContext, rank_share, requested_processes
 from wsss_core.training.loop import LoopSettings, RunSampler, epoch_order, run_training
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.utils.seeding import sample_rng
 
 GLOBAL_BATCH = 4
@@ -215,7 +215,6 @@ def test_train_method_stage_under_torchrun_matches_one_process(tmp_path):
     """The stage relaunches itself under torchrun for stage.processes = 2 (gloo on CPU) and writes the same
     model as one process with the same global batch (the 2-process run reading a decoded-image cache) (MCTformer, no drop-path, no random augmentation
     besides crops and flips, which depend on (seed, epoch, index) only)."""
-    pytest.importorskip("wsss_core.data.datasets", reason="the dataset module is written in parallel")
     import json
     import subprocess
     import sys
@@ -255,7 +254,6 @@ def test_train_segmentation_stage_runs_under_torchrun(tmp_path):
     """Mechanics of the segmentation training under torchrun (2 gloo processes): rank 0 writes the model
     once and removes the state. (Its loss is a mean over the valid pixels of each rank's images, so with
     ignore pixels two ranks' mean of means differs slightly from one process's global mean.)"""
-    pytest.importorskip("wsss_core.data.datasets", reason="the dataset module is written in parallel")
     import json
     import subprocess
     import sys

@@ -11,10 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-pytest.importorskip("wsss_core.data.datasets", reason="the dataset module is written in parallel")
-
-from wsss_core.io.seed_store import SeedStore  # noqa: E402
-from wsss_core.stages import export_seeds, train_method  # noqa: E402
+from wsss_core.io.seed_store import SeedStore
+from wsss_core.stages import export_seeds, train_method
 
 IDS = [f"img_{index}" for index in range(6)]
 

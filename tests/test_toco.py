@@ -3,6 +3,7 @@ optimiser groups, and one end-to-end training step + inference on a tiny random 
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -10,9 +11,10 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
+from wsss_core.data.transforms import random_crop_with_box
 from wsss_core.errors import ConfigError
 from wsss_core.methods.base import TrainingProgress, build_method
-from wsss_core.methods.toco import ToCo, local_crops, random_crop_with_box
+from wsss_core.methods.toco import ToCo, local_crops
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.single_stage.cams import multi_scale_cams, multi_scale_logits, normalize_cams
 from wsss_core.single_stage.decoders import GMPClassifier, LargeFOV
@@ -194,9 +196,15 @@ def test_optimizer_groups_and_head_learning_rate(method_and_model: tuple[ToCo, t
 
 
 def test_training_step_losses_gradients_and_ema(method_and_model: tuple[ToCo, torch.nn.Module]) -> None:
-    method, model = method_and_model
-    batch = tiny_batch(method)
+    method, shared_model = method_and_model
+    model = copy.deepcopy(shared_model)  # the teacher is moved off the student below; the fixture stays as built
+    torch.manual_seed(1)
+    with torch.no_grad():  # teacher == student at init, where any EMA leaves it unchanged: make them differ
+        for parameter in model.projector_teacher.parameters():
+            parameter.add_(torch.randn_like(parameter))
     teacher_before = [p.clone() for p in model.projector_teacher.parameters()]
+    student_before = [p.detach().clone() for p in model.projector.parameters()]
+    batch = tiny_batch(method)
     model.zero_grad()
     losses = method.training_step(model, batch, TrainingProgress(0, 5, 2, 10))
     assert set(losses) == {"loss", "cls", "cls_aux", "segmentation", "affinity", "contrast"}
@@ -206,10 +214,12 @@ def test_training_step_losses_gradients_and_ema(method_and_model: tuple[ToCo, to
     assert model.projector.mlp[0].weight.grad is not None
     assert model.encoder.vit.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.projector_teacher.parameters())
-    # EMA before the forward: teacher ← 0.9·teacher + 0.1·student (equal at init, so unchanged here)
-    pairs = zip(teacher_before, model.projector_teacher.parameters(), model.projector.parameters())
-    for before, teacher, student in pairs:
-        torch.testing.assert_close(teacher, 0.9 * before + 0.1 * student.detach())
+    # EMA before the forward: teacher ← m·teacher + (1 − m)·student with m = contrast.momentum (default 0.9)
+    assert method.momentum == 0.9
+    pairs = zip(teacher_before, student_before, model.projector_teacher.parameters())
+    for before, student, teacher in pairs:
+        assert not torch.equal(teacher, before)
+        torch.testing.assert_close(teacher, 0.9 * before + 0.1 * student)
 
 
 def test_infer_seeds_and_segment_shapes(method_and_model: tuple[ToCo, torch.nn.Module]) -> None:

@@ -7,6 +7,8 @@
   stops with the right spelling instead (``--workflow-profile profiles/slurm``).
 * **config.yaml against its schema**, in one line (:func:`schema_problem`): Snakemake's own message
   appends the whole schema and the whole config (over a thousand lines) to the one line that matters.
+* **What the schema cannot see** (:func:`config_problem`): every method, variant and pipeline resolved
+  for every dataset, so a misspelt preset key stops ``snakemake -n`` before any job.
 * **Target paths** (:func:`target_problem`): a method, variant, refinement or network that the config
   does not know matches no rule, and Snakemake says only "No rule to produce"; this lists the known ones.
 """
@@ -133,6 +135,27 @@ def schema_problem(config: Mapping[str, Any], schema_path: str | Path) -> str | 
         if known:
             message += f"; known keys there: {', '.join(known)}"
     return message
+
+
+def config_problem(config: Mapping[str, Any]) -> str | None:
+    """One line for the first problem of a schema-valid ``config`` that only resolving it shows (common.smk
+    stops the workflow with it); None if every method, variant and pipeline resolves for every dataset."""
+    from wsss_core.errors import InputError
+    from wsss_core.methods import METHODS
+
+    try:
+        resolve.check_datasets(config)
+        for dataset in config["datasets"]:
+            for run in resolve.run_names(config):
+                method = METHODS.get(resolve.method_config(config, dataset, run)["name"])
+                if resolve.pipeline_choice(config, dataset, run).get("refine") == "own" and method.pseudo_labels is None:
+                    return (
+                        f"config.yaml: methods.{run}.pipeline.refine is 'own', but method '{method.name}' makes no "
+                        "pseudo-labels of its own (only ToCo, MCC, AFA and ECA do): use crf, irn or psa"
+                    )
+    except InputError as error:
+        return f"config.yaml: {error}"
+    return None
 
 
 # ------------------------------------------------------------------------------------ targets

@@ -11,6 +11,7 @@ from wsss_core.errors import InputError
 from wsss_core.methods import METHODS
 from wsss_core.utils.provenance import code_fingerprint
 from wsss_core import workflow_config as resolve
+from wsss_core.workflow_checks import config_problem
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -21,18 +22,9 @@ def method_class(dataset, run):
 
 
 # Resolve every method/variant for every dataset now, so a misspelt key stops the run before any job.
-try:
-    resolve.check_datasets(config)
-    for _dataset in config["datasets"]:
-        for _run in resolve.run_names(config):
-            _method = METHODS.get(resolve.method_config(config, _dataset, _run)["name"])
-            if resolve.pipeline_choice(config, _dataset, _run).get("refine") == "own" and _method.pseudo_labels is None:
-                raise WorkflowError(
-                    f"config.yaml: methods.{_run}.pipeline.refine is 'own', but method '{_method.name}' makes no "
-                    "pseudo-labels of its own (only ToCo, MCC, AFA and ECA do): use crf, irn or psa"
-                )
-except InputError as error:
-    raise WorkflowError(f"config.yaml: {error}") from None
+_problem = config_problem(config)
+if _problem:
+    raise WorkflowError(_problem)
 
 # Stages run with the interpreter that runs Snakemake (the project's environment).
 PYTHON = sys.executable

@@ -53,10 +53,11 @@ from wsss_core import workflow_config
 from wsss_core.data.classes import class_names
 from wsss_core.data.synth import SynthParams, generate_sample
 from wsss_core.errors import summarize
-from wsss_core.methods.base import Method, TrainingProgress, build_method
+from wsss_core.methods.base import Method, build_method
 from wsss_core.registry import Registry
 from wsss_core.stages.export_seeds import RandomInitCatalog
 from wsss_core.training.loop import autocast, move_to_device, resolve_precision
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.utils.atomic import write_json
 from wsss_core.utils.device import resolve_device
 from wsss_core.utils.seeding import sample_rng, seed_everything

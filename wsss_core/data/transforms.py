@@ -5,7 +5,8 @@ in the datasets), so a sample's augmentation is the same whatever the number of 
 Images are RGB ``uint8 [H, W, 3]``; masks ``uint8 [H, W]`` (255 = ignore) and are always resized with
 nearest neighbour. The recipes follow IRN/PSA (random long-side resize, crop with ignore fill and the
 valid box) and timm (RandomResizedCrop, colour jitter as in torchvision: brightness, contrast,
-saturation, hue in that fixed order).
+saturation, hue in that fixed order). The last section holds the ToCo family's views on torch tensors
+(ToCo, MCC, AFA, ECA), moved here from ``methods/toco.py`` so that no method imports another for them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 import torch
+import torchvision.transforms.functional as TF
 
 from wsss_core.data.classes import IGNORE_INDEX
 
@@ -180,3 +182,142 @@ def color_jitter(image: np.ndarray, rng: np.random.Generator, brightness: float 
     if hue:
         image = adjust_hue(image, rng.uniform(-hue, hue))
     return image
+
+
+def irn_training_crop(
+    image: np.ndarray,
+    long_side_range: tuple[int, int],
+    crop_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    rng: np.random.Generator,
+    interpolation: str = "bilinear",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """IRN/AdvCAM augmentation (what SWTformer cites): random long side (``interpolation``: IRN itself
+    resizes bicubically), horizontal flip, normalise, random crop with zero fill. Returns the crop
+    ``[3, S, S]`` and the valid-region mask ``[S, S]`` (1 where image pixels landed; SIPE's ``valid_mask``)."""
+    image, _ = random_long_side_resize(image, long_side_range, rng, interpolation=interpolation)
+    image, _ = horizontal_flip(image, rng)
+    normalized = normalize_to_tensor(image, mean, std).permute(1, 2, 0).numpy()
+    crop, _, (top, bottom, left, right) = random_crop(normalized, crop_size, rng, image_fill=0.0)
+    valid = torch.zeros((crop_size, crop_size))
+    valid[top:bottom, left:right] = 1.0
+    return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))), valid
+
+
+# ------------------------------------------------------------------- the ToCo family's views (torch)
+# ToCo's training views, as the authors code them (shared by ToCo, MCC, AFA and ECA). They differ on
+# purpose from the numpy functions above: ``random_resized_crop_bicubic`` keeps the whole image when its
+# 10 draws miss, ``color_jitter_tensor`` applies the four jitters in a random order.
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """RGB ``uint8 [H, W, 3]`` → float ``[3, H, W]`` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+
+
+def normalize(image: torch.Tensor) -> torch.Tensor:
+    """ImageNet normalisation of ``[..., 3, H, W]`` in [0, 1]."""
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
+    return (image - mean) / std
+
+
+def denormalize(image: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`normalize`, clamped to [0, 1] (the image PAR sees)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
+    return (image * std + mean).clamp(0.0, 1.0)
+
+
+def random_rescale_image(image: np.ndarray, scale_range: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """Bilinear rescale by a factor uniform in ``scale_range`` (:func:`random_rescale`, image only)."""
+    return random_rescale(image, tuple(scale_range), rng)[0]
+
+
+def random_crop_with_box(
+    image: np.ndarray, crop_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``crop_size`` square crop, zero-padding a smaller image at a random offset first; returns the
+    crop and its valid box (top, bottom, left, right), ends exclusive."""
+    height, width = image.shape[:2]
+    padded_height, padded_width = max(crop_size, height), max(crop_size, width)
+    pad_top = int(rng.integers(padded_height - height + 1))
+    pad_left = int(rng.integers(padded_width - width + 1))
+    padded = np.zeros((padded_height, padded_width, 3), dtype=image.dtype)
+    padded[pad_top : pad_top + height, pad_left : pad_left + width] = image
+    top = int(rng.integers(padded_height - crop_size + 1))
+    left = int(rng.integers(padded_width - crop_size + 1))
+    crop = padded[top : top + crop_size, left : left + crop_size]
+    box = np.array(
+        [
+            max(pad_top - top, 0), min(pad_top + height - top, crop_size),
+            max(pad_left - left, 0), min(pad_left + width - left, crop_size),
+        ],
+        dtype=np.int64,
+    )
+    return crop, box
+
+
+def random_resized_crop_bicubic(
+    image: np.ndarray,
+    size: int,
+    scale: Sequence[float],
+    rng: np.random.Generator,
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+) -> np.ndarray:
+    """torchvision's RandomResizedCrop (area in ``scale``, log-uniform aspect ratio, bicubic)."""
+    height, width = image.shape[:2]
+    area = height * width
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = float(np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]))))
+        crop_w, crop_h = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
+        if 0 < crop_w <= width and 0 < crop_h <= height:
+            top, left = int(rng.integers(height - crop_h + 1)), int(rng.integers(width - crop_w + 1))
+            break
+    else:  # central crop at the nearest allowed ratio
+        crop_h, crop_w = height, width
+        top = left = 0
+    patch = image[top : top + crop_h, left : left + crop_w]
+    return cv2.resize(patch, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def color_jitter_tensor(
+    image: torch.Tensor, rng: np.random.Generator, brightness: float = 0.4, contrast: float = 0.4,
+    saturation: float = 0.2, hue: float = 0.1,
+) -> torch.Tensor:
+    """torchvision ColorJitter on ``[3, H, W]`` in [0, 1], factors and order drawn from ``rng``."""
+    factors = [
+        rng.uniform(1 - brightness, 1 + brightness), rng.uniform(1 - contrast, 1 + contrast),
+        rng.uniform(1 - saturation, 1 + saturation), rng.uniform(-hue, hue),
+    ]
+    operations = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
+    for index in rng.permutation(4):
+        image = operations[index](image, float(factors[index]))
+    return image
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of ``[3, H, W]`` with standard deviation ``sigma`` pixels (PIL-like radius)."""
+    array = image.permute(1, 2, 0).numpy()
+    blurred = cv2.GaussianBlur(array, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
+    return torch.from_numpy(np.ascontiguousarray(blurred)).permute(2, 0, 1)
+
+
+def photometric_view(
+    image: np.ndarray, rng: np.random.Generator, blur_probability: float, solarize_probability: float = 0.0
+) -> tuple[torch.Tensor, bool]:
+    """The authors' DINO-style view: flip, jitter (p 0.8), grayscale (p 0.2), blur, solarize,
+    normalisation. Returns the view and whether it was flipped."""
+    view = to_tensor(image)
+    flipped = bool(rng.random() < 0.5)
+    if flipped:
+        view = view.flip(-1)
+    if rng.random() < 0.8:
+        view = color_jitter_tensor(view, rng)
+    if rng.random() < 0.2:
+        view = TF.rgb_to_grayscale(view, num_output_channels=3)
+    if rng.random() < blur_probability:
+        view = gaussian_blur(view, float(rng.uniform(0.1, 2.0)))
+    if rng.random() < solarize_probability:
+        view = torch.where(view >= 0.5, 1.0 - view, view)
+    return normalize(view.clamp(0.0, 1.0)), flipped

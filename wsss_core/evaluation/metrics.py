@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from wsss_core.errors import StoreError
-from wsss_core.methods.base import SeedMaps
+from wsss_core.io.seed_maps import SeedMaps
 
 IGNORE_INDEX = 255
 

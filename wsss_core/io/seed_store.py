@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 
 from wsss_core.errors import StoreError
-from wsss_core.methods.base import SeedMaps
+from wsss_core.io.seed_maps import SeedMaps
 from wsss_core.utils.atomic import atomic_path
 
 _RESERVED_ATTRS = ("kind", "method", "num_classes", "normalization", "has_background", "json_attrs")

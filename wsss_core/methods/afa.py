@@ -31,7 +31,7 @@ Code vs paper, and the defaults chosen:
 * optimiser: AdamW lr 6e-5, heads (classifier, affinity head) and decoder 10×, **norm layers frozen**
   (lr 0, wd 0: ``train.norm_lr_multiplier: 0``), wd 0.01, 1500-step warm-up (ratio 1e-6), poly power 1.
 * SyncBN in the decoder is plain BatchNorm (single process).
-* the crop is zero-padded (ToCo's ``random_crop_with_box``); there is no colour jitter, as coded.
+* the crop is zero-padded (ToCo's ``data.transforms.random_crop_with_box``); there is no colour jitter, as coded.
 * inference: the author's answer in rulixiang/afa#6 ("the paper used scales 0.5-1.5"): long side
   resized to 512, scales (0.5, 0.75, 1.0, 1.25, 1.5), flip averaged, scales fused by max, softmax;
   the published ``test_msc_flip.py`` uses (1, 0.5, 0.75) — set ``inference.scales`` for it.
@@ -59,16 +59,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wsss_core.data.transforms import denormalize, normalize, random_crop_with_box, random_rescale_image, to_tensor
 from wsss_core.errors import ConfigError
+from wsss_core.losses.afa import attention_affinity_loss
 from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
-from wsss_core.methods.toco import (
-    denormalize,
-    normalize,
-    par_pseudo_mask,
-    random_crop_with_box,
-    random_rescale,
-    to_tensor,
-)
 from wsss_core.models.mix_transformer import MiTOutput, MixTransformer
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.single_stage.cams import multi_scale_cams, multi_scale_logits
@@ -79,6 +73,7 @@ from wsss_core.single_stage.pseudo_labels import (
     IGNORE_INDEX,
     box_mask,
     label_masked_cams,
+    par_pseudo_mask,
     par_refined_labels,
 )
 from wsss_core.single_stage.segformer_head import SegFormerHead
@@ -203,15 +198,6 @@ def attention_affinity_labels(
     pairs[ignored[:, :, None] | ignored[:, None, :]] = ignore_index
     pairs[:, ~window_mask(grid, radius, label.device)] = ignore_index
     return pairs
-
-
-def attention_affinity_loss(affinity: torch.Tensor, pair_labels: torch.Tensor) -> torch.Tensor:
-    """½·Σ_pos(1 − â)/(N_pos + 1) + ½·Σ_neg â/(N_neg + 1) over the batch (255 pairs ignored)."""
-    positive = (pair_labels == 1).to(affinity)
-    negative = (pair_labels == 0).to(affinity)
-    attract = (positive * (1 - affinity)).sum() / (positive.sum() + 1)
-    repel = (negative * affinity).sum() / (negative.sum() + 1)
-    return 0.5 * attract + 0.5 * repel
 
 
 def random_walk_transition(affinity: torch.Tensor, window: torch.Tensor, power: float = 2.0) -> torch.Tensor:
@@ -344,7 +330,7 @@ class AFA(Method):
     # ---------------------------------------------------------------------------------- data
     def crop(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Random rescale, flip and zero-padded crop (``uint8``) with its valid box."""
-        rescaled = random_rescale(image, self.rescale_range, rng)
+        rescaled = random_rescale_image(image, self.rescale_range, rng)
         if rng.random() < 0.5:
             rescaled = rescaled[:, ::-1]
         return random_crop_with_box(rescaled, self.crop_size, rng)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,42 +29,15 @@ import torch
 from torch import nn
 
 from wsss_core.errors import ConfigError
+from wsss_core.io.seed_maps import SeedMaps
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.registry import Registry
+from wsss_core.training.progress import TrainingProgress
 
 METHODS: Registry[type["Method"]] = Registry("method", package="wsss_core.methods")
 
-
-@dataclass(frozen=True)
-class SeedMaps:
-    """Class activation maps of one image at its native resolution.
-
-    ``maps``: float32 ``[k, H, W]``, each channel in ``[0, 1]``.
-    ``keys``: int64 ``[k]`` class ids in label space: 0 is background, 1..C the foreground classes.
-    A method with an explicit background map (SWTformer-V2, ViT-PCM) includes key 0; one without it
-    (MCTformer, CTI) leaves the background to a threshold chosen at evaluation.
-    """
-
-    maps: np.ndarray
-    keys: np.ndarray
-
-    def __post_init__(self) -> None:
-        if self.maps.ndim != 3 or self.maps.shape[0] != len(self.keys):
-            raise ValueError(f"maps {self.maps.shape} do not match keys {list(self.keys)}")
-
-    @property
-    def has_background(self) -> bool:
-        return bool(len(self.keys)) and int(self.keys[0]) == 0
-
-
-@dataclass(frozen=True)
-class TrainingProgress:
-    """Where training is: methods use it for warm-ups and loss schedules."""
-
-    epoch: int  # 0-based
-    step: int  # global optimiser step, 0-based
-    steps_per_epoch: int
-    total_steps: int
+# Re-exported for the methods: the records they produce and receive live in the layers below them.
+__all__ = ["METHODS", "Method", "SeedMaps", "TrainingProgress", "build_method", "method_from_config", "option"]
 
 
 class Method(abc.ABC):
@@ -139,6 +111,18 @@ class Method(abc.ABC):
     def segment(self, model: nn.Module, image: np.ndarray) -> np.ndarray:
         """Class probabilities ``float32 [C+1, H, W]`` from the method's own decoder (end-to-end only)."""
         raise TypeError(f"method '{self.name}' has no segmentation decoder; it feeds refinement + DeepLab")
+
+
+def option(config: Mapping[str, Any], dotted_key: str, default: Any = ..., prefix: str = "method") -> Any:
+    """``config[a][b]`` for ``"a.b"``; a missing key without default raises ``ConfigError``."""
+    node: Any = config
+    for part in dotted_key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            if default is ...:
+                raise ConfigError(f"config key {prefix}.{dotted_key} is missing: add it to config.yaml")
+            return default
+        node = node[part]
+    return node
 
 
 def build_method(name: str, config: Mapping[str, Any], num_classes: int) -> Method:

@@ -43,11 +43,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsss_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, normalize_to_tensor, resize
+from wsss_core.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INTERPOLATIONS,
+    irn_training_crop,
+    normalize_to_tensor,
+    resize,
+)
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
-from wsss_core.methods.swtformer import irn_training_crop, max_normalize, option
+from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress, option
 from wsss_core.models.backbones import create_backbone, set_last_stage_stride_one
+from wsss_core.models.cam_normalization import max_normalize
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.training.schedulers import PolyLRScheduler
 

@@ -58,11 +58,11 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 
+from wsss_core.data.deit_augmentation import DeitAugmentation
+from wsss_core.data.transforms import normalize_to_tensor
 from wsss_core.errors import ConfigError
 from wsss_core.losses.cti import background_cam_loss, cam_consistency_loss, minmax_normalize
 from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
-from wsss_core.data.transforms import normalize_to_tensor
-from wsss_core.methods.mctformer import DeitAugmentation
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.multi_token_vit import (
     ClassTokenHook,

@@ -63,18 +63,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wsss_core.data.transforms import color_jitter_tensor, denormalize, normalize, to_tensor
 from wsss_core.errors import ConfigError
+from wsss_core.losses.afa import attention_affinity_loss
 from wsss_core.methods.afa import (
     AFA,
     AFA_SECTION_KEYS,
     AFANetwork,
     attention_affinity_labels,
-    attention_affinity_loss,
     bilinear,
     config_section,
 )
 from wsss_core.methods.base import METHODS, TrainingProgress
-from wsss_core.methods.toco import colour_jitter, denormalize, normalize, to_tensor
 from wsss_core.models.mix_transformer import MixTransformer
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.single_stage.cams import multi_scale_cams
@@ -292,7 +292,7 @@ class ECA(AFA):
         for _ in range(self.num_views):
             view = to_tensor(crop)
             if rng.random() < self.jitter_probability:
-                view = colour_jitter(view, rng)
+                view = color_jitter_tensor(view, rng)
             flips.append(bool(rng.random() < self.flip_probability))
             views.append(normalize(view.clamp(0.0, 1.0)))
         return {

@@ -38,7 +38,7 @@ Inputs at seed export are resized to multiples of the network stride (32) so eve
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,17 +49,11 @@ import torch.nn.functional as F
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 
-from wsss_core.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    horizontal_flip,
-    normalize_to_tensor,
-    random_crop,
-    random_long_side_resize,
-)
+from wsss_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, irn_training_crop, normalize_to_tensor
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
+from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress, option
 from wsss_core.models.backbones import create_backbone
+from wsss_core.models.cam_normalization import max_normalize
 from wsss_core.models.hierarchical_fusion import HierarchicalFeatureFusion
 from wsss_core.models.weights import WeightsCatalog
 
@@ -67,24 +61,7 @@ SEED_SIMILARITIES = ("abs_cosine", "relu_cosine")
 CCL_MODES = ("literal", "contrastive", "off")
 
 
-def option(config: Mapping[str, Any], dotted_key: str, default: Any = ..., prefix: str = "method") -> Any:
-    """``config[a][b]`` for ``"a.b"``; a missing key without default raises ``ConfigError``."""
-    node: Any = config
-    for part in dotted_key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            if default is ...:
-                raise ConfigError(f"config key {prefix}.{dotted_key} is missing: add it to config.yaml")
-            return default
-        node = node[part]
-    return node
-
-
 # ------------------------------------------------------------------------------------------ maps
-def max_normalize(maps: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Divide each ``[..., h, w]`` map by its spatial max (+``eps``)."""
-    return maps / (maps.flatten(-2).amax(dim=-1)[..., None, None] + eps)
-
-
 def foreground_cams(logits_map: torch.Tensor) -> torch.Tensor:
     """CAM = ReLU(F_out) ÷ spatial max (SWTformer Eq. 1 with SIPE's normalisation)."""
     return max_normalize(F.relu(logits_map))
@@ -219,27 +196,6 @@ class SWTformerNet(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ data
-def irn_training_crop(
-    image: np.ndarray,
-    long_side_range: tuple[int, int],
-    crop_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    rng: np.random.Generator,
-    interpolation: str = "bilinear",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """IRN/AdvCAM augmentation (what SWTformer cites): random long side (``interpolation``: IRN itself
-    resizes bicubically), horizontal flip, normalise, random crop with zero fill. Returns the crop
-    ``[3, S, S]`` and the valid-region mask ``[S, S]`` (1 where image pixels landed; SIPE's ``valid_mask``)."""
-    image, _ = random_long_side_resize(image, long_side_range, rng, interpolation=interpolation)
-    image, _ = horizontal_flip(image, rng)
-    normalized = normalize_to_tensor(image, mean, std).permute(1, 2, 0).numpy()
-    crop, _, (top, bottom, left, right) = random_crop(normalized, crop_size, rng, image_fill=0.0)
-    valid = torch.zeros((crop_size, crop_size))
-    valid[top:bottom, left:right] = 1.0
-    return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))), valid
-
-
 def resize_to_stride(image: np.ndarray, scale: float, stride: int) -> np.ndarray:
     """Resize by ``scale`` with each side rounded to a multiple of ``stride`` (at least one stride)."""
     height, width = image.shape[:2]

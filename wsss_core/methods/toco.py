@@ -54,18 +54,24 @@ express either of the authors' fusions).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
 from torch import nn
 
-from wsss_core.data import transforms
+from wsss_core.data.transforms import (
+    denormalize,
+    normalize,
+    photometric_view,
+    random_crop_with_box,
+    random_rescale_image,
+    random_resized_crop_bicubic,
+    to_tensor,
+)
 from wsss_core.errors import ConfigError
 from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
 from wsss_core.models.backbones import create_backbone
@@ -77,16 +83,12 @@ from wsss_core.single_stage.losses import affinity_loss, balanced_segmentation_l
 from wsss_core.single_stage.par import PixelAdaptiveRefinement
 from wsss_core.single_stage.pseudo_labels import (
     affinity_labels,
-    par_labels_of_maps,
+    par_pseudo_mask,
     par_refined_labels,
     roi_map,
     token_labels,
 )
 from wsss_core.training.schedulers import PolyLRScheduler
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 # ------------------------------------------------------------------------------------------- network
 class ToCoNetwork(nn.Module):
@@ -133,136 +135,6 @@ class ToCoNetwork(nn.Module):
             groups["heads"].extend(p for p in head.parameters() if p.requires_grad)
         groups["decoder"].extend(self.decoder.parameters())
         return groups
-
-
-# ---------------------------------------------------------------------------------- augmentation
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """RGB ``uint8 [H, W, 3]`` → float ``[3, H, W]`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-
-
-def normalize(image: torch.Tensor) -> torch.Tensor:
-    """ImageNet normalisation of ``[..., 3, H, W]`` in [0, 1]."""
-    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
-    return (image - mean) / std
-
-
-def denormalize(image: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`normalize`, clamped to [0, 1] (the image PAR sees)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
-    return (image * std + mean).clamp(0.0, 1.0)
-
-
-@torch.no_grad()
-def par_pseudo_mask(
-    par: PixelAdaptiveRefinement, model: nn.Module, image: np.ndarray, seeds: SeedMaps, num_classes: int,
-    background: float, downscale: int,
-) -> np.ndarray:
-    """``uint8 [H, W]`` PAR pseudo-mask of one RGB ``uint8`` image from its seed maps, on the model's device
-    (ToCo, MCC and AFA export it: ``single_stage.pseudo_labels.par_labels_of_maps``)."""
-    device = next(model.parameters()).device
-    label = par_labels_of_maps(
-        par.to(device), to_tensor(image).unsqueeze(0).to(device), torch.from_numpy(seeds.maps).to(device),
-        torch.from_numpy(seeds.keys), num_classes, background, downscale,
-    )
-    return label.cpu().numpy().astype(np.uint8)
-
-
-def random_rescale(image: np.ndarray, scale_range: Sequence[float], rng: np.random.Generator) -> np.ndarray:
-    """Bilinear rescale by a factor uniform in ``scale_range`` (the shared transform, image only)."""
-    return transforms.random_rescale(image, tuple(scale_range), rng)[0]
-
-
-def random_crop_with_box(
-    image: np.ndarray, crop_size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """A ``crop_size`` square crop, zero-padding a smaller image at a random offset first; returns the
-    crop and its valid box (top, bottom, left, right), ends exclusive."""
-    height, width = image.shape[:2]
-    padded_height, padded_width = max(crop_size, height), max(crop_size, width)
-    pad_top = int(rng.integers(padded_height - height + 1))
-    pad_left = int(rng.integers(padded_width - width + 1))
-    padded = np.zeros((padded_height, padded_width, 3), dtype=image.dtype)
-    padded[pad_top : pad_top + height, pad_left : pad_left + width] = image
-    top = int(rng.integers(padded_height - crop_size + 1))
-    left = int(rng.integers(padded_width - crop_size + 1))
-    crop = padded[top : top + crop_size, left : left + crop_size]
-    box = np.array(
-        [
-            max(pad_top - top, 0), min(pad_top + height - top, crop_size),
-            max(pad_left - left, 0), min(pad_left + width - left, crop_size),
-        ],
-        dtype=np.int64,
-    )
-    return crop, box
-
-
-def random_resized_crop(
-    image: np.ndarray,
-    size: int,
-    scale: Sequence[float],
-    rng: np.random.Generator,
-    ratio: Sequence[float] = (3 / 4, 4 / 3),
-) -> np.ndarray:
-    """torchvision's RandomResizedCrop (area in ``scale``, log-uniform aspect ratio, bicubic)."""
-    height, width = image.shape[:2]
-    area = height * width
-    for _ in range(10):
-        target = area * rng.uniform(*scale)
-        aspect = float(np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]))))
-        crop_w, crop_h = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
-        if 0 < crop_w <= width and 0 < crop_h <= height:
-            top, left = int(rng.integers(height - crop_h + 1)), int(rng.integers(width - crop_w + 1))
-            break
-    else:  # central crop at the nearest allowed ratio
-        crop_h, crop_w = height, width
-        top = left = 0
-    patch = image[top : top + crop_h, left : left + crop_w]
-    return cv2.resize(patch, (size, size), interpolation=cv2.INTER_CUBIC)
-
-
-def colour_jitter(
-    image: torch.Tensor, rng: np.random.Generator, brightness: float = 0.4, contrast: float = 0.4,
-    saturation: float = 0.2, hue: float = 0.1,
-) -> torch.Tensor:
-    """torchvision ColorJitter on ``[3, H, W]`` in [0, 1], factors and order drawn from ``rng``."""
-    factors = [
-        rng.uniform(1 - brightness, 1 + brightness), rng.uniform(1 - contrast, 1 + contrast),
-        rng.uniform(1 - saturation, 1 + saturation), rng.uniform(-hue, hue),
-    ]
-    operations = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
-    for index in rng.permutation(4):
-        image = operations[index](image, float(factors[index]))
-    return image
-
-
-def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of ``[3, H, W]`` with standard deviation ``sigma`` pixels (PIL-like radius)."""
-    array = image.permute(1, 2, 0).numpy()
-    blurred = cv2.GaussianBlur(array, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
-    return torch.from_numpy(np.ascontiguousarray(blurred)).permute(2, 0, 1)
-
-
-def photometric_view(
-    image: np.ndarray, rng: np.random.Generator, blur_probability: float, solarize_probability: float = 0.0
-) -> tuple[torch.Tensor, bool]:
-    """The authors' DINO-style view: flip, jitter (p 0.8), grayscale (p 0.2), blur, solarize,
-    normalisation. Returns the view and whether it was flipped."""
-    view = to_tensor(image)
-    flipped = bool(rng.random() < 0.5)
-    if flipped:
-        view = view.flip(-1)
-    if rng.random() < 0.8:
-        view = colour_jitter(view, rng)
-    if rng.random() < 0.2:
-        view = TF.rgb_to_grayscale(view, num_output_channels=3)
-    if rng.random() < blur_probability:
-        view = gaussian_blur(view, float(rng.uniform(0.1, 2.0)))
-    if rng.random() < solarize_probability:
-        view = torch.where(view >= 0.5, 1.0 - view, view)
-    return normalize(view.clamp(0.0, 1.0)), flipped
 
 
 # ------------------------------------------------------------------------------------ config
@@ -390,14 +262,14 @@ class ToCo(Method):
     def training_sample(self, image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
         """The crop (``image``, view 0), a second global view and the local view, labels and the crop's
         valid box, following the authors' VOC12ClsDataset."""
-        rescaled = random_rescale(image, self.rescale_range, rng)
+        rescaled = random_rescale_image(image, self.rescale_range, rng)
         if rng.random() < 0.5:
             rescaled = rescaled[:, ::-1]
         crop, box = random_crop_with_box(rescaled, self.crop_size, rng)
         main, flipped = photometric_view(crop, rng, blur_probability=1.0)
         if flipped:  # mirror the valid box with the image (the authors do not; see module docstring)
             box = np.array([box[0], box[1], self.crop_size - box[3], self.crop_size - box[2]], dtype=np.int64)
-        second = random_resized_crop(image, self.crop_size, (0.4, 1.0), rng)
+        second = random_resized_crop_bicubic(image, self.crop_size, (0.4, 1.0), rng)
         global_view, _ = photometric_view(second, rng, blur_probability=0.1, solarize_probability=0.2)
         local_view, _ = photometric_view(crop, rng, blur_probability=0.5)
         return {

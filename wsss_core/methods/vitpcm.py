@@ -46,8 +46,7 @@ from torch import nn
 
 from wsss_core.data.transforms import adjust_contrast, adjust_hue, adjust_saturation, normalize_to_tensor
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
-from wsss_core.methods.swtformer import option
+from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress, option
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.patch_class_mapping import PatchClassMapping, PatchClassOutput
 from wsss_core.models.weights import WeightsCatalog

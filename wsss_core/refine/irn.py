@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import TrainingProgress
 from wsss_core.models.backbones import create_backbone, set_last_stage_stride_one
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.refine.affinity import (
@@ -53,6 +52,7 @@ from wsss_core.refine.crf import LABEL_CRF_PARAMS, CRFParams, crf_labels
 from wsss_core.refine.path_index import PathIndex
 from wsss_core.refine.random_walk import random_walk
 from wsss_core.refine.seed_adapter import RefinementSeeds
+from wsss_core.training.progress import TrainingProgress
 
 FEATURE_STRIDE = 4
 SOURCE_REGIONS = ("irn_crop", "in_bounds")

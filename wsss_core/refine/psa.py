@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import TrainingProgress
 from wsss_core.models.resnet38 import PSA_FROZEN_STAGES, ResNet38, create_resnet38
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.refine.affinity import (
@@ -49,6 +48,7 @@ from wsss_core.refine.irn import SOURCE_REGIONS, settings_from_config
 from wsss_core.refine.path_index import PathIndex
 from wsss_core.refine.random_walk import random_walk
 from wsss_core.refine.seed_adapter import RefinementSeeds, background_from_power
+from wsss_core.training.progress import TrainingProgress
 
 FEATURE_STRIDE = 8
 BACKGROUNDS = ("power", "constant")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wsss_core.methods.base import SeedMaps
+from wsss_core.io.seed_maps import SeedMaps
 
 NORMALIZATIONS = ("minmax", "max")
 

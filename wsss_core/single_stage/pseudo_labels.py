@@ -26,9 +26,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from wsss_core.data.transforms import to_tensor
+from wsss_core.io.seed_maps import SeedMaps
 from wsss_core.single_stage.par import PixelAdaptiveRefinement
 
 IGNORE_INDEX = 255
@@ -219,3 +223,18 @@ def par_labels_of_maps(
     return par_refined_labels(
         par, image, cams, labels, background_threshold, background_threshold, None, downscale
     )[0]
+
+
+@torch.no_grad()
+def par_pseudo_mask(
+    par: PixelAdaptiveRefinement, model: nn.Module, image: np.ndarray, seeds: SeedMaps, num_classes: int,
+    background: float, downscale: int,
+) -> np.ndarray:
+    """``uint8 [H, W]`` PAR pseudo-mask of one RGB ``uint8`` image from its seed maps, on the model's device
+    (ToCo, MCC and AFA export it with :func:`par_labels_of_maps`)."""
+    device = next(model.parameters()).device
+    label = par_labels_of_maps(
+        par.to(device), to_tensor(image).unsqueeze(0).to(device), torch.from_numpy(seeds.maps).to(device),
+        torch.from_numpy(seeds.keys), num_classes, background, downscale,
+    )
+    return label.cpu().numpy().astype(np.uint8)

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from wsss_core.errors import ConfigError, StoreError
+from wsss_core.io.seed_maps import SeedMaps
 from wsss_core.io.seed_store import MaskStoreWriter, SeedStore
-from wsss_core.methods.base import SeedMaps
 from wsss_core.refine.affinity import AFFINITY_REFINERS, AffinityRefiner
 from wsss_core.refine.crf import CRFParams
 from wsss_core.refine.seed_adapter import to_refinement_seeds

@@ -42,7 +42,7 @@ from wsss_core.pretraining.recipe import Recipe
 from wsss_core.stages._cli import run, stage_parser
 from wsss_core.training.checkpoint import ResumeState
 from wsss_core.training.loop import LoopSettings, run_training
-from wsss_core.methods.base import TrainingProgress
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.utils.atomic import atomic_path, write_json
 from wsss_core.utils.device import resolve_device, set_torch_threads
 from wsss_core.utils.provenance import code_fingerprint, config_hash, provenance

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from wsss_core.errors import ConfigError, StoreError
+from wsss_core.io.seed_maps import SeedMaps
 from wsss_core.io.seed_store import MaskStoreWriter, SeedStore
-from wsss_core.methods.base import SeedMaps
 from wsss_core.refine.crf import CRFParams, crf_probabilities
 from wsss_core.registry import Registry
 from wsss_core.stages import _cli

@@ -46,7 +46,6 @@ from wsss_core.data import transforms
 from wsss_core.data.datasets import SegmentationTrainingDataset
 from wsss_core.errors import ConfigError, StoreError
 from wsss_core.io.seed_store import MaskStore
-from wsss_core.methods.base import TrainingProgress
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.segmentation import InputNormalization, build_segmentation_network
 from wsss_core.stages import _cli
@@ -54,6 +53,7 @@ from wsss_core.stages._shared import missing_ids
 from wsss_core.training import distributed
 from wsss_core.training.checkpoint import ResumeState
 from wsss_core.training.loop import LoopSettings, images_per_second, run_training
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.training.schedulers import PolyLRScheduler
 from wsss_core.utils.atomic import save_torch
 from wsss_core.utils.device import resolve_device

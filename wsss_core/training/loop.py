@@ -38,7 +38,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import TrainingProgress
 from wsss_core.training.checkpoint import ResumeState, rank_rng_state, rng_state, set_rng_state
 from wsss_core.training.distributed import (
     SINGLE_PROCESS,
@@ -50,6 +49,7 @@ from wsss_core.training.distributed import (
     mean_over_ranks,
     rank_share,
 )
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.utils.seeding import worker_init
 
 LOG = logging.getLogger(__name__)

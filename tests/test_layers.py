@@ -1,0 +1,120 @@
+"""The package's layers, read from the import statements (ast: nothing is imported).
+
+From the bottom up: the shared machinery (``training/``, ``io/``, ``evaluation/``, ``refine/``) knows
+nothing of the methods or the stages; the methods know nothing of the stages. A lower layer that needed
+a method would put every method's code into its code fingerprint and an import cycle one edit away.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "wsss_core"
+LOWER_LAYERS = ("training", "io", "evaluation", "refine")
+
+
+def imported_modules(source: str, module: str) -> set[str]:
+    """Absolute names of what the module ``module`` (dotted) imports, at any depth of its code:
+    ``import a.b`` gives ``a.b``; ``from a import b`` gives ``a`` and ``a.b``; relative imports are
+    resolved against the module's package."""
+    package = module.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def module_imports(path: Path) -> set[str]:
+    """``imported_modules`` of a file of the package."""
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return imported_modules(path.read_text(), module)
+
+
+def within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def files_of(package: str) -> list[Path]:
+    return sorted((PACKAGE / package).rglob("*.py"))
+
+
+def test_imported_modules_sees_every_import_form() -> None:
+    """The checker can fail: each way of reaching a method or a stage is seen."""
+    source = (
+        "import wsss_core.methods.toco\n"
+        "from wsss_core.stages import export_seeds\n"
+        "from ..methods import base\n"
+        "def later():\n"
+        "    from wsss_core.methods.afa import AFA\n"
+    )
+    found = imported_modules(source, "wsss_core.refine.probe")
+    assert {
+        "wsss_core.methods.toco", "wsss_core.stages.export_seeds", "wsss_core.methods.base",
+        "wsss_core.methods.afa",
+    } <= found
+
+
+@pytest.mark.parametrize("layer", LOWER_LAYERS)
+def test_lower_layers_import_no_method_and_no_stage(layer: str) -> None:
+    offenders = {
+        str(path.relative_to(PACKAGE)): sorted(
+            name for name in module_imports(path)
+            if within(name, "wsss_core.methods") or within(name, "wsss_core.stages")
+        )
+        for path in files_of(layer)
+    }
+    assert not {path: names for path, names in offenders.items() if names}
+
+
+def test_methods_import_no_stage() -> None:
+    offenders = {
+        str(path.relative_to(PACKAGE)): sorted(n for n in module_imports(path) if within(n, "wsss_core.stages"))
+        for path in files_of("methods")
+    }
+    assert not {path: names for path, names in offenders.items() if names}
+
+
+# A method module may import ``methods.base`` and, besides, only the module of the method it extends
+# (a subclass of that method's ``Method`` and network): MCC is ToCo with masked views (``MCC(ToCo)``,
+# ``ToCoNetwork``); ECA is AFA with class-aware affinity (``ECA(AFA)``, ``ECANetwork(AFANetwork)``).
+# Anything else two methods share lives below them: augmentations in ``data/``, losses in ``losses/``,
+# CAM routines in ``models/`` or ``single_stage/``.
+EXTENDS = {"mcc": "toco", "eca": "afa"}
+
+
+def method_imports(path: Path) -> set[str]:
+    """The other method modules ``path`` (a module of ``methods/``) imports, by short name."""
+    own = path.stem
+    return {
+        name.split(".")[2] for name in module_imports(path)
+        if within(name, "wsss_core.methods") and name.count(".") >= 2
+        and name.split(".")[2] not in {own, "base"} and (PACKAGE / "methods" / f"{name.split('.')[2]}.py").exists()
+    }
+
+
+def test_a_method_imports_no_other_method_but_the_one_it_extends() -> None:
+    offenders = {}
+    for path in files_of("methods"):
+        allowed = {EXTENDS[path.stem]} if path.stem in EXTENDS else set()
+        if extra := method_imports(path) - allowed:
+            offenders[path.name] = sorted(extra)
+    assert not offenders
+
+
+@pytest.mark.parametrize(("method", "base"), sorted(EXTENDS.items()))
+def test_each_allowed_import_is_a_real_extension(method: str, base: str) -> None:
+    """The exception above stays honest: the method's class derives from the base method's class."""
+    from wsss_core.methods.base import METHODS
+
+    assert issubclass(METHODS.get(method), METHODS.get(base))
