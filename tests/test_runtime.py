@@ -107,6 +107,9 @@ BAD = [
      "stages.segmentation.deeplab_v2.train.presets.synth.log_every: 'log_every' is a run-time setting"),
     ("preset higher up sets one", _set("stages.refine.presets", {"voc": {"irn": {"train": {"checkpoint_every": 9}}}}),
      "stages.refine.presets.voc.irn.train.checkpoint_every: 'checkpoint_every' is a run-time setting"),
+    ("method's refine override sets one", _set("methods.cam.pipeline.presets.synth.refine_overrides",
+                                                {"irn": {"train": {"log_every": 1}}}),
+     "methods.cam.pipeline.presets.synth.refine_overrides.irn.train.log_every: 'log_every' is a run-time setting"),
 ]
 
 
@@ -118,6 +121,19 @@ def test_a_bad_run_time_value_stops_with_one_line_naming_the_key(shipped, breaks
         runtime.check(config)
     message = str(error.value)
     assert expect in message and "\n" not in message, message
+
+
+def test_values_given_as_text_on_the_command_line_are_read_as_yaml_would(shipped) -> None:
+    """Snakemake's ``--config stages="{train_method: {log_every: 3}}"`` gives nested values as strings."""
+    config = copy.deepcopy(shipped)
+    config["stages"]["train_method"].update(log_every="3", pin_memory="false", image_cache="null")
+    runtime.check(config)
+    assert runtime.workflow_runtime(config)["sections"]["train_method"] == {
+        "log_every": 3, "checkpoint_every": 0, "pin_memory": False, "prefetch_factor": 4, "image_cache": None}
+    config["stages"]["train_method"]["log_every"] = "0"
+    with pytest.raises(ConfigError, match="stages.train_method.log_every is 0; a run-time setting that must be an "
+                                          "integer >= 1"):
+        runtime.check(config)
 
 
 def test_a_preset_of_a_result_setting_is_still_allowed(shipped) -> None:

@@ -36,10 +36,28 @@ PRESETS_KEY = "presets"
 
 @dataclass(frozen=True)
 class Setting:
-    """One run-time key: what it accepts (``allowed``, said in the error) and the check of a value."""
+    """One run-time key: what it accepts (``allowed``, said in the error) and the check of a value;
+    ``text``: whether a string is read as YAML would read it (Snakemake's ``--config key={...}`` gives
+    nested values as strings: ``log_every: '3'``)."""
 
     allowed: str
     accepts: Callable[[Any], bool]
+    text: bool = True
+
+    def parse(self, value: Any) -> Any:
+        """The value to use (``'3'`` → 3, ``'null'`` → None, ``'false'`` → False for a ``text``
+        setting); ValueError when it is not allowed."""
+        if self.text and isinstance(value, str):
+            word = value.strip().lower()
+            if word in ("null", "~", "none"):
+                value = None
+            elif word in ("true", "false"):
+                value = word == "true"
+            elif re.fullmatch(r"[+-]?[0-9]+", word):
+                value = int(word)
+        if not self.accepts(value):
+            raise ValueError(value)
+        return value
 
 
 def _integer(minimum: int, none: bool = False) -> Callable[[Any], bool]:
@@ -54,7 +72,8 @@ def _integer(minimum: int, none: bool = False) -> Callable[[Any], bool]:
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 
 NUM_WORKERS = Setting("an integer >= 0", _integer(0))
-DEVICE = Setting("auto, cpu, cuda or cuda:N", lambda value: isinstance(value, str) and bool(DEVICE_PATTERN.match(value)))
+DEVICE = Setting("auto, cpu, cuda or cuda:N", lambda value: isinstance(value, str) and bool(DEVICE_PATTERN.match(value)),
+                 text=False)
 THREADS = Setting("an integer >= 1 or null", _integer(1, none=True))
 LOG_EVERY = Setting("an integer >= 1", _integer(1))
 CHECKPOINT_EVERY = Setting("an integer >= 0 (0 = at epoch ends only)", _integer(0))
@@ -111,9 +130,20 @@ def _runtime_keys(path: str | None) -> Mapping[str, Setting]:
 
 
 # ------------------------------------------------------------------------------ the workflow side
-def _check_value(where: str, setting: Setting, value: Any) -> None:
-    if not setting.accepts(value):
-        raise ConfigError(f"{where} is {value!r}; a run-time setting that must be {setting.allowed}")
+def _check_value(where: str, setting: Setting, value: Any) -> Any:
+    """``value`` parsed (:meth:`Setting.parse`), or a ConfigError naming ``where``."""
+    try:
+        return setting.parse(value)
+    except ValueError:
+        raise ConfigError(f"{where} is {_shown(setting, value)}; a run-time setting "
+                          f"that must be {setting.allowed}") from None
+
+
+def _shown(setting: Setting, value: Any) -> str:
+    """A rejected value as the user wrote it (a number given as text shown as the number)."""
+    if setting.text and isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+        return value.strip()
+    return repr(value)
 
 
 def _stage_sections(stages: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -153,12 +183,36 @@ def _no_presets(node: Any, path: tuple[str, ...], preset: str | None) -> None:
         _no_presets(value, (*path, key), None if preset is None else f"{preset}.{key}")
 
 
+def _no_refine_overrides(node: Any, where: str) -> None:
+    """ConfigError when a method's ``pipeline.refine_overrides.<refine>.train`` (at any depth of
+    ``methods`` / ``variants``, presets included) sets a run-time key: it would be left out of the job's
+    identity and never reach the job, whose run-time values are ``stages.refine.<refine>.train``'s."""
+    if not isinstance(node, Mapping):
+        return
+    for key, value in node.items():
+        if key == "refine_overrides" and isinstance(value, Mapping):
+            for refine, parts in value.items():
+                train = (parts or {}).get("train") if isinstance(parts, Mapping) else None
+                for name in _runtime_keys(f"refine.{refine}.train"):
+                    if isinstance(train, Mapping) and name in train:
+                        raise ConfigError(
+                            f"{where}.refine_overrides.{refine}.train.{name}: '{name}' is a run-time setting "
+                            f"(one value for every job), so a method may not override it: set it at "
+                            f"stages.refine.{refine}.train.{name}"
+                        )
+        else:
+            _no_refine_overrides(value, f"{where}.{key}")
+
+
 def check(config: Mapping[str, Any]) -> None:
     """Every run-time value of ``config`` (top level and ``stages``): one ConfigError naming the key
-    for a wrong value, a misspelt key of a fully declared section, or a dataset preset setting one."""
+    for a wrong value, a misspelt key of a fully declared section, or a dataset preset (or a method's
+    refine override) setting one."""
     for key, setting in TOP_LEVEL.items():
         if key in config:
             _check_value(key, setting, config[key])
+    for kind in ("methods", "variants"):
+        _no_refine_overrides(config.get(kind) or {}, kind)
     stages = config.get("stages") or {}
     _no_presets(stages, (), None)
     for path, node in _stage_sections(stages).items():
@@ -177,10 +231,13 @@ def check(config: Mapping[str, Any]) -> None:
 def workflow_runtime(config: Mapping[str, Any]) -> dict[str, Any]:
     """The ``--runtime`` JSON object of every job: the top-level run-time values and, under
     ``sections``, each stage section's (a job takes its own with ``--runtime-section``)."""
-    top = {key: copy.deepcopy(config[key]) for key in TOP_LEVEL if key in config}
+    top = {key: _check_value(key, setting, copy.deepcopy(config[key])) for key, setting in TOP_LEVEL.items()
+           if key in config}
     sections = {}
     for path, node in _stage_sections(config.get("stages") or {}).items():
-        values = {key: copy.deepcopy(node[key]) for key in _runtime_keys(path) if key in node}
+        keys = _runtime_keys(path)
+        values = {key: _check_value(f"stages.{path}.{key}", keys[key], copy.deepcopy(node[key]))
+                  for key in keys if key in node}
         if values:
             sections[path] = values
     return {**top, "sections": sections}
@@ -195,15 +252,18 @@ def without_runtime(params: Mapping[str, Any], path: str | None) -> dict[str, An
 # ------------------------------------------------------------------------------- the stage side
 def attach(config: Mapping[str, Any], runtime: Mapping[str, Any] | None, section: str | None) -> dict[str, Any]:
     """``config`` with ``config["runtime"]``: the top-level values of ``runtime`` (a
-    :func:`workflow_runtime` object) and, over them, those of its ``section``."""
-    runtime = dict(runtime or {})
+    :func:`workflow_runtime` object) and, over them, those of its ``section``; ``config`` as it is
+    when ``runtime`` is None (no ``--runtime`` given)."""
+    if runtime is None:
+        return dict(config)
+    runtime = dict(runtime)
     sections = runtime.pop("sections", {}) or {}
     if section is not None:
         if section_of(section) is None:
             raise ConfigError(f"--runtime-section '{section}' is not a declared run-time section "
                               f"({', '.join(SECTIONS)})")
         runtime.update(sections.get(section, {}))
-    return {**config, RUNTIME_KEY: runtime} if runtime or RUNTIME_KEY in config else dict(config)
+    return {**config, RUNTIME_KEY: runtime}
 
 
 def identity(config: Mapping[str, Any], section: str | None = None) -> dict[str, Any]:
