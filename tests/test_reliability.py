@@ -778,6 +778,20 @@ def test_resume_state_of_other_code_is_not_resumed(
     first, second = (torch.load(path, weights_only=True)["model"] for path in (fresh, output))
     assert len(_differing_tensors(first, second)) > len(first) // 2
 
+    # run-time settings are not in the resume key (wsss_core.runtime): a job resumed with another
+    # log_every and device (as --runtime passes them) continues from its checkpoint
+    output.unlink()
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, state_path)
+    run_time = {"device": "cpu", "num_workers": 0, "sections": {"train_method": {"log_every": 2, "checkpoint_every": 5}}}
+    train_method.main(["--config", json.dumps(config), "--output", str(output), "--runtime", json.dumps(run_time),
+                       "--runtime-section", "train_method"])
+    log = capsys.readouterr().err
+    assert f"resumed from {state_path} at step 3/6\n" in log and "starting afresh" not in log, log
+    history = torch.load(output, weights_only=True)["history"]
+    steps = [record["step"] for record in history]
+    assert steps == [1, 2, 3, 4, 6], steps  # log_every 1 up to the kill, then 2
+
 
 def test_training_checks_every_split_of_the_chain(
     trained: tuple[dict[str, Any], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -103,7 +103,8 @@ def test_missing_dataset_root_names_path_key_and_synthetic_default(tmp_path):
 def test_job_config_holds_only_what_the_stage_needs(tmp_path):
     config = make_config(tmp_path)
     job = resolve.job_config(config, "synth", "cti", {"split": "train"}, with_weights=False)
-    assert set(job) == {"dataset", "stage", "seed", "device", "num_workers", "method", "run"}
+    # device and num_workers are run-time settings: not in the job's identity (wsss_core.runtime)
+    assert set(job) == {"dataset", "stage", "seed", "method", "run"}
     assert job["dataset"]["name"] == "synth" and job["stage"] == {"split": "train"}
     assert "weights" in resolve.job_config(config, "synth", None, {})
     # key order does not change the JSON (so Snakemake's params trigger only fires on real changes)

@@ -127,8 +127,11 @@ def test_sigkill_during_training_resumes_from_the_last_checkpoint(tmp_path):
     saved = torch.load(state, map_location="cpu", weights_only=False)
 
     snakemake(tmp_path, extra=("--unlock",))
-    snakemake(tmp_path, target, extra=overrides)
+    # resumed with another log_every: a run-time setting, not in the resume key (wsss_core.runtime)
+    log_every = ("stages={'train_method': {'log_every': 1}}",)
+    snakemake(tmp_path, target, extra=(*overrides, *log_every))
     log = (tmp_path / "logs/synth/mctformer/train_method.log").read_text()
+    assert "starting afresh" not in log, log[-2000:]
     resumed = re.search(r"resumed from \S+ at step (\d+)/(\d+)", log)
     assert resumed, log[-2000:]
     step, total = int(resumed.group(1)), int(resumed.group(2))
@@ -139,11 +142,44 @@ def test_sigkill_during_training_resumes_from_the_last_checkpoint(tmp_path):
 
     # an uninterrupted run of the same job ends with the same weights, bit for bit
     killed_and_resumed = torch.load(tmp_path / target, map_location="cpu", weights_only=True)
-    snakemake(tmp_path, target, extra=("--forcerun", "train_method", *overrides))
+    snakemake(tmp_path, target, extra=("--forcerun", "train_method", *overrides, *log_every))
     uninterrupted = torch.load(tmp_path / target, map_location="cpu", weights_only=True)
     assert "resumed from" not in (tmp_path / "logs/synth/mctformer/train_method.log").read_text()
     assert killed_and_resumed["model"].keys() == uninterrupted["model"].keys()
     for name, tensor in uninterrupted["model"].items():
         assert torch.equal(killed_and_resumed["model"][name], tensor), name
-    losses = [record["loss"] for record in uninterrupted["history"]]
-    assert [record["loss"] for record in killed_and_resumed["history"]] == losses
+    # the uninterrupted run logged every step; the resumed one every 10th up to the kill, then every step
+    losses = {record["step"]: record["loss"] for record in uninterrupted["history"]}
+    logged = {record["step"]: record["loss"] for record in killed_and_resumed["history"]}
+    assert len(losses) == total and len(logged) < total
+    assert all(losses[step] == loss for step, loss in logged.items())
+
+
+def _jobs(result) -> str:
+    """The job table of a dry run (between "Job stats:" and "Reasons:"), or '' when nothing is to be done."""
+    text = result.stdout + result.stderr
+    return text.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in text else ""
+
+
+def test_run_time_settings_rerun_nothing_and_a_result_setting_reruns_downstream(tmp_path):
+    """wsss_core.runtime: num_workers and a stage's log_every change how jobs run, not what they compute,
+    so after a finished run a new value leaves nothing to do; the method's lr reruns its training and
+    what reads the model; a bad run-time value stops the dry run with one line naming the key."""
+    target = "results/synth/mctformer/seeds/cams.h5"
+    snakemake(tmp_path, target)
+    how = ("--config", "num_workers=1", "stages={'train_method': {'log_every': 3, 'prefetch_factor': 2}, "
+           "'segmentation': {'deeplab_v2': {'train': {'log_every': 5}}}}")
+    dry = snakemake(tmp_path, target, extra=("-n", *how))
+    assert "Nothing to be done" in dry.stdout + dry.stderr, _jobs(dry) or dry.stdout[-3000:]
+
+    what = ("--config", "methods={'mctformer': {'params': {'presets': {'synth': {'train': {'lr': 1.0e-3}}}}}}")
+    jobs = _jobs(snakemake(tmp_path, target, extra=("-n", *what)))
+    assert "train_method" in jobs and "export_seeds" in jobs, jobs
+    assert "pretrain_backbone" not in jobs and "synth_dataset" not in jobs, jobs
+
+    bad = snakemake(tmp_path, target, extra=("-n", "--config", "stages={'train_method': {'log_every': 0}}"),
+                    check=False)
+    assert bad.returncode != 0
+    lines = [line for line in (bad.stdout + bad.stderr).splitlines() if "log_every" in line]
+    assert lines == ["config.yaml: stages.train_method.log_every is 0; a run-time setting that must be an "
+                     "integer >= 1"], bad.stdout[-3000:] + bad.stderr[-3000:]

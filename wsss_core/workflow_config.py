@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from wsss_core import runtime
 from wsss_core.data.classes import dataset_class_names
 from wsss_core.errors import ConfigError, DatasetError
 
@@ -293,15 +294,16 @@ def job_config(
     run: str | None,
     stage: Mapping[str, Any] | None,
     with_weights: bool = True,
+    section: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON object one job receives as ``--config``: only what that stage depends on (a job that
-    loads no network gets no ``weights``, so changing a weight path does not re-run it)."""
+    """The JSON object one job receives as ``--config``: its identity, only what that stage's result
+    depends on (a job that loads no network gets no ``weights``, so changing a weight path does not re-run
+    it). Run-time settings (``wsss_core.runtime``: the top-level ``num_workers`` and ``device``, and the
+    run-time keys of the stage's config ``section``) are left out: they reach the stage as ``--runtime``."""
     payload: dict[str, Any] = {
         "dataset": dataset_config(config, dataset),
-        "stage": dict(stage or {}),
+        "stage": runtime.without_runtime(stage or {}, section),
         "seed": run_seed(config, run),
-        "device": config.get("device", "auto"),
-        "num_workers": config.get("num_workers", 0),
     }
     if run is not None:
         payload["method"] = method_config(config, dataset, run)

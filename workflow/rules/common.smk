@@ -7,6 +7,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from wsss_core import runtime
 from wsss_core.errors import InputError
 from wsss_core.methods import METHODS
 from wsss_core.utils.provenance import code_fingerprint
@@ -28,6 +29,17 @@ if _problem:
 
 # Stages run with the interpreter that runs Snakemake (the project's environment).
 PYTHON = sys.executable
+
+# Run-time settings (wsss_core.runtime: num_workers, device, log/checkpoint cadence, prefetching, ...) change
+# how a job runs, not what it computes. They are not in the jobs' --config (the params rerun trigger) but in
+# this one JSON that the shell commands pass as `--runtime {RUNTIME:q} [--runtime-section <stages path>]`:
+# Snakemake formats shell commands with the workflow's globals and records only the unformatted command as
+# code, so a new value reruns nothing. Being one value for all jobs, a run-time key has no dataset presets.
+try:
+    runtime.check(config)
+except InputError as error:
+    raise WorkflowError(f"config.yaml: {error}") from None
+RUNTIME = resolve.to_json(runtime.workflow_runtime(config))
 GENERATED_DATASETS = [name for name in config["datasets"] if resolve.is_generated(config, name)]
 
 
@@ -39,16 +51,19 @@ wildcard_constraints:
 
 
 # ----------------------------------------------------------------------------- jobs' configuration
-def _job(wildcards, role, stage_path, with_method=True, with_weights=True, **extra):
-    """--config JSON of one job: the dataset, the method (if any), and the stage parameters found at
-    ``stages.<stage_path>`` plus ``split`` = the dataset's split for ``role`` (train/score/evaluate)."""
+def _job(wildcards, role, stage_path, with_method=True, with_weights=True, section=None, **extra):
+    """--config JSON of one job (its identity: the params trigger): the dataset, the method (if any), and
+    the stage parameters found at ``stages.<stage_path>`` plus ``split`` = the dataset's split for ``role``
+    (train/score/evaluate), less the run-time keys of ``section`` (default: ``stage_path``), which the job
+    gets through ``--runtime {RUNTIME:q} --runtime-section <section>`` instead."""
     try:
         params = resolve.stage_params(config, wildcards.dataset, *stage_path) if stage_path else {}
         if role is not None:
             params["split"] = resolve.split_for(config, wildcards.dataset, role)
         params.update(extra)
         run = wildcards.method if with_method else None
-        job = resolve.job_config(config, wildcards.dataset, run, params, with_weights=with_weights)
+        section = section or (".".join(stage_path) if stage_path else None)
+        job = resolve.job_config(config, wildcards.dataset, run, params, with_weights=with_weights, section=section)
         return resolve.to_json(job)
     except InputError as error:
         raise WorkflowError(f"config.yaml: {error}") from None
@@ -83,8 +98,6 @@ def pretrain_backbone_job(wildcards):
         "stage": PRETRAINING["backbones"][wildcards.backbone],
         "pool": PRETRAINING.get("pool", {}),
         "seed": config.get("seed", 0),
-        "device": config.get("device", "auto"),
-        "num_workers": config.get("num_workers", 0),
     })
 
 
@@ -127,7 +140,7 @@ def _affinity_job(wildcards, *parts):
         extra["crf"] = refine["label_crf"]
     if "train" in parts:
         extra.update(refine["train"])
-    return _job(wildcards, "train", None, **extra)
+    return _job(wildcards, "train", None, section=f"refine.{wildcards.refine}.train", **extra)
 
 
 def affinity_labels_job(wildcards):

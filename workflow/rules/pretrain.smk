@@ -50,4 +50,5 @@ rule pretrain_backbone:
         **SLURM_LIGHT,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.pretrain_backbone --config {params.config:q} "
+        "--runtime {RUNTIME:q} "
         "--pool results/synth/pretrain_pool --output {output.weights} --report {output.report} > {log} 2>&1"

@@ -23,7 +23,8 @@ rule refine_crf:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON:q} -m wsss_core.stages.refine_crf --config {params.config:q} --seeds {input.seeds} "
+        "{PYTHON:q} -m wsss_core.stages.refine_crf --config {params.config:q} "
+        "--runtime {RUNTIME:q} --seeds {input.seeds} "
         "--seed-eval {input.seed_eval} --output {output} > {log} 2>&1"
 
 
@@ -48,6 +49,7 @@ rule export_pseudo_labels:
         **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.export_pseudo_labels --config {params.config:q} "
+        "--runtime {RUNTIME:q} "
         "--model {input.model} --output {output} > {log} 2>&1"
 
 
@@ -101,7 +103,8 @@ rule affinity_labels:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON:q} -m wsss_core.stages.affinity_labels --config {params.config:q} --seeds {input.seeds} "
+        "{PYTHON:q} -m wsss_core.stages.affinity_labels --config {params.config:q} "
+        "--runtime {RUNTIME:q} --seeds {input.seeds} "
         "--output {output} > {log} 2>&1"
 
 
@@ -129,7 +132,8 @@ rule train_affinity:
         runtime=heavy_runtime,
     shell:
         "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON:q} -m wsss_core.stages.train_affinity --config {params.config:q} "
-        "--labels {input.labels} --output {output} > {log} 2>&1"
+        "--runtime {RUNTIME:q} --runtime-section refine.{wildcards.refine}.train --labels {input.labels} "
+        "--output {output} > {log} 2>&1"
 
 
 rule refine_random_walk:
@@ -156,4 +160,4 @@ rule refine_random_walk:
         runtime=heavy_runtime,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.refine_random_walk --config {params.config:q} "
-        "--seeds {input.seeds} --model {input.model} --output {output} > {log} 2>&1"
+        "--runtime {RUNTIME:q} --seeds {input.seeds} --model {input.model} --output {output} > {log} 2>&1"

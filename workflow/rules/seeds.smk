@@ -26,6 +26,7 @@ rule export_seeds:
         **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.export_seeds --config {params.config:q} "
+        "--runtime {RUNTIME:q} "
         "--model {input.model} --output {output} > {log} 2>&1"
 
 
@@ -54,6 +55,7 @@ rule export_seeds_shard:
         **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.export_seeds --config {params.config:q} "
+        "--runtime {RUNTIME:q} "
         "--model {input.model} --shard {wildcards.shard} --shards {wildcards.shards} --output {output} > {log} 2>&1"
 
 

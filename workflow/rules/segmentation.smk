@@ -26,7 +26,8 @@ rule train_segmentation:
         **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON:q} -m wsss_core.stages.train_segmentation "
-        "--config {params.config:q} --masks {input.masks} --output {output} > {log} 2>&1"
+        "--config {params.config:q} --runtime {RUNTIME:q} --runtime-section segmentation.{wildcards.network}.train "
+        "--masks {input.masks} --output {output} > {log} 2>&1"
 
 
 rule infer_segmentation:
@@ -52,6 +53,7 @@ rule infer_segmentation:
         **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
+        "--runtime {RUNTIME:q} --runtime-section segmentation.{wildcards.network}.inference "
         "--model {input.model} --output {output} > {log} 2>&1"
 
 
@@ -80,6 +82,7 @@ rule infer_segmentation_shard:
         **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
+        "--runtime {RUNTIME:q} --runtime-section segmentation.{wildcards.network}.inference "
         "--model {input.model} --shard {wildcards.shard} --shards {wildcards.shards} --output {output} > {log} 2>&1"
 
 
@@ -106,6 +109,7 @@ rule infer_decoder:
         **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
+        "--runtime {RUNTIME:q} "
         "--model {input.model} --output {output} > {log} 2>&1"
 
 
@@ -134,4 +138,5 @@ rule infer_decoder_shard:
         **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
+        "--runtime {RUNTIME:q} "
         "--model {input.model} --shard {wildcards.shard} --shards {wildcards.shards} --output {output} > {log} 2>&1"

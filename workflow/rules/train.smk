@@ -23,7 +23,7 @@ rule train_method:
         **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {HUB_ENV} {PYTHON:q} -m wsss_core.stages.train_method "
-        "--config {params.config:q} --output {output} > {log} 2>&1"
+        "--config {params.config:q} --runtime {RUNTIME:q} --runtime-section train_method --output {output} > {log} 2>&1"
 
 
 rule evaluate_classifier:

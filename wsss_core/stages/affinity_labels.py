@@ -15,7 +15,7 @@ Stage keys (``config["stage"]``):
 Seeds of any method pass through :func:`wsss_core.refine.seed_adapter.to_refinement_seeds` first (the
 one documented conversion). The output is a mask store (``uint8``, 0 background, 1..C, 255 unsure) whose
 attributes record the refiner, its settings, the CRF, the seeds' normalisation and provenance.
-``config["num_workers"]`` > 1 spreads the CRF over processes.
+The run-time ``num_workers`` (``--runtime``) > 1 spreads the CRF over processes.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from wsss_core import runtime
 from wsss_core.errors import ConfigError, StoreError
 from wsss_core.io.seed_maps import SeedMaps
 from wsss_core.io.seed_store import MaskStoreWriter, SeedStore
@@ -93,6 +94,8 @@ def label_split(refiner: AffinityRefiner, settings: Any, crf: CRFParams, store: 
 
 
 def make_labels(config: dict[str, Any], seeds_path: Path, output: Path) -> None:
+    run_time = runtime.settings(config)  # num_workers: not in the provenance hash
+    config = runtime.identity(config)
     stage = stage_config(config)
     refiner = refiner_from_stage(stage)
     settings = refiner.settings(stage)
@@ -112,7 +115,7 @@ def make_labels(config: dict[str, Any], seeds_path: Path, output: Path) -> None:
         "seeds": source_record(seeds_path),
         "provenance": provenance(config, STAGE),
     }
-    num_workers = int(config.get("num_workers", 0) or 0)
+    num_workers = int(run_time.get("num_workers", 0) or 0)
     with MaskStoreWriter(output, num_classes=reader.num_classes, method=store.method, attrs=attrs) as writer:
         speed = label_split(refiner, settings, crf, store, reader, ids, writer, num_workers)
         writer.attrs["images_per_second"] = float(speed)

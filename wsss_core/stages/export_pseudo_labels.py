@@ -8,7 +8,7 @@ The single-stage methods train their decoder on labels they make themselves: PAR
 image with the evaluation rule (one background threshold, no ignore band), so the same store can be
 scored by ``evaluate_masks`` (the papers' "pseudo-label mIoU") and train DeepLab on the multi-stage
 route (``pipeline.refine: own``). Reads ``dataset``, ``method``, ``stage.split`` (the training split),
-``device``, ``num_workers``. The store records the method, the rule (``source`` = "par" | "carm"),
+and the run-time ``device``, ``num_workers`` (``--runtime``). The store records the method, the rule (``source`` = "par" | "carm"),
 provenance and ``images_per_second``. A method without pseudo-labels of its own is a ConfigError.
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from wsss_core import runtime
 from wsss_core.data import open_dataset
 from wsss_core.errors import ConfigError
 from wsss_core.io.seed_store import MaskStoreWriter
@@ -37,8 +38,10 @@ STAGE = "wsss_core.stages.export_pseudo_labels"
 
 def export_pseudo_labels(config: Mapping[str, Any], model_path: Path, output: Path) -> float:
     """Write the method's pseudo-mask of every image of ``stage.split``; returns images per second."""
+    run_time = runtime.settings(config)  # device, num_workers, threads: not in the provenance hash
+    config = runtime.identity(config)
     split = dict(config.get("stage") or {}).get("split", "train_aug")
-    set_torch_threads(config)
+    set_torch_threads(run_time)
     reader = open_dataset(config["dataset"])
     method, model = load_trained_model(model_path, config, reader.num_classes)
     if method.pseudo_labels is None:
@@ -46,14 +49,14 @@ def export_pseudo_labels(config: Mapping[str, Any], model_path: Path, output: Pa
             f"method '{method.name}' makes no pseudo-labels of its own: set its pipeline.refine to crf, irn or "
             "psa in config.yaml (refine: own is for ToCo, MCC, AFA and ECA)"
         )
-    device = resolve_device(config.get("device", "auto"))
+    device = resolve_device(run_time.get("device", "auto"))
     model.to(device).eval()
     ids = reader.ids(split)
     attrs = {"split": split, "source": method.pseudo_labels, "provenance": provenance(dict(config), STAGE)}
     with MaskStoreWriter(output, num_classes=reader.num_classes, method=method.name, attrs=attrs) as writer:
         started = time.perf_counter()
         with torch.inference_mode():
-            images = prefetched_images(reader, ids, int(config.get("num_workers", 0)))
+            images = prefetched_images(reader, ids, int(run_time.get("num_workers", 0)))
             for image_id, image, labels in progress(images, f"{method.pseudo_labels} pseudo-labels {split}",
                                                     total=len(ids)):
                 writer.add(image_id, method.infer_pseudo_labels(model, image, labels))

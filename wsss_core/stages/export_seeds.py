@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from wsss_core import runtime
 from wsss_core.data import open_dataset
 from wsss_core.errors import StoreError, summarize
 from wsss_core.io.seed_store import SeedStoreWriter
@@ -132,12 +133,14 @@ def export_seeds(
 ) -> float:
     """Write the seeds of every image of ``stage.split`` (of its shard ``shard`` of ``shards``); returns
     images per second."""
+    run_time = runtime.settings(config)  # device, num_workers, threads: not in the provenance hash
+    config = runtime.identity(config)
     stage = dict(config.get("stage") or {})
     split = stage.get("split", "train_aug")
-    set_torch_threads(config)
+    set_torch_threads(run_time)
     reader = open_dataset(config["dataset"])
     method, model = load_trained_model(model_path, config, reader.num_classes)
-    device = resolve_device(config.get("device", "auto"))
+    device = resolve_device(run_time.get("device", "auto"))
     model.to(device).eval()
     precision = resolve_precision(str(stage.get("precision", "fp32")), device)
     ids = shard_ids(reader.ids(split), shard, shards)
@@ -150,7 +153,7 @@ def export_seeds(
     ) as writer:
         started = time.perf_counter()
         with torch.inference_mode(), autocast(device, precision):
-            images = prefetched_images(reader, ids, int(config.get("num_workers", 0)))
+            images = prefetched_images(reader, ids, int(run_time.get("num_workers", 0)))
             for image_id, image, labels in progress(images, f"seeds {split}", total=len(ids)):
                 seeds = method.infer_seeds(model, image, labels)
                 writer.add(image_id, seeds.maps, seeds.keys)

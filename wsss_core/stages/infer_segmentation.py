@@ -12,7 +12,8 @@ Then, unless ``stage.crf`` is null, the dense CRF on the RGB ``uint8`` image, an
 Stage keys: ``split`` (default ``val``; ``--split`` overrides it), ``scales`` (default [0.5, 0.75, 1.0]),
 ``flip`` (true), ``fuse`` (``max`` | ``mean``), ``fuse_space`` (``logits`` | ``probabilities``, see
 ``segmentation.inference``), ``crf`` (CRFParams fields; absent = deeplab-pytorch's, null = no CRF),
-``device`` (falls back to ``config["device"]``). ``scales``/``flip``/``fuse``/``fuse_space`` do not apply to
+and run-time (``--runtime``, section ``segmentation.<network>.inference``, :mod:`wsss_core.runtime`):
+``device`` (the section's, else the top-level one), ``num_workers``. ``scales``/``flip``/``fuse``/``fuse_space`` do not apply to
 end-to-end methods, whose ``segment`` follows its paper. The store's attributes record
 ``images_per_second`` and the provenance.
 
@@ -35,6 +36,7 @@ import torch
 from torch import nn
 
 import wsss_core.data
+from wsss_core import runtime
 from wsss_core.errors import ConfigError, StoreError
 from wsss_core.io.seed_store import MaskStoreWriter
 from wsss_core.methods.base import build_method
@@ -51,6 +53,7 @@ from wsss_core.utils.provenance import provenance
 
 LOG = logging.getLogger(__name__)
 STAGE = "wsss_core.stages.infer_segmentation"
+SECTION = "segmentation.*.inference"  # its run-time keys (wsss_core.runtime)
 
 Segmenter = Callable[[np.ndarray], np.ndarray]
 
@@ -150,12 +153,14 @@ def infer(
 ) -> dict[str, Any]:
     """Write the predicted masks of ``split`` (default ``stage.split``, else ``val``; its shard ``shard`` of
     ``shards``) to ``output``; returns the store attributes."""
+    run_time = runtime.settings(config, SECTION)  # device, num_workers: not in the provenance hash
+    config = runtime.identity(config, SECTION)
     stage = dict(config.get("stage") or {})
     reader = wsss_core.data.open_dataset(config["dataset"])
     split = split or stage.get("split", "val")
     ids = shard_ids(reader.ids(split), shard, shards)
     checkpoint = load_checkpoint(model_path)
-    device = resolve_device(stage.get("device", config.get("device", "auto")))
+    device = resolve_device(run_time.get("device", "auto"))
     num_labels = label_count(checkpoint)
     if num_labels != reader.num_classes + 1:
         raise StoreError(
@@ -177,7 +182,7 @@ def infer(
         attrs["shard"] = f"{shard}/{shards}"
     with MaskStoreWriter(output, num_classes=reader.num_classes, attrs=attrs) as writer:
         started = time.perf_counter()
-        images = prefetched_images(reader, ids, int(config.get("num_workers", 0)), with_labels=False)
+        images = prefetched_images(reader, ids, int(run_time.get("num_workers", 0)), with_labels=False)
         for image_id, image, _ in progress(images, f"segment {split}", total=len(ids)):
             probabilities = segment(image)
             if crf is not None:

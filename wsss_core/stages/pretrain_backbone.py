@@ -5,7 +5,8 @@
 
 Reads ``stage`` (one ``pretraining.backbones.<name>`` entry: ``backbone`` + ``backbone_args`` (the
 registered backbone and its constructor arguments), ``objective`` + ``objective_args``
-(:mod:`wsss_core.pretraining`), and the recipe below), ``seed``, ``device``, ``num_workers``.
+(:mod:`wsss_core.pretraining`), and the recipe below), ``seed``; run-time (``--runtime``): ``device``,
+``num_workers``.
 
 Writes the backbone's weights as a safetensors file in the key layout its real checkpoint has (timm's
 names, with the classifier under timm's classifier name; MiT and ResNet-38 with ``head.*``), checks that
@@ -32,6 +33,7 @@ from safetensors.torch import save_file
 from timm.scheduler import CosineLRScheduler
 from torch.utils.data import Dataset
 
+from wsss_core import runtime
 from wsss_core.data.synth_pretrain import read_pool
 from wsss_core.data.transforms import normalize_to_tensor, resize
 from wsss_core.errors import ConfigError
@@ -117,9 +119,10 @@ def pretrain(config: Mapping[str, Any], pool: Path, output: Path, report: Path) 
     """Train, evaluate and export one backbone; returns the report."""
     started = time.perf_counter()
     recipe = Recipe.from_config(config.get("stage"), "pretraining.backbones.<name>")
+    run_time = runtime.settings(config)  # device, num_workers, threads: not in the resume key
     seed = int(config.get("seed", 0))
-    set_torch_threads(config)
-    device = resolve_device(config.get("device", "auto"))
+    set_torch_threads(run_time)
+    device = resolve_device(run_time.get("device", "auto"))
     seed_everything(seed)
     train_images, train_labels = read_pool(pool, "train")
     val_images, val_labels = read_pool(pool, "val")
@@ -139,11 +142,11 @@ def pretrain(config: Mapping[str, Any], pool: Path, output: Path, report: Path) 
         optimizer, t_initial=total_steps, lr_min=recipe.min_lr, warmup_t=recipe.warmup_epochs * steps_per_epoch,
         warmup_lr_init=recipe.lr * 1e-3, t_in_epochs=False,
     )
-    identity = {key: value for key, value in config.items() if key not in ("num_workers", "threads")}
+    identity = runtime.identity(config)
     identity["stage"] = {key: value for key, value in dict(config.get("stage") or {}).items() if key != "log_every"}
     state = ResumeState(output.parent / f"_state_{output.stem}", config_hash(identity), code_fingerprint(STAGE))
     settings = LoopSettings(
-        batch_size=recipe.batch_size, num_workers=int(config.get("num_workers", 0)), seed=seed,
+        batch_size=recipe.batch_size, num_workers=int(run_time.get("num_workers", 0)), seed=seed,
         log_every=recipe.log_every, clip_grad_norm=recipe.clip_grad_norm or None,
     )
     training_started = time.perf_counter()

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from wsss_core import runtime
 from wsss_core.errors import ConfigError, StoreError
 from wsss_core.io.seed_maps import SeedMaps
 from wsss_core.io.seed_store import MaskStoreWriter, SeedStore
@@ -187,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        config = args.config
+        run_time = runtime.settings(args.config)  # num_workers: not in the provenance hash
+        config = runtime.identity(args.config)
         stage = stage_config(config)
         split = stage.get("split", "train_aug")
         params = CRFParams.from_config(stage.get("crf"))
@@ -197,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         background = background_settings(stage, args.seed_eval, store)
         ids = reader.ids(split)
         missing_ids(store, ids, "seed store")
-        num_workers = int(config.get("num_workers", 0) or 0)
+        num_workers = int(run_time.get("num_workers", 0) or 0)
         attrs = {
             "split": split,
             "crf": dataclasses.asdict(params),

@@ -8,8 +8,8 @@ Stage keys (``config["stage"]``): ``refine`` (``irn`` | ``psa``, must match the 
 from the same store), the method block ``irn`` / ``psa`` (the random-walk keys — IRN
 ``sem_seg_bg_threshold``, ``cam_power``, ``walk_radius``, ``beta``, ``exp_times``; PSA ``background``,
 ``background_alpha``, ``background_constant``, ``radius``, ``beta``, ``logt`` — are read from here,
-so they can be retuned without retraining; the network keys must describe the trained model), and
-``device`` (falls back to ``config["device"]``).
+so they can be retuned without retraining; the network keys must describe the trained model). The
+``device`` is a run-time setting (``--runtime``, :mod:`wsss_core.runtime`), not part of the identity.
 
 The walk is the sparse one of :mod:`wsss_core.refine.random_walk` (memory linear in the pixels, no
 dense ``(HW/16)²`` matrix). The mask store records throughput and the source artefacts.
@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from wsss_core import runtime
 from wsss_core.errors import StoreError
 from wsss_core.io.seed_store import MaskStoreWriter, SeedStore
 from wsss_core.models.weights import WeightsCatalog
@@ -77,6 +78,8 @@ def load_model(refiner: AffinityRefiner, settings: Any, path: Path, num_classes:
 
 def refine(config: dict[str, Any], seeds_path: Path, model_path: Path, output: Path) -> float:
     """Write the pseudo-masks of the split; returns images per second."""
+    run_time = runtime.settings(config)  # device: not in the provenance hash
+    config = runtime.identity(config)
     stage = stage_config(config)
     refiner = refiner_from_stage(stage)
     settings = refiner.settings(stage)
@@ -86,7 +89,7 @@ def refine(config: dict[str, Any], seeds_path: Path, model_path: Path, output: P
     store.check(method=expected_method(config), num_classes=reader.num_classes)
     ids = reader.ids(split)
     missing_ids(store, ids, "seed store")
-    device = resolve_device(stage.get("device", config.get("device", "auto")))
+    device = resolve_device(run_time.get("device", "auto"))
     model = load_model(refiner, settings, model_path, reader.num_classes, device)
     normalization = NORMALIZATIONS["imagenet"]
     attrs = {

@@ -12,8 +12,9 @@ Stage keys (``config["stage"]``):
   ``long_side_range`` ``[lo, hi]`` (PSA: the long side resized to a random length, ``[448, 768]``);
   ``flip`` (true); ``color_jitter`` ``[brightness, contrast, saturation, hue]`` or null (PSA:
   ``[0.3, 0.3, 0.3, 0.1]``, applied in that fixed order).
-* ``num_workers``, ``log_every`` (20), ``checkpoint_every`` (0 = epoch ends), ``device`` (falls back to
-  ``config["device"]``).
+* Run-time (``--runtime``, section ``refine.<refine>.train``, :mod:`wsss_core.runtime`; not in the resume
+  key): ``num_workers``, ``log_every`` (20), ``checkpoint_every`` (0 = epoch ends), ``device`` (the
+  section's, else the top-level one).
 
 Each sample: the augmented image, ImageNet-normalised and zero-padded (labels padded with 255) to a
 random ``crop_size`` crop; labels sampled at the feature stride by nearest neighbour (pixel centres, as
@@ -40,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 import wsss_core.data
+from wsss_core import runtime
 from wsss_core.errors import ConfigError, StoreError
 from wsss_core.io.seed_store import MaskStore
 from wsss_core.models.weights import WeightsCatalog
@@ -57,6 +59,7 @@ from wsss_core.utils.seeding import seed_everything
 
 LOG = logging.getLogger(__name__)
 STAGE = "wsss_core.stages.train_affinity"
+SECTION = "refine.*.train"  # its run-time keys (wsss_core.runtime)
 IGNORE_LABEL = 255
 REQUIRED_KEYS = ("refine", "batch_size", "lr", "weight_decay", "crop_size")
 
@@ -164,6 +167,8 @@ def total_steps(stage: dict[str, Any], size: int, batch_size: int) -> int:
 
 def train(config: dict[str, Any], labels_path: Path, output: Path) -> dict[str, Any]:
     """Train the configured affinity network and write ``output``; returns the payload."""
+    run_time = runtime.settings(config, SECTION)  # how it runs: not in the resume key or the provenance hash
+    config = runtime.identity(config, SECTION)
     stage = stage_config(config)
     missing = [key for key in REQUIRED_KEYS if key not in stage]
     if missing:
@@ -194,10 +199,10 @@ def train(config: dict[str, Any], labels_path: Path, output: Path) -> dict[str, 
 
     dataset = SegmentationTrainingDataset(reader, split, labels.get, sample_from_stage(stage, refiner.feature_stride), seed)
     loop = LoopSettings(
-        batch_size=batch_size, num_workers=int(stage.get("num_workers", config.get("num_workers", 0))), seed=seed,
-        log_every=int(stage.get("log_every", 20)), checkpoint_every=int(stage.get("checkpoint_every", 0)),
+        batch_size=batch_size, num_workers=int(run_time.get("num_workers", 0)), seed=seed,
+        log_every=int(run_time.get("log_every", 20)), checkpoint_every=int(run_time.get("checkpoint_every", 0)),
     )
-    device = resolve_device(stage.get("device", config.get("device", "auto")))
+    device = resolve_device(run_time.get("device", "auto"))
     state = ResumeState(output.parent / "_state", config_hash(config), code_fingerprint(STAGE))
     LOG.info("training %s on %d images of %s for %d steps on %s", refiner.name, len(ids), split, steps, device)
     started = time.perf_counter()

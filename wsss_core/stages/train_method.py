@@ -3,15 +3,17 @@
     python -m wsss_core.stages.train_method --config JSON --output results/{ds}/{m}/train/model.pt
 
 Reads ``dataset``, ``method`` (``name`` + hyper-parameters), ``stage.split`` (default ``train_aug``),
-``stage.log_every``, ``stage.checkpoint_every``, ``weights``, ``seed``, ``device``, ``num_workers``
-and optionally ``threads`` (torch intra-op threads).
+``weights``, ``seed``, and the run-time settings (``--runtime``, :mod:`wsss_core.runtime`): ``log_every``,
+``checkpoint_every``, ``device``, ``num_workers`` and optionally ``threads`` (torch intra-op threads).
+The resume key and the provenance hash are made of the rest (:func:`wsss_core.runtime.identity`), so a
+killed job resumed with other run-time values continues from its checkpoint.
 
 Paper-scale keys (all optional, see ``wsss_core.training.loop`` and ``wsss_core.training.distributed``):
 ``stage.processes`` (default 1; N > 1 or ``auto`` = the visible GPUs: the stage re-executes itself under
 ``torchrun --standalone --nproc_per_node N``, data-parallel with ``method.train.batch_size`` as the
 global batch), ``stage.precision`` (``fp32`` default | ``bf16`` | ``auto`` = bf16 on a capable GPU),
-``stage.channels_last`` (false), ``stage.pin_memory`` (null = on for CUDA), ``stage.prefetch_factor``
-(null = torch's 2), ``stage.image_cache`` (null = off; true = decode the split once into
+``stage.channels_last`` (false), and run-time: ``pin_memory`` (null = on for CUDA), ``prefetch_factor``
+(null = torch's 2), ``image_cache`` (null = off; true = decode the split once into
 ``<output dir>/_image_cache/`` (removed after training); a folder path = keep it there, e.g. node-local
 scratch; see ``wsss_core.training.image_cache``). Rank 0 writes the checkpoints and ``model.pt``.
 The shared resumable loop keeps its state in ``<output dir>/_state/`` (outside Snakemake's declared
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 
+from wsss_core import runtime
 from wsss_core.data import open_dataset
 from wsss_core.data.datasets import TrainingDataset
 from wsss_core.errors import ConfigError
@@ -49,6 +52,7 @@ from wsss_core.utils.seeding import seed_everything
 
 LOG = logging.getLogger(__name__)
 STAGE = "wsss_core.stages.train_method"
+SECTION = "train_method"  # config.yaml's stages.train_method: its run-time keys (wsss_core.runtime)
 IMAGE_CACHE_DIR = "_image_cache"
 
 
@@ -82,9 +86,11 @@ def check_image_labels(reader: Any, split: str) -> None:
 def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
     """Train the configured method and write ``output`` atomically; returns the saved payload."""
     started = time.perf_counter()
+    run_time = runtime.settings(config, SECTION)  # how it runs: not in the resume key or the provenance hash
+    config = runtime.identity(config, SECTION)
     seed = int(config.get("seed", 0))
-    set_torch_threads(config)
-    context, device = distributed.initialize(resolve_device(config.get("device", "auto")))
+    set_torch_threads(run_time)
+    context, device = distributed.initialize(resolve_device(run_time.get("device", "auto")))
     if not context.is_main:  # one log: rank 0's
         logging.getLogger().setLevel(logging.WARNING)
     seed_everything(seed)
@@ -93,7 +99,7 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
     reader = open_dataset(config["dataset"])
     check_image_labels(reader, split)
     check_chain_splits(reader, config["dataset"], split)
-    reader = _with_image_cache(reader, stage.get("image_cache"), split, config["dataset"], output, context)
+    reader = _with_image_cache(reader, run_time.get("image_cache"), split, config["dataset"], output, context)
     method = method_from_config(config, reader.num_classes)
     model = method.build_model(WeightsCatalog.from_config(config.get("weights")))
     model = distributed.synchronize_batch_norm(model, context, device)
@@ -114,15 +120,15 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
     optimizer, scheduler = method.build_optimizer(model, steps_per_epoch)
     settings = LoopSettings(
         batch_size=batch_size,
-        num_workers=int(config.get("num_workers", 0)),
+        num_workers=int(run_time.get("num_workers", 0)),
         seed=seed,
-        log_every=int(stage.get("log_every", 10)),
-        checkpoint_every=int(stage.get("checkpoint_every", 0)),
+        log_every=int(run_time.get("log_every", 10)),
+        checkpoint_every=int(run_time.get("checkpoint_every", 0)),
         clip_grad_norm=train.get("clip_grad_norm"),
         precision=str(stage.get("precision", "fp32")),
         channels_last=bool(stage.get("channels_last", False)),
-        pin_memory=stage.get("pin_memory"),
-        prefetch_factor=stage.get("prefetch_factor"),
+        pin_memory=run_time.get("pin_memory"),
+        prefetch_factor=run_time.get("prefetch_factor"),
     )
     # a state of other code (an edited stage or method) is not resumed: one model, one code version
     code = code_fingerprint(STAGE, type(method).__module__)
@@ -160,7 +166,7 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
     if context.is_main:
         save_torch(payload, output)
         shutil.rmtree(state.state_dir, ignore_errors=True)
-        if stage.get("image_cache") is True:
+        if run_time.get("image_cache") is True:
             shutil.rmtree(output.parent / IMAGE_CACHE_DIR, ignore_errors=True)
         LOG.info("wrote %s (%.1f images/s)", output, payload["images_per_second"])
     distributed.barrier(context)

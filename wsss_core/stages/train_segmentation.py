@@ -6,12 +6,14 @@ Stage keys (``config["stage"]``): ``network`` (a ``SEGMENTATION_NETWORKS`` name,
 that network's keys (``backbone``, ``backbone_overrides``, ``weights``, ``batch_norm``, ``normalization``,
 ...); ``split`` (default ``train_aug``), ``batch_size``, ``iterations``, ``lr``, ``momentum``,
 ``weight_decay``, ``poly_power`` (0.9), ``lr_update_every`` (1; deeplab-pytorch uses 10), ``crop_size``,
-``scales`` (random choice per image), ``flip`` (true), ``num_workers``, ``log_every`` (20),
-``checkpoint_every`` (500), ``device`` (falls back to ``config["device"]``).
+``scales`` (random choice per image), ``flip`` (true). Run-time (``--runtime``, section
+``segmentation.<network>.train``, :mod:`wsss_core.runtime`; not in the resume key): ``num_workers``,
+``log_every`` (20), ``checkpoint_every`` (500), ``device`` (the section's, else the top-level one),
+``pin_memory``, ``prefetch_factor``.
 Paper scale (``wsss_core.training.loop`` / ``.distributed``): ``processes`` (default 1; N > 1: the stage
 re-executes itself under ``torchrun`` with N data-parallel ranks, ``batch_size`` being the global batch;
 trained BatchNorm becomes SyncBatchNorm on GPUs), ``precision`` (fp32 | bf16 | auto), ``channels_last``
-(false), ``pin_memory``, ``prefetch_factor``. Rank 0 writes checkpoints and the model.
+(false). Rank 0 writes checkpoints and the model.
 
 Recipe of kazuto1011/deeplab-pytorch (configs/voc12.yaml): SGD with momentum, the network's parameter
 groups (DeepLab-V2: ×1 / ×10 / ×20 without weight decay), poly decay, a random scale from a fixed list,
@@ -42,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import wsss_core.data
+from wsss_core import runtime
 from wsss_core.data import transforms
 from wsss_core.data.datasets import SegmentationTrainingDataset
 from wsss_core.errors import ConfigError, StoreError
@@ -62,6 +65,7 @@ from wsss_core.utils.seeding import seed_everything
 
 LOG = logging.getLogger(__name__)
 STAGE = "wsss_core.stages.train_segmentation"
+SECTION = "segmentation.*.train"  # its run-time keys (wsss_core.runtime)
 IGNORE_INDEX = 255
 REQUIRED_KEYS = ("network", "batch_size", "iterations", "lr", "momentum", "weight_decay", "crop_size", "scales")
 
@@ -147,9 +151,11 @@ def check_mask_store(masks: MaskStore, ids: Sequence[str], num_classes: int) -> 
 
 def train(config: Mapping[str, Any], masks_path: Path, output: Path) -> dict[str, Any]:
     """Train the configured network on the pseudo-masks and write ``output``; returns the payload."""
+    run_time = runtime.settings(config, SECTION)  # how it runs: not in the resume key or the provenance hash
+    config = runtime.identity(config, SECTION)
     stage = stage_settings(config)
     seed = int(config.get("seed", 0))
-    context, device = distributed.initialize(resolve_device(stage.get("device", config.get("device", "auto"))))
+    context, device = distributed.initialize(resolve_device(run_time.get("device", "auto")))
     if not context.is_main:  # one log: rank 0's
         logging.getLogger().setLevel(logging.WARNING)
     seed_everything(seed)
@@ -184,14 +190,14 @@ def train(config: Mapping[str, Any], masks_path: Path, output: Path) -> dict[str
     batch_size = int(stage["batch_size"])
     settings = LoopSettings(
         batch_size=batch_size,
-        num_workers=int(stage.get("num_workers", config.get("num_workers", 0))),
+        num_workers=int(run_time.get("num_workers", 0)),
         seed=seed,
-        log_every=int(stage.get("log_every", 20)),
-        checkpoint_every=int(stage.get("checkpoint_every", 500)),
+        log_every=int(run_time.get("log_every", 20)),
+        checkpoint_every=int(run_time.get("checkpoint_every", 500)),
         precision=str(stage.get("precision", "fp32")),
         channels_last=bool(stage.get("channels_last", False)),
-        pin_memory=stage.get("pin_memory"),
-        prefetch_factor=stage.get("prefetch_factor"),
+        pin_memory=run_time.get("pin_memory"),
+        prefetch_factor=run_time.get("prefetch_factor"),
     )
     state = ResumeState(output.parent / "_state", config_hash(config), code_fingerprint(STAGE))
     LOG.info("training %s on %d images of %s for %d iterations on %s", stage["network"], len(ids), split,

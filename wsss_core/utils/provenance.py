@@ -13,10 +13,12 @@ import functools
 import hashlib
 import json
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import wsss_core
+from wsss_core import runtime
 
 PACKAGE_ROOT = Path(wsss_core.__file__).resolve().parent
 PACKAGE_NAME = "wsss_core"
@@ -149,7 +151,10 @@ def config_hash(config: Any) -> str:
 
 
 def provenance(config: Any, stage_module: str) -> dict[str, Any]:
-    """What made an artefact: the stage, its configuration, and the code version."""
+    """What made an artefact: the stage, its configuration (its identity: run-time settings such as
+    ``num_workers`` or ``device`` left out, :func:`wsss_core.runtime.identity`), and the code version."""
+    if isinstance(config, Mapping):
+        config = runtime.identity(config)
     return {
         "stage": stage_module,
         "wsss_core_version": wsss_core.__version__,
