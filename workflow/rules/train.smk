@@ -48,4 +48,4 @@ rule evaluate_classifier:
         **SLURM_HEAVY,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.evaluate_classifier --config {params.config:q} "
-        "--model {input.model} --output {output} > {log} 2>&1"
+        "--runtime {RUNTIME:q} --model {input.model} --output {output} > {log} 2>&1"

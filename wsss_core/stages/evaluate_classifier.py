@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wsss_core import runtime
 from wsss_core.evaluation.classification import classification_report
 from wsss_core.stages import _cli
 from wsss_core.stages._shared import open_reader, stage_config
@@ -38,12 +39,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        config = args.config
+        run_time = runtime.settings(args.config)  # device, threads: not in the provenance hash
+        config = runtime.identity(args.config)
         split = stage_config(config).get("split", "train")
-        set_torch_threads(config)
+        set_torch_threads(run_time)
         reader = open_reader(config)
         method, model = load_trained_model(args.model, config, reader.num_classes)
-        model.to(resolve_device(config.get("device", "auto"))).eval()
+        model.to(resolve_device(run_time.get("device", "auto"))).eval()
         ids = reader.ids(split)
         labels, scores = [], {}
         with torch.inference_mode():
