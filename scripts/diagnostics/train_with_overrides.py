@@ -22,22 +22,23 @@ def job(role, stage, with_weights=True):
     j = resolve.job_config(config, "synth", run, params, with_weights=with_weights)
     j["method"] = merge(j["method"], overrides); j["seed"] = seed
     return resolve.to_json(j)
-out.mkdir(parents=True, exist_ok=True)
 py = sys.executable
-steps = [
-    ("train", [py, "-m", "wsss_core.stages.train_method", "--config", job("train", ("train_method",)), "--output", str(out / "model.pt")]),
-    ("seeds", [py, "-m", "wsss_core.stages.export_seeds", "--config", job("train", ("export_seeds",)), "--model", str(out / "model.pt"), "--output", str(out / "cams.h5")]),
-    ("cls", [py, "-m", "wsss_core.stages.evaluate_classifier", "--config", job("score", None, False), "--model", str(out / "model.pt"), "--output", str(out / "classification.json")]),
-    ("eval", [py, "-m", "wsss_core.stages.evaluate_seeds", "--config", job("score", ("evaluate_seeds",), False), "--seeds", str(out / "cams.h5"), "--output", str(out / "eval.json")]),
+for sub in ("train", "seeds"):
+    (out / sub).mkdir(parents=True, exist_ok=True)
+model, cams = out / "train" / "model.pt", out / "seeds" / "cams.h5"
+steps = [  # the DAG's layout: <out>/train/{model.pt,classification.json}, <out>/seeds/{cams.h5,eval.json}
+    ("train", model, [py, "-m", "wsss_core.stages.train_method", "--config", job("train", ("train_method",)), "--output", str(model)]),
+    ("seeds", cams, [py, "-m", "wsss_core.stages.export_seeds", "--config", job("train", ("export_seeds",)), "--model", str(model), "--output", str(cams)]),
+    ("cls", out / "train" / "classification.json", [py, "-m", "wsss_core.stages.evaluate_classifier", "--config", job("score", None, False), "--model", str(model), "--output", str(out / "train" / "classification.json")]),
+    ("eval", out / "seeds" / "eval.json", [py, "-m", "wsss_core.stages.evaluate_seeds", "--config", job("score", ("evaluate_seeds",), False), "--seeds", str(cams), "--output", str(out / "seeds" / "eval.json")]),
 ]
-for name, cmd in steps:
-    target = {"train": "model.pt", "seeds": "cams.h5", "eval": "eval.json", "cls": "classification.json"}[name]
-    if (out / target).exists():
+for name, target, cmd in steps:
+    if target.exists():
         continue
     t = time.time()
     with open(out / f"{name}.log", "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT), env={**__import__("os").environ, "OMP_NUM_THREADS": "2"})
     print(f"{run} {out.name}: {name} {time.time()-t:.0f} s", flush=True)
-ev = json.load(open(out / "eval.json")); cl = json.load(open(out / "classification.json"))
+ev = json.load(open(out / "seeds" / "eval.json")); cl = json.load(open(out / "train" / "classification.json"))
 print(out.name, "seed mIoU", round(100 * ev["best"]["miou"], 1), "thr", ev["best_threshold"],
       "cls mAP", {h: round(100 * v["map"], 1) for h, v in cl["heads"].items()}, flush=True)
