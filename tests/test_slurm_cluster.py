@@ -175,10 +175,19 @@ class Submission:
 
 
 def _submissions(output: str) -> dict[str, Submission]:
-    """Snakemake job id → its rule, threads, resources and SLURM submissions (a retry adds one)."""
+    """Snakemake job id → its rule, threads, resources and SLURM submissions (a retry adds one). The logs of a
+    failed job that the profile prints (show-failed-logs: "Logfile <path>:" between two lines of 80 "=") are
+    skipped: they hold the job's own Snakemake run, whose job ids are not the driver's."""
     jobs: dict[str, Submission] = {}
     block: dict[str, str] = {}
+    rulers_left = 0  # the "=" lines still to pass in a printed log file
     for line in output.splitlines():
+        if re.match(r"^Logfile .+:$", line):
+            rulers_left = 2
+            continue
+        if rulers_left:
+            rulers_left -= line == "=" * 80  # not the "=========" under the job's own "SNAKEMAKE" banner
+            continue
         header = re.match(r"^rule (\w+):$", line)
         if header:
             block = {"rule": header.group(1)}
