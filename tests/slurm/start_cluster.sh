@@ -9,6 +9,7 @@
 # the daemons that are not running (restarts those whose configuration changed) and waits until `sinfo`
 # shows the node up. A second call finds everything running and only checks it (1.8 s measured).
 # Logs: /var/log/slurm/{slurmctld,slurmd,slurmdbd}.log, /var/log/mysql/wsss-slurm.log.
+# tests/slurm/stop_cluster.sh stops the daemons this script started (it lists them in $STARTED).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,6 +19,7 @@ CLUSTER=wsss-test
 ACCOUNTS=(other wsss)   # `other` is the users' default account: a job must ask for `wsss` (-A) to get it
 PACKAGES=(slurmctld slurmd slurmdbd slurm-client munge mariadb-server)
 WAIT_S=60
+STARTED=/run/wsss-test-cluster.started   # one daemon a line, in the order started
 
 say() { echo "start_cluster: $*"; }
 die() { echo "start_cluster: $*" >&2; exit 1; }
@@ -79,6 +81,7 @@ install_config() {  # install_config TEMPLATE TARGET OWNER MODE: write TARGET if
     fi
 }
 mkdir -p /etc/slurm /run/slurm /var/log/slurm /var/lib/slurm/slurmctld /var/lib/slurm/slurmd
+started() { grep -qx "$1" "$STARTED" 2>/dev/null || echo "$1" >>"$STARTED"; }
 chown slurm:slurm /run/slurm /var/log/slurm /var/lib/slurm/slurmctld
 install_config "$HERE/slurm.conf.in" /etc/slurm/slurm.conf root:root 644
 install_config "$HERE/slurmdbd.conf.in" /etc/slurm/slurmdbd.conf slurm:slurm 600
@@ -89,6 +92,7 @@ mkdir -p /run/munge && chown munge:munge /run/munge
 if ! (munge -n | unmunge) >/dev/null 2>&1; then
     say "starting munged"
     runuser -u munge -- /usr/sbin/munged --force  # --force: past a socket left by a killed munged
+    started munged
     wait_for "$WAIT_S" "munged (see /var/log/munge/munged.log)" bash -c "munge -n | unmunge"
 fi
 
@@ -99,6 +103,7 @@ if ! mysqladmin --silent ping >/dev/null 2>&1; then
     # only the Unix socket: nothing listens on a network port
     setsid /usr/sbin/mariadbd --user=mysql --skip-networking --log-error=/var/log/mysql/wsss-slurm.log \
         </dev/null >/dev/null 2>&1 &
+    started mariadbd
     wait_for "$WAIT_S" "MariaDB (see /var/log/mysql/wsss-slurm.log)" mysqladmin --silent ping
 fi
 mysql --batch <<'SQL'
@@ -112,6 +117,7 @@ if is_changed slurmdbd.conf; then stop /run/slurm/slurmdbd.pid; fi
 if ! alive /run/slurm/slurmdbd.pid; then
     say "starting slurmdbd"
     /usr/sbin/slurmdbd
+    started slurmdbd
 fi
 wait_for "$WAIT_S" "slurmdbd (see /var/log/slurm/slurmdbd.log)" sacctmgr --noheader list cluster
 
@@ -142,11 +148,13 @@ fi
 if ! alive /run/slurm/slurmctld.pid; then
     say "starting slurmctld"
     /usr/sbin/slurmctld
+    started slurmctld
 fi
 wait_for "$WAIT_S" "slurmctld (see /var/log/slurm/slurmctld.log)" scontrol ping
 if ! alive /run/slurm/slurmd.pid; then
     say "starting slurmd"
     /usr/sbin/slurmd
+    started slurmd
 fi
 
 node_up() {
