@@ -211,6 +211,19 @@ def _tiny_dataset(root):
     return dataset, ids
 
 
+# MCTformer without drop-path or random augmentation besides crops and flips: its training depends on
+# (seed, epoch, index) only, so one process and two gloo processes must write the same model (also used by
+# tests/test_slurm_cluster.py inside an sbatch job).
+DDP_METHOD = {
+    "name": "mctformer",
+    "model": {"backbone": "vit_synth", "weights": None, "drop_path": 0.0, "image_size": 32},
+    "train": {"batch_size": 4, "epochs": 2, "lr": 5e-4, "weight_decay": 0.05, "warmup_epochs": 1,
+              "warmup_lr": 1e-6, "min_lr": 1e-5, "crop_size": 32, "scale": [0.5, 1.0],
+              "rand_augment": None, "random_erasing": 0.0},
+    "seeds": {"class_attention_blocks": [-1], "patch_attention_blocks": "all", "scales": [1.0], "flip": False},
+}
+
+
 def test_train_method_stage_under_torchrun_matches_one_process(tmp_path):
     """The stage relaunches itself under torchrun for stage.processes = 2 (gloo on CPU) and writes the same
     model as one process with the same global batch (the 2-process run reading a decoded-image cache) (MCTformer, no drop-path, no random augmentation
@@ -220,14 +233,7 @@ def test_train_method_stage_under_torchrun_matches_one_process(tmp_path):
     import sys
 
     dataset, ids = _tiny_dataset(tmp_path / "dataset")
-    method = {
-        "name": "mctformer",
-        "model": {"backbone": "vit_synth", "weights": None, "drop_path": 0.0, "image_size": 32},
-        "train": {"batch_size": 4, "epochs": 2, "lr": 5e-4, "weight_decay": 0.05, "warmup_epochs": 1,
-                  "warmup_lr": 1e-6, "min_lr": 1e-5, "crop_size": 32, "scale": [0.5, 1.0],
-                  "rand_augment": None, "random_erasing": 0.0},
-        "seeds": {"class_attention_blocks": [-1], "patch_attention_blocks": "all", "scales": [1.0], "flip": False},
-    }
+    method = DDP_METHOD
     models = {}
     for processes in (1, 2):
         # the 2-process run also serves its images from the decoded-image cache (built by rank 0)

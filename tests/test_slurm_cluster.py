@@ -354,17 +354,10 @@ def test_results_equal_the_local_run(slurm_run: SlurmRun, local_run: Path):
 def test_two_process_training_inside_an_sbatch_job_matches_one_process(cluster, tmp_path):
     """torchrun with 2 gloo workers in one sbatch job (2 CPUs) against one process outside SLURM: the same
     comparison as tests/test_distributed.py."""
-    from test_distributed import _tiny_dataset
+    from test_distributed import DDP_METHOD, _tiny_dataset
 
     dataset, _ = _tiny_dataset(tmp_path / "dataset")
-    method = {
-        "name": "mctformer",
-        "model": {"backbone": "vit_synth", "weights": None, "drop_path": 0.0, "image_size": 32},
-        "train": {"batch_size": 4, "epochs": 2, "lr": 5e-4, "weight_decay": 0.05, "warmup_epochs": 1,
-                  "warmup_lr": 1e-6, "min_lr": 1e-5, "crop_size": 32, "scale": [0.5, 1.0],
-                  "rand_augment": None, "random_erasing": 0.0},
-        "seeds": {"class_attention_blocks": [-1], "patch_attention_blocks": "all", "scales": [1.0], "flip": False},
-    }
+    method = DDP_METHOD
 
     def stage_command(processes: int) -> list[str]:
         config = {"dataset": dataset, "method": method, "stage": {"log_every": 1, "processes": processes},

@@ -165,3 +165,26 @@ def test_a_job_carries_only_the_weight_keys_it_names(tmp_path):
     job = resolve.job_config(config, "synth", "cti", {"weights": "deit_small"})
     assert job["weights"]["files"] == {"deit_small": "w.pth", "vit_synth": "results/synth/pretrained/vit_synth.safetensors"}
     assert resolve.built_weight_files(config, job) == ["results/synth/pretrained/vit_synth.safetensors"]
+
+
+def test_the_pool_workers_are_no_part_of_the_pool_or_backbone_identity(tmp_path):
+    """pretraining.pool.workers only says how many processes draw the images: it stays out of the pool's and
+    the backbones' --config (so changing it rebuilds nothing) and reaches the stage as --workers."""
+    pretraining = {"pool": {"num_classes": 100, "image_size": 64, "seed": 1, "workers": 2}}
+    assert resolve.pool_identity(pretraining) == {"num_classes": 100, "image_size": 64, "seed": 1}
+    assert resolve.pool_workers(pretraining) == 2 and resolve.pool_workers({}) == 1
+    # the stage takes the workers from --workers (as the rule passes them) and draws the same images
+    import json
+
+    import numpy as np
+
+    from wsss_core.stages import pretrain_pool
+
+    tiny = {"num_classes": 2, "train_per_class": 2, "val_per_class": 1, "image_size": 32, "seed": 1}
+    outputs = {}
+    for workers in (1, 2):
+        output = tmp_path / f"w{workers}"
+        pretrain_pool.main(["--config", json.dumps({"stage": tiny}), "--workers", str(workers), "--output", str(output)])
+        assert json.loads((output / "classes.json").read_text())["params"]["workers"] == workers
+        outputs[workers] = np.load(output / "train.npz")
+    assert all(np.array_equal(outputs[1][key], outputs[2][key]) for key in outputs[1].files)

@@ -355,6 +355,21 @@ def compute_resources(config: Mapping[str, Any], dataset: str) -> dict[str, Any]
     raise ConfigError(f"missing config key compute.{dataset} (gpu, mem_mb, runtime)")
 
 
+POOL_RUNTIME_KEYS = ("workers",)  # processes drawing the pool's images: the images do not depend on them
+
+
+def pool_identity(pretraining: Mapping[str, Any]) -> dict[str, Any]:
+    """``pretraining.pool`` without its run-time keys: what the pool's images are (the pool job's and every
+    backbone job's identity). The run-time ones travel in the shell command (``pool_workers``)."""
+    pool = pretraining.get("pool", {}) or {}
+    return {key: value for key, value in pool.items() if key not in POOL_RUNTIME_KEYS}
+
+
+def pool_workers(pretraining: Mapping[str, Any]) -> int:
+    """``pretraining.pool.workers`` (default 1)."""
+    return int((pretraining.get("pool", {}) or {}).get("workers", 1))
+
+
 def check_pretraining(pretraining: Mapping[str, Any]) -> None:
     """Check ``pretraining.pool`` and every ``pretraining.backbones.<name>`` recipe against their typed
     settings (unknown keys, types, ranges, the objective's own arguments)."""

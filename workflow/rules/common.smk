@@ -88,15 +88,21 @@ except InputError as error:
     raise WorkflowError(f"config.yaml: {error}") from None
 
 
+# The pool's identity: what its images are. ``workers`` (processes drawing them; the images do not depend on
+# it) travels in the shell command instead, so that changing it rebuilds neither the pool nor the backbones.
+POOL_IDENTITY = resolve.pool_identity(PRETRAINING)
+POOL_WORKERS = resolve.pool_workers(PRETRAINING)
+
+
 def pretrain_pool_job(wildcards):
-    return resolve.to_json({"stage": PRETRAINING.get("pool", {}), "seed": config.get("seed", 0)})
+    return resolve.to_json({"stage": POOL_IDENTITY, "seed": config.get("seed", 0)})
 
 
 def pretrain_backbone_job(wildcards):
     """The recipe of one backbone plus the pool it trains on (a new pool retrains every backbone)."""
     return resolve.to_json({
         "stage": PRETRAINING["backbones"][wildcards.backbone],
-        "pool": PRETRAINING.get("pool", {}),
+        "pool": POOL_IDENTITY,
         "seed": config.get("seed", 0),
     })
 

@@ -23,7 +23,7 @@ rule pretrain_pool:
         gpu=0,
         **SLURM_LIGHT,
     shell:
-        "{PYTHON:q} -m wsss_core.stages.pretrain_pool --config {params.config:q} "
+        "{PYTHON:q} -m wsss_core.stages.pretrain_pool --config {params.config:q} --workers {POOL_WORKERS} "
         "--output results/synth/pretrain_pool > {log} 2>&1"
 
 

@@ -92,7 +92,8 @@ def profile_item(item: gpu_proof.ProofItem, warmup: int, steps: int) -> dict[str
         seconds = (event.device_time_total if cuda else 0.0) / 1e6
         if not cuda or seconds <= 0 or event.device_type != torch.autograd.DeviceType.CUDA:
             continue
-        kinds[kernel_kind(event.key)] = kinds.get(kernel_kind(event.key), 0.0) + seconds / steps
+        kind = kernel_kind(event.key)
+        kinds[kind] = kinds.get(kind, 0.0) + seconds / steps
         kernels[event.key] = (seconds / steps, event.count // steps)
     device_seconds = sum(kinds.values())
     top = sorted(kernels.items(), key=lambda entry: -entry[1][0])[:12]

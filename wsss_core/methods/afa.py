@@ -453,26 +453,25 @@ class AFA(Method):
         device = next(model.parameters()).device
         return normalize(to_tensor(image)).unsqueeze(0).to(device)
 
-    @torch.no_grad()
-    def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
-        """The stage-4 classifier's logits (``cls`` loss), on the image as the seeds see it."""
-        model.eval()
+    def _seed_input(self, model: nn.Module, image: np.ndarray) -> torch.Tensor:
+        """The normalised image as the seeds see it: resized to ``inference.seed_resize`` when set."""
         x = self._image_tensor(model, image)
         resize = self.section("inference").get("seed_resize")
         if resize:
             x = F.interpolate(x, size=(int(resize), int(resize)), mode="bilinear", align_corners=False)
-        return {"cls": model.classifier(model(x).features[-1])[0].float().cpu().numpy()}
+        return x
+
+    @torch.no_grad()
+    def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
+        """The stage-4 classifier's logits (``cls`` loss), on the image as the seeds see it."""
+        model.eval()
+        return {"cls": model.classifier(model(self._seed_input(model, image)).features[-1])[0].float().cpu().numpy()}
 
     @torch.no_grad()
     def infer_seeds(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> SeedMaps:
         """Multi-scale + flip CAM of the present classes at the image's resolution, min-max normalised."""
-        inference = self.section("inference")
         height, width = image.shape[:2]
-        x = self._image_tensor(model, image)
-        resize = inference.get("seed_resize")
-        if resize:
-            x = F.interpolate(x, size=(int(resize), int(resize)), mode="bilinear", align_corners=False)
-        (cam,) = multi_scale_cams(model.cam_maps, x, self.cam_scales)
+        (cam,) = multi_scale_cams(model.cam_maps, self._seed_input(model, image), self.cam_scales)
         cam = F.interpolate(cam, size=(height, width), mode="bilinear", align_corners=False)[0]
         present = np.flatnonzero(np.asarray(labels) > 0)
         maps = cam[torch.as_tensor(present, dtype=torch.long, device=cam.device)].clamp(0.0, 1.0)

@@ -391,29 +391,28 @@ class ToCo(Method):
         device = next(model.parameters()).device
         return normalize(to_tensor(image)).unsqueeze(0).to(device)
 
+    def _seed_input(self, model: nn.Module, image: np.ndarray) -> torch.Tensor:
+        """The normalised image as the seeds see it: resized to ``inference.seed_resize`` (the crop size)."""
+        x = self._image_tensor(model, image)
+        resize = _section(self.config, "inference").get("seed_resize", self.crop_size)
+        if resize:
+            x = F.interpolate(x, size=(int(resize), int(resize)), mode="bilinear", align_corners=False)
+        return x
+
     @torch.no_grad()
     def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
         """The final and the auxiliary classifier's logits (``cls``, ``cls_aux`` losses), on the image as
         the seeds see it (``inference.seed_resize``)."""
         model.eval()
-        x = self._image_tensor(model, image)
-        resize = _section(self.config, "inference").get("seed_resize", self.crop_size)
-        if resize:
-            x = F.interpolate(x, size=(int(resize), int(resize)), mode="bilinear", align_corners=False)
-        out = model(x)
+        out = model(self._seed_input(model, image))
         return {"cls": model.classifier(out.patch_tokens)[0].float().cpu().numpy(),
                 "aux": model.aux_classifier(out.aux_tokens)[0].float().cpu().numpy()}
 
     @torch.no_grad()
     def infer_seeds(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> SeedMaps:
         """Multi-scale + flip final CAM of the present classes at the image's resolution."""
-        inference = _section(self.config, "inference")
         height, width = image.shape[:2]
-        x = self._image_tensor(model, image)
-        resize = inference.get("seed_resize", self.crop_size)
-        if resize:
-            x = F.interpolate(x, size=(int(resize), int(resize)), mode="bilinear", align_corners=False)
-        cam, _ = multi_scale_cams(model.cam_maps, x, self.cam_scales)
+        cam, _ = multi_scale_cams(model.cam_maps, self._seed_input(model, image), self.cam_scales)
         cam = F.interpolate(cam, size=(height, width), mode="bilinear", align_corners=False)[0]
         present = np.flatnonzero(np.asarray(labels) > 0)
         maps = cam[torch.as_tensor(present, dtype=torch.long, device=cam.device)].clamp(0.0, 1.0)

@@ -23,11 +23,16 @@ LOG = logging.getLogger(__name__)
 def main(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, required=True, help="pool folder to write")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes drawing the images (run-time: not in --config; default stage.workers)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     def launch() -> None:
         started = time.perf_counter()
-        params = PoolParams.from_config(args.config.get("stage") or {})
+        stage = dict(args.config.get("stage") or {})
+        if args.workers is not None:
+            stage["workers"] = args.workers
+        params = PoolParams.from_config(stage)
         summary = write_pool(args.output, params)
         LOG.info("wrote %s: %s images in %.1f s", args.output, summary["counts"], time.perf_counter() - started)
 
