@@ -40,10 +40,23 @@ def _module_path(module: str) -> Path | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _parsed(path: Path, stamp: tuple[int, int]) -> ast.Module:
+    """The syntax tree of one source file, parsed once per version (``stamp``: mtime, size): every rule's
+    fingerprint walks the same modules, and parsing them again for each was most of a dry run's time."""
+    return ast.parse(path.read_text(), filename=str(path))
+
+
 def _imported_modules(path: Path, module: str) -> set[str]:
     """Names of ``wsss_core`` modules that ``path`` imports (statically), including whole subpackages
     it imports from, so that registries discovered with ``pkgutil`` are covered."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    status = path.stat()
+    return set(_imported_modules_of(path, module, (status.st_mtime_ns, status.st_size)))
+
+
+@functools.lru_cache(maxsize=None)
+def _imported_modules_of(path: Path, module: str, stamp: tuple[int, int]) -> frozenset[str]:
+    tree = _parsed(path, stamp)
     is_package = path.name == "__init__.py"
     package_parts = module.split(".") if is_package else module.split(".")[:-1]
     found: set[str] = set()
@@ -58,20 +71,26 @@ def _imported_modules(path: Path, module: str) -> set[str]:
                 base = node.module or ""
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)
-    return {name for name in found if _module_path(name) is not None}
+    return frozenset(name for name in found if _module_path(name) is not None)
 
 
 def _registry_packages(path: Path) -> set[str]:
     """Packages whose members a module imports dynamically: ``Registry(..., package="wsss_core.x")``."""
+    status = path.stat()
+    return set(_registry_packages_of(path, (status.st_mtime_ns, status.st_size)))
+
+
+@functools.lru_cache(maxsize=None)
+def _registry_packages_of(path: Path, stamp: tuple[int, int]) -> frozenset[str]:
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(_parsed(path, stamp)):
         if isinstance(node, ast.Call):
             name = getattr(node.func, "id", getattr(node.func, "attr", None))
             if name == "Registry":
                 for keyword in node.keywords:
                     if keyword.arg == "package" and isinstance(keyword.value, ast.Constant):
                         found.add(str(keyword.value.value))
-    return found
+    return frozenset(found)
 
 
 def _package_members(package: str) -> set[str]:
