@@ -112,7 +112,7 @@ def test_loss_weights_warm_up_and_unknown_key() -> None:
     method = build_method("afa", tiny_config(schedule={"cam_iters": 2000}), 3)
     assert method.active_loss_weights(2000) == {"cls": 1.0, "segmentation": 0.0, "affinity": 0.0}
     assert method.active_loss_weights(2001) == {"cls": 1.0, "segmentation": 0.1, "affinity": 0.1}
-    with pytest.raises(ConfigError, match=r"loss_weights has unknown keys \[.seg.\]"):
+    with pytest.raises(ConfigError, match=r"unknown key 'method.loss_weights.seg'"):
         build_method("afa", tiny_config(loss_weights={"seg": 1.0}), 3)
 
 

@@ -106,9 +106,18 @@ def test_frozen_batch_norm_mode_fixes_the_affine_too() -> None:
 
 @pytest.mark.parametrize(("key", "value"), [("batch_norm", "sync"), ("frozen_stages", 5)])
 def test_bad_settings_name_the_key(key: str, value: object) -> None:
-    method = build_method("cam", {**CONFIG, key: value}, num_classes=3)
-    with pytest.raises(ConfigError, match=f"method.{key}"):
-        method.build_model(WeightsCatalog({}))
+    # checked when the method is built from its config (CAMSettings), before any network exists
+    with pytest.raises(ConfigError, match=f"method.{key} = .*must be"):
+        build_method("cam", {**CONFIG, key: value}, num_classes=3)
+
+
+def test_cam_settings_hold_the_defaults_config_leaves_out() -> None:
+    method = build_method("cam", CONFIG, num_classes=3)
+    assert method.settings.frozen_stages == 2 and method.settings.batch_norm == "fixed"
+    assert method.settings.train.interpolation == "bicubic" and method.settings.train.poly_power == 0.9
+    assert method.settings.infer.scales == [1.0, 0.5] and method.settings.infer.interpolation == "bicubic"
+    with pytest.raises(ConfigError, match="unknown key 'method.train.epoch'"):
+        build_method("cam", {**CONFIG, "train": {**CONFIG["train"], "epoch": 3}}, num_classes=3)
 
 
 def test_unknown_interpolation_names_the_key() -> None:

@@ -97,7 +97,7 @@ def test_projector_magnitude_is_frozen_at_one_and_teacher_starts_equal() -> None
 
 # ------------------------------------------------------------------------------------- method
 def test_default_mask_ratio_is_the_authors_run_and_invalid_ratio_is_rejected() -> None:
-    method = MCC({"backbone": "vit_synth"}, 2)
+    method = MCC({"backbone": "vit_synth", "train": {"batch_size": 2}}, 2)
     assert method.mask_ratio == 0.95 and method.mask_scale == 4 and method.mask_aux_cam_until == 12000
     assert method.temperature == 0.5 and method.momentum == 0.9
     assert method.loss_weights["affinity"] == 0.2 and method.loss_weights["contrast"] == 0.5

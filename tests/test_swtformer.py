@@ -161,9 +161,10 @@ CONFIG = {
     "backbone": "swin_synth",
     "weights": None,
     "hff": {"local_channels": 8, "fused_channels": 16},
-    "train": {"resize_long": [40, 80], "crop_size": 64, "lr": 1e-3, "epochs": 1, "warmup_epochs": 0},
+    "train": {"batch_size": 2, "resize_long": [40, 80], "crop_size": 64, "lr": 1e-3, "epochs": 1, "warmup_epochs": 0},
     "infer": {"scales": [1.0, 0.5]},
 }
+V1_CONFIG = {key: value for key, value in CONFIG.items() if key != "hff"}  # V1 has no fusion (an unknown key)
 
 
 def test_registry_names() -> None:
@@ -173,7 +174,7 @@ def test_registry_names() -> None:
 
 def test_training_sample_valid_mask_covers_the_image() -> None:
     """An image whose long side becomes 40 lands whole inside the 64-px crop: valid = its area."""
-    method = build_method("swtformer_v1", {**CONFIG, "train": {**CONFIG["train"], "resize_long": [40, 40]}}, 3)
+    method = build_method("swtformer_v1", {**V1_CONFIG, "train": {**CONFIG["train"], "resize_long": [40, 40]}}, 3)
     sample = method.training_sample(np.full((20, 40, 3), 200, np.uint8), np.ones(3, np.float32), np.random.default_rng(0))
     valid = sample["valid"]
     assert valid.sum().item() == 20 * 40
@@ -194,7 +195,7 @@ def make_batch(method: SWTformerV1, count: int = 2) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("name", ["swtformer_v1", "swtformer"])
 def test_training_step_and_seed_export(name: str) -> None:
     torch.manual_seed(0)
-    method = build_method(name, CONFIG, num_classes=3)
+    method = build_method(name, V1_CONFIG if name == "swtformer_v1" else CONFIG, num_classes=3)
     model = method.build_model(WeightsCatalog({}))
     batch = make_batch(method)
     assert batch["image"].shape == (2, 3, 64, 64) and batch["valid"].shape == (2, 64, 64)
@@ -239,4 +240,4 @@ def test_unknown_ccl_mode_is_a_config_error() -> None:
 
 def test_missing_backbone_key_names_it() -> None:
     with pytest.raises(ConfigError, match="method.backbone"):
-        build_method("swtformer_v1", {"train": {}}, num_classes=3).build_model(WeightsCatalog({}))
+        build_method("swtformer_v1", {"train": CONFIG["train"]}, num_classes=3).build_model(WeightsCatalog({}))

@@ -129,6 +129,9 @@ def _runtime_keys(path: str | None) -> Mapping[str, Setting]:
     return section.runtime if section else {}
 
 
+runtime_keys = _runtime_keys  # the run-time keys of a stages path (``segmentation.deeplab_v2.train``)
+
+
 # ------------------------------------------------------------------------------ the workflow side
 def _check_value(where: str, setting: Setting, value: Any) -> Any:
     """``value`` parsed (:meth:`Setting.parse`), or a ConfigError naming ``where``."""

@@ -8,7 +8,10 @@
 * **config.yaml against its schema**, in one line (:func:`schema_problem`): Snakemake's own message
   appends the whole schema and the whole config (over a thousand lines) to the one line that matters.
 * **What the schema cannot see** (:func:`config_problem`): every method, variant and pipeline resolved
-  for every dataset, so a misspelt preset key stops ``snakemake -n`` before any job.
+  for every dataset and checked against its typed settings (``wsss_core.settings``: each method's type
+  beside its code, ``wsss_core.stages.settings`` for ``stages:``), so a misspelt key, a wrong type or an
+  out-of-range value anywhere (method block, dataset preset, variant, stage section) stops
+  ``snakemake -n`` before any job, in one line naming the key path.
 * **Target paths** (:func:`target_problem`): a method, variant, refinement or network that the config
   does not know matches no rule, and Snakemake says only "No rule to produce"; this lists the known ones.
 """
@@ -69,6 +72,52 @@ def _profile_settings(profile: str | Path, workdir: Path) -> tuple[Path, dict[st
     return Path(workdir, folder), settings if isinstance(settings, dict) else {}
 
 
+def _profiles(argv: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    profiles = _option_values(argv, "--profile")
+    if not profiles and environ.get("SNAKEMAKE_PROFILE"):
+        profiles = [environ["SNAKEMAKE_PROFILE"]]
+    return profiles
+
+
+def _remote_executor(argv: Sequence[str], environ: Mapping[str, str], workdir: Path) -> tuple[str, str] | None:
+    """(where it is chosen, executor) when the command line or a ``--profile`` sends jobs to a cluster."""
+    executors = [(f"--executor {value}", value) for value in _option_values(argv, "--executor", "-e")]
+    for profile in _profiles(argv, environ):
+        found = _profile_settings(profile, workdir) if profile != "none" else None
+        if found and found[1].get("executor"):
+            executors.append((f"profile {profile}", str(found[1]["executor"])))
+    remote = [(where, executor) for where, executor in executors if executor not in LOCAL_EXECUTORS]
+    return remote[-1] if remote else None
+
+
+def device_problem(config: Mapping[str, Any], argv: Sequence[str], environ: Mapping[str, str], workdir: Path,
+                   cuda_devices: int | None = None) -> str | None:
+    """The message for ``device: cuda`` (top level, or a stage section's run-time ``device``) when the jobs
+    run on this machine and it has no such CUDA device, else None. Jobs sent to a cluster are not checked
+    (the submitting host need not have the GPUs). ``cuda_devices``: the device count (default: torch's)."""
+    from wsss_core.runtime import _stage_sections
+
+    if _remote_executor(argv, environ, workdir) is not None:
+        return None
+    wanted = [("device", config.get("device"))]
+    for path, node in _stage_sections(config.get("stages") or {}).items():
+        wanted.append((f"stages.{path}.device", node.get("device")))
+    for key, value in wanted:
+        if not isinstance(value, str) or not value.startswith("cuda"):
+            continue
+        if cuda_devices is None:
+            import torch
+
+            cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(value.partition(":")[2] or 0)
+        if index >= cuda_devices:
+            seen = f"{cuda_devices} CUDA device(s) are visible" if cuda_devices else "no CUDA device is visible"
+            return (f"config.yaml: {key} is '{value}', but the jobs run on this machine and {seen}: use "
+                    f"device: auto (CUDA when visible, else CPU) or cpu, or send the jobs to a cluster with GPUs "
+                    f"(--workflow-profile profiles/slurm)")
+    return None
+
+
 def profile_conflict(argv: Sequence[str], environ: Mapping[str, str], workdir: Path, snakefile_dir: Path) -> str | None:
     """The message for a cluster run whose GPU requests a local workflow profile would cap, else None.
 
@@ -91,18 +140,11 @@ def profile_conflict(argv: Sequence[str], environ: Mapping[str, str], workdir: P
     cap = (settings.get("resources") or {}).get("gpu") if isinstance(settings.get("resources"), dict) else None
     if cap is None or str(settings.get("executor", "local")) not in LOCAL_EXECUTORS:
         return None
-    profiles = _option_values(argv, "--profile")
-    if not profiles and environ.get("SNAKEMAKE_PROFILE"):
-        profiles = [environ["SNAKEMAKE_PROFILE"]]
-    executors = [(f"--executor {value}", value) for value in _option_values(argv, "--executor", "-e")]
-    for profile in profiles:
-        found = _profile_settings(profile, workdir) if profile != "none" else None
-        if found and found[1].get("executor"):
-            executors.append((f"profile {profile}", str(found[1]["executor"])))
-    remote = [(where, executor) for where, executor in executors if executor not in LOCAL_EXECUTORS]
-    if not remote:
+    profiles = _profiles(argv, environ)
+    remote = _remote_executor(argv, environ, workdir)
+    if remote is None:
         return None
-    where, executor = remote[-1]
+    where, executor = remote
     relative = os.path.relpath(folder, workdir)
     fix = (f"use --workflow-profile {profiles[-1]} instead of --profile {profiles[-1]}"
            if where.startswith("profile ") else "use --workflow-profile profiles/slurm")
@@ -146,13 +188,42 @@ def config_problem(config: Mapping[str, Any]) -> str | None:
     try:
         resolve.check_datasets(config)
         for dataset in config["datasets"]:
+            resolve.stage_settings(config, dataset)  # the typed stages: sections (wsss_core.stages.settings)
             for run in resolve.run_names(config):
+                resolve.method_settings(config, dataset, run)  # the method's typed settings (its module)
+                if resolve.pipeline_choice(config, dataset, run).get("route") is None:
+                    name = resolve.method_config(config, dataset, run)["name"]
+                    return (f"config.yaml: methods.{name}.pipeline.route is missing (multi_stage or own_decoder): "
+                            f"give the method a pipeline, or a base method to take it from")
                 method = METHODS.get(resolve.method_config(config, dataset, run)["name"])
                 if resolve.pipeline_choice(config, dataset, run).get("refine") == "own" and method.pseudo_labels is None:
                     return (
                         f"config.yaml: methods.{run}.pipeline.refine is 'own', but method '{method.name}' makes no "
                         "pseudo-labels of its own (only ToCo, MCC, AFA and ECA do): use crf, irn or psa"
                     )
+    except InputError as error:
+        return f"config.yaml: {error}"
+    return None
+
+
+def parse_time_problem(config: Mapping[str, Any], schema_path: str | Path, argv: Sequence[str] = (),
+                       environ: Mapping[str, str] | None = None, workdir: Path | None = None,
+                       cuda_devices: int | None = None) -> str | None:
+    """The first one-line message the workflow stops with when it parses ``config``, from the checks its
+    rule files run in this order (``checks.smk``: schema, device; ``common.smk``: resolution and typed
+    settings of every method, variant and stage section, run-time values, pretraining recipes); None when
+    the workflow would go on to build the DAG. Tests run each bad value through this."""
+    from wsss_core import runtime
+    from wsss_core.errors import InputError
+
+    problem = schema_problem(config, schema_path)
+    problem = problem or device_problem(config, argv, environ or {}, workdir or Path.cwd(), cuda_devices)
+    problem = problem or config_problem(config)
+    if problem:
+        return problem
+    try:
+        runtime.check(config)
+        resolve.check_pretraining(config.get("pretraining", {}) or {})
     except InputError as error:
         return f"config.yaml: {error}"
     return None

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,20 +180,66 @@ def seeded_run(config: Mapping[str, Any], run: str, seed: int) -> str:
     return run if seed == int(config.get("seed", 0)) else f"{run}@seed{seed}"
 
 
+BASE_KEY = "base"  # methods.<name>.base: the method whose block this one extends (mmsegmentation's _base_)
+
+
+def inherit(base: Any, child: Any) -> Any:
+    """``child`` written over a copy of ``base`` (both unresolved blocks): mappings merge key by key,
+    ``presets`` merge per dataset, any other value of ``child`` replaces ``base``'s; ``child`` may add keys
+    (its settings type checks them)."""
+    if not (isinstance(base, Mapping) and isinstance(child, Mapping)):
+        return copy.deepcopy(child)
+    merged = copy.deepcopy(dict(base))
+    for key, value in child.items():
+        merged[key] = inherit(merged[key], value) if key in merged else copy.deepcopy(value)
+    return merged
+
+
+def method_entry(config: Mapping[str, Any], name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``methods.<name>`` with the block of its ``base`` method (recursively) underneath: MCC's entry is
+    ToCo's ``pipeline`` and ``params`` with MCC's own keys and presets on top. ``description`` is the
+    method's own."""
+    methods = config.get("methods", {}) or {}
+    entry = dict(methods[name] or {})
+    base = entry.pop(BASE_KEY, None)
+    if base is None:
+        return entry
+    where = f"methods.{name}.{BASE_KEY}"
+    if base not in methods:
+        raise ConfigError(f"{where} names unknown method '{base}'; known: {', '.join(sorted(methods))}")
+    if base in (*seen, name):
+        raise ConfigError(f"{where}: the chain of bases {' -> '.join((*seen, name, base))} is a cycle")
+    parent = method_entry(config, base, (*seen, name))
+    return {
+        "description": entry.get("description", ""),
+        "pipeline": inherit(parent.get("pipeline", {}), entry.get("pipeline", {}) or {}),
+        "params": inherit(parent.get("params", {}), entry.get("params", {}) or {}),
+    }
+
+
+def method_bases(config: Mapping[str, Any], name: str) -> list[str]:
+    """``name`` and the methods it extends, nearest first (``['mcc', 'toco']``)."""
+    chain = [name]
+    methods = config.get("methods", {}) or {}
+    while (methods.get(chain[-1]) or {}).get(BASE_KEY) in methods and len(chain) <= len(methods):
+        chain.append(methods[chain[-1]][BASE_KEY])
+    return chain
+
+
 def _method_entry(config: Mapping[str, Any], run: str) -> tuple[str, Mapping[str, Any], Mapping[str, Any]]:
-    """(method name, its config entry, variant overrides) for a method or variant name (with or
-    without an ``@seed<k>`` suffix)."""
+    """(method name, its config entry with its base's underneath, variant overrides) for a method or
+    variant name (with or without an ``@seed<k>`` suffix)."""
     run = split_run(run)[0]
     methods = config.get("methods", {})
     variants = config.get("variants", {}) or {}
     if run in methods:
-        return run, methods[run], {}
+        return run, method_entry(config, run), {}
     if run in variants:
         variant = variants[run]
         base = variant["method"]
         if base not in methods:
             raise ConfigError(f"variants.{run}.method names unknown method '{base}'")
-        return base, methods[base], variant.get("params", {}) or {}
+        return base, method_entry(config, base), variant.get("params", {}) or {}
     raise ConfigError(f"unknown method or variant '{run}'; known: {', '.join(run_names(config))}")
 
 
@@ -208,6 +254,59 @@ def method_config(config: Mapping[str, Any], dataset: str, run: str) -> dict[str
         params = deep_merge(params, resolve_presets(overrides, like, f"variants.{run}.params"), f"variants.{run}.params")
     params["name"] = name
     return params
+
+
+def value_origin(node: Any, loc: Sequence[Any], like: str, where: str) -> str | None:
+    """The config path that gives the value at ``loc`` of ``node`` resolved for the preset set ``like``:
+    the innermost ``presets.<like>`` entry that sets it, else the key itself; None if ``node`` does not
+    set it (a key a type requires but the block leaves out)."""
+    if not loc:
+        return where
+    if not isinstance(node, Mapping):
+        return where + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    presets = node.get(PRESETS_KEY) or {}
+    if isinstance(presets, Mapping) and like in presets:
+        found = value_origin(presets[like], loc, like, f"{where}.{PRESETS_KEY}.{like}")
+        if found is not None:
+            return found
+    key = loc[0]
+    if key == PRESETS_KEY or key not in node:
+        return None
+    return value_origin(node[key], loc[1:], like, f"{where}.{key}")
+
+
+def method_value_origin(config: Mapping[str, Any], dataset: str, run: str, loc: Sequence[Any]) -> str | None:
+    """Where the resolved ``method_config(config, dataset, run)`` value at ``loc`` comes from: the
+    variant's ``params`` (and its presets), else the method block's ``params`` (and its presets)."""
+    name, entry, overrides = _method_entry(config, run)
+    run = split_run(run)[0]
+    like = preset_name(config, dataset)
+    found = value_origin(overrides, loc, like, f"variants.{run}.params") if overrides else None
+    methods = config.get("methods", {}) or {}
+    for method in method_bases(config, name):  # the method's own block, then the blocks it extends
+        found = found or value_origin((methods[method] or {}).get("params", {}), loc, like, f"methods.{method}.params")
+    return found
+
+
+def method_settings(config: Mapping[str, Any], dataset: str, run: str) -> Any:
+    """The typed settings of a method or variant for a dataset (its ``settings_type``, declared next to
+    the method's code); one ConfigError line naming the config key that set a bad value."""
+    from wsss_core.methods import METHODS
+
+    params = method_config(config, dataset, run)
+    method = METHODS.get(params["name"])
+    return method.load_settings(params, where=f"methods.{params['name']}.params",
+                                origin=lambda loc: method_value_origin(config, dataset, run, loc))
+
+
+def stage_settings(config: Mapping[str, Any], dataset: str) -> Any:
+    """The typed ``stages:`` section resolved for a dataset (``wsss_core.stages.settings``)."""
+    from wsss_core.stages.settings import check_stages
+
+    stages = config.get("stages", {}) or {}
+    like = preset_name(config, dataset)
+    return check_stages(resolve_presets(stages, like, "stages"),
+                        origin=lambda loc: value_origin(stages, loc, like, "stages"))
 
 
 def pipeline_choice(config: Mapping[str, Any], dataset: str, run: str) -> dict[str, Any]:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from wsss_core.workflow_checks import command_line_targets, profile_conflict, schema_problem, target_problem
+from wsss_core.workflow_checks import (
+    command_line_targets,
+    device_problem,
+    profile_conflict,
+    schema_problem,
+    target_problem,
+)
 
 # config.yaml against its schema, in one line (common.smk validates again and fills in the defaults).
 _problem = schema_problem(config, Path(workflow.main_snakefile).parent / "workflow" / "schemas" / "config.schema.yaml")
@@ -20,5 +26,7 @@ if workflow.is_main_process:
     # a target naming an unknown method, variant, refinement or network: list the known ones
     for _target in command_line_targets(sys.argv[1:]):
         _problem = _problem or target_problem(config, _target)
+    # device: cuda for jobs that run here, on a machine without that GPU: stop now, not inside the first job
+    _problem = _problem or device_problem(config, sys.argv[1:], os.environ, Path.cwd())
     if _problem:
         raise WorkflowError(_problem)

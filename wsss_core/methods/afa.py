@@ -52,13 +52,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wsss_core.settings import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, Scales, Settings, Step
+from wsss_core.single_stage.settings import Fusion, PARSettings, SingleStageTrain
 from wsss_core.data.transforms import denormalize, normalize, random_crop_with_box, random_rescale_image, to_tensor
 from wsss_core.errors import ConfigError
 from wsss_core.losses.afa import attention_affinity_loss
@@ -257,9 +259,78 @@ class AFANetwork(nn.Module):
 
 
 # ------------------------------------------------------------------------------------ method
+# ------------------------------------------------------------------------------------ settings
+class AFAThresholds(Settings):
+    low: Probability = 0.35
+    high: Probability = 0.55
+    background: Probability = 0.5
+
+
+class AFAAffinity(Settings):
+    radius: PositiveInt = 8
+    blocks: PositiveInt = 2
+
+
+class AFAPropagation(Settings):
+    after: Step | None = 6000
+    power: NonNegativeFloat = 2.0
+    par: Literal[PROPAGATION_PAR] = "box"  # type: ignore[valid-type]
+
+
+class AFASchedule(Settings):
+    cam_iters: NonNegativeInt = 2000
+
+
+class AFADecoder(Settings):
+    embedding_dim: PositiveInt = 256
+    dropout: Probability = 0.1
+
+
+class AFALossWeights(Settings):
+    cls: NonNegativeFloat = 1.0
+    segmentation: NonNegativeFloat = 0.1
+    affinity: NonNegativeFloat = 0.1
+
+
+class AFATrain(SingleStageTrain):
+    norm_lr_multiplier: NonNegativeFloat = 0.0
+    power: NonNegativeFloat = 1.0
+
+
+class AFAInference(Settings):
+    seed_resize: PositiveInt | None = None
+    long_side: PositiveInt | None = 512
+    scales: Scales = [0.5, 0.75, 1.0, 1.25, 1.5]
+    flip: bool = True
+    flip_fuse: Fusion = "mean"
+    scale_fuse: Fusion = "max"
+
+
+class AFASettings(Settings):
+    """``methods.afa.params`` (ECA's type extends it)."""
+
+    backbone: str = "mit_b1"
+    weights: str | None = "mit_b1"
+    backbone_args: dict[str, Any] = {}
+    crop_size: PositiveInt = 512
+    rescale_range: tuple[PositiveFloat, PositiveFloat] = (0.5, 2.0)
+    cam_scales: Scales = [1.0, 0.5, 1.5]
+    thresholds: AFAThresholds = AFAThresholds()
+    par: PARSettings = PARSettings()
+    decoder: AFADecoder = AFADecoder()
+    affinity: AFAAffinity = AFAAffinity()
+    propagation: AFAPropagation = AFAPropagation()
+    loss_weights: AFALossWeights = AFALossWeights()
+    schedule: AFASchedule = AFASchedule()
+    train: AFATrain
+    inference: AFAInference = AFAInference()
+
+
 @METHODS.register("afa")
 class AFA(Method):
     """AFA: PAR-refined CAM labels train the SegFormer decoder; attention learns the label affinity."""
+
+    settings_type = AFASettings
 
     name = "afa"
     end_to_end = True

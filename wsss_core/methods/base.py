@@ -21,7 +21,7 @@ lives in the model as sub-modules or buffers, so the ordinary checkpoint holds i
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,6 +32,7 @@ from wsss_core.errors import ConfigError
 from wsss_core.io.seed_maps import SeedMaps
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.registry import Registry
+from wsss_core.settings import Settings
 from wsss_core.training.progress import TrainingProgress
 
 METHODS: Registry[type["Method"]] = Registry("method", package="wsss_core.methods")
@@ -52,10 +53,23 @@ class Method(abc.ABC):
     # The rule of ``infer_pseudo_labels`` ("par": ToCo, MCC, AFA; "carm": ECA), or None for methods
     # whose pseudo-masks come from refinement only. Exported as ``refine: own`` (stages.export_pseudo_labels).
     pseudo_labels: ClassVar[str | None] = None
+    # The typed settings of ``methods.<name>.params`` (``wsss_core.settings.Settings``), declared next to the
+    # method's code: checked when the workflow is parsed and when the method is built (``self.settings``).
+    settings_type: ClassVar[type[Settings] | None] = None
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         self.config = dict(config)
         self.num_classes = num_classes
+        self.settings = self.load_settings(self.config)
+
+    @classmethod
+    def load_settings(cls, config: Mapping[str, Any], where: str = "method",
+                      origin: Callable[[Sequence[Any]], str | None] | None = None) -> Any:
+        """``config`` (a resolved method block; its ``name`` aside) checked against :attr:`settings_type`:
+        one ConfigError line naming the key (``where``, or the path ``origin`` gives) otherwise."""
+        if cls.settings_type is None:
+            return None
+        return cls.settings_type.load({key: value for key, value in config.items() if key != "name"}, where, origin)
 
     # ----------------------------------------------------------------------------------- network
     @abc.abstractmethod

@@ -36,13 +36,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wsss_core.settings import IntPair, NonNegativeFloat, PositiveFloat, PositiveInt, Scales, Settings
 from wsss_core.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -52,7 +54,7 @@ from wsss_core.data.transforms import (
     resize,
 )
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress, option
+from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
 from wsss_core.models.backbones import create_backbone, set_last_stage_stride_one
 from wsss_core.models.cam_normalization import max_normalize
 from wsss_core.models.weights import WeightsCatalog
@@ -138,52 +140,91 @@ class CAMNet(nn.Module):
         return backbone, list(self.classifier.parameters())
 
 
+# ------------------------------------------------------------------------------------ settings
+Interpolation = Literal[tuple(INTERPOLATIONS)]  # type: ignore[misc]  # nearest | bilinear | bicubic
+
+
+class CAMTrain(Settings):
+    """``methods.cam.params.train``."""
+
+    batch_size: PositiveInt
+    epochs: PositiveInt
+    crop_size: PositiveInt = 512
+    resize_long: IntPair = (320, 640)
+    interpolation: Interpolation = "bicubic"
+    lr: PositiveFloat = 0.1
+    classifier_lr_multiplier: PositiveFloat = 10.0
+    weight_decay: NonNegativeFloat = 1e-4
+    momentum: NonNegativeFloat = 0.0
+    poly_power: NonNegativeFloat = 0.9
+
+
+class CAMInference(Settings):
+    """``methods.cam.params.infer``: multi-scale + flip CAMs."""
+
+    scales: Scales = [1.0, 0.5, 1.5, 2.0]
+    interpolation: Interpolation = "bicubic"
+
+
+class CAMSettings(Settings):
+    """``methods.cam.params``: the only copy of each default of the CAM baseline (config.yaml's block
+    overrides them; IRN's values)."""
+
+    backbone: str
+    weights: str | None = None
+    backbone_overrides: dict[str, Any] = {}
+    frozen_stages: Annotated[int, Field(ge=0, le=NUM_STAGES)] = 2  # IRN: stem, layer1, layer2
+    batch_norm: Literal[tuple(BATCH_NORM_MODES)] = "fixed"  # type: ignore[misc]
+    image_mean: tuple[float, float, float] = IMAGENET_MEAN
+    image_std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = IMAGENET_STD
+    train: CAMTrain
+    infer: CAMInference = CAMInference()
+
+
 @METHODS.register("cam")
 class CAM(Method):
     """ResNet-50 GAP CAM (IRN's ``train_cam`` / ``make_cam``); seeds without background."""
 
+    settings_type = CAMSettings
+
     name = "cam"
     seed_normalization = "max"
 
+    settings: CAMSettings
+
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
-        super().__init__(config, num_classes)
-        self.mean = tuple(option(self.config, "image_mean", IMAGENET_MEAN))
-        self.std = tuple(option(self.config, "image_std", IMAGENET_STD))
-        for key, default in (("train.interpolation", "bicubic"), ("infer.interpolation", "bicubic")):
-            if option(self.config, key, default) not in INTERPOLATIONS:
-                raise ConfigError(f"method.{key} must be one of {sorted(INTERPOLATIONS)}")
+        super().__init__(config, num_classes)  # checks config against CAMSettings: self.settings
+        self.mean = tuple(self.settings.image_mean)
+        self.std = tuple(self.settings.image_std)
 
     # ----------------------------------------------------------------------------------- network
     def build_model(self, weights: WeightsCatalog) -> nn.Module:
-        pretrained = weights.get(option(self.config, "weights", None))
-        batch_norm = str(option(self.config, "batch_norm", "fixed"))
+        settings = self.settings
+        pretrained = weights.get(settings.weights)
+        batch_norm = settings.batch_norm
         if pretrained is None and batch_norm != "train":
             LOG.warning("method.batch_norm is %s on a random-init backbone: its running statistics are 0/1; "
                         "use batch_norm: train when method.weights is null", batch_norm)
-        backbone = create_backbone(
-            option(self.config, "backbone"), pretrained, **dict(option(self.config, "backbone_overrides", {}))
-        )
-        return CAMNet(backbone, self.num_classes, int(option(self.config, "frozen_stages", 2)), batch_norm)
+        backbone = create_backbone(settings.backbone, pretrained, **dict(settings.backbone_overrides))
+        return CAMNet(backbone, self.num_classes, settings.frozen_stages, batch_norm)
 
     # -------------------------------------------------------------------------------------- data
     def training_sample(self, image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
-        low, high = option(self.config, "train.resize_long", (320, 640))
-        crop_size = int(option(self.config, "train.crop_size", 512))
-        interpolation = str(option(self.config, "train.interpolation", "bicubic"))
-        crop, _ = irn_training_crop(image, (int(low), int(high)), crop_size, self.mean, self.std, rng, interpolation)
+        train = self.settings.train
+        crop, _ = irn_training_crop(image, train.resize_long, train.crop_size, self.mean, self.std, rng,
+                                    train.interpolation)
         return {"image": crop, "labels": torch.from_numpy(np.asarray(labels, np.float32))}
 
     # ------------------------------------------------------------------------------ optimisation
     def build_optimizer(self, model: nn.Module, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
-        train = option(self.config, "train")
-        lr = float(train.get("lr", 0.1))
-        weight_decay = float(train.get("weight_decay", 1e-4))
+        train = self.settings.train
+        lr = train.lr
         backbone, classifier = model.trainable_groups()
-        groups = [{"params": classifier, "lr": lr * float(train.get("classifier_lr_multiplier", 10.0))}]
+        groups = [{"params": classifier, "lr": lr * train.classifier_lr_multiplier}]
         if backbone:  # every stage frozen leaves the classifier alone
             groups.insert(0, {"params": backbone, "lr": lr})
-        optimizer = torch.optim.SGD(groups, lr=lr, momentum=float(train.get("momentum", 0.0)), weight_decay=weight_decay)
-        scheduler = PolyLRScheduler(optimizer, self.total_steps(steps_per_epoch), power=float(train.get("poly_power", 0.9)))
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay)
+        scheduler = PolyLRScheduler(optimizer, self.total_steps(steps_per_epoch), power=train.poly_power)
         return optimizer, scheduler
 
     def training_step(
@@ -198,7 +239,7 @@ class CAM(Method):
         if scale != 1.0:
             height, width = image.shape[:2]
             size = (max(1, round(height * scale)), max(1, round(width * scale)))
-            image, _ = resize(image, size, interpolation=str(option(self.config, "infer.interpolation", "bicubic")))
+            image, _ = resize(image, size, interpolation=self.settings.infer.interpolation)
         tensor = normalize_to_tensor(image, self.mean, self.std).to(device)
         return torch.stack([tensor, tensor.flip(-1)])
 
@@ -209,7 +250,7 @@ class CAM(Method):
         height, width = image.shape[:2]
         up_size = strided_up_size(height, width, model.stride)
         total = torch.zeros((self.num_classes, *up_size), device=device)
-        for scale in [float(s) for s in option(self.config, "infer.scales", [1.0, 0.5, 1.5, 2.0])]:
+        for scale in self.settings.infer.scales:
             maps = F.relu(model.class_maps(self._views(image, scale, device)))
             merged = maps[0] + maps[1].flip(-1)
             total += F.interpolate(merged[None], size=up_size, mode="bilinear", align_corners=False)[0]

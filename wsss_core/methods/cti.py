@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -58,6 +58,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 
+from wsss_core.settings import NonNegativeFloat, NonNegativeInt, Pair, PositiveFloat, PositiveInt, Probability, Settings
 from wsss_core.data.deit_augmentation import DeitAugmentation
 from wsss_core.data.transforms import normalize_to_tensor
 from wsss_core.errors import ConfigError
@@ -104,6 +105,77 @@ def resolve_blocks(spec: str | Sequence[int], depth: int, infusion_layer: int, k
     if not chosen or any(not 0 <= index < depth for index in chosen):
         raise ConfigError(f"{key}: {spec!r} selects blocks {list(chosen)}, not within the encoder's {depth} blocks")
     return chosen
+
+
+# ------------------------------------------------------------------------------------ typed block
+BlockChoice = Literal["all", "last_half", "after_infusion"] | list[int]
+
+
+class CTIBlocks(Settings):
+    train_class_patch: BlockChoice = "last_half"
+    train_patch_patch: BlockChoice = "after_infusion"
+    ccti_class_patch: BlockChoice = "after_infusion"
+    seed_class_patch: BlockChoice = "all"
+    seed_patch_patch: BlockChoice = "all"
+
+
+class CTIModel(Settings):
+    backbone: str
+    weights: str | None = None
+    drop_path: Probability = 0.1
+    tokenizer_expansion: PositiveInt = 5
+    infusion_layer: NonNegativeInt = 3
+    blocks: CTIBlocks = CTIBlocks()
+
+
+class CTIWeightedLoss(Settings):
+    enabled: bool = True
+    weight: NonNegativeFloat = 1.0
+
+
+class CTIBCAMLoss(CTIWeightedLoss):
+    weight: NonNegativeFloat = 0.1
+    detach_cams: bool = False
+
+
+class CTICCTILoss(CTIWeightedLoss):
+    memory_size: PositiveInt = 30
+    classes: Literal[CCTI_CLASS_CHOICES] = "present"  # type: ignore[valid-type]
+
+
+class CTILosses(Settings):
+    aux_warmup_epoch: int = -1
+    bcam: CTIBCAMLoss = CTIBCAMLoss()
+    icti: CTIWeightedLoss = CTIWeightedLoss()
+    ccti: CTICCTILoss = CTICCTILoss()
+
+
+class CTITrain(Settings):
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    lr: PositiveFloat
+    weight_decay: NonNegativeFloat = 0.05
+    min_lr: NonNegativeFloat = 1e-5
+    warmup_epochs: NonNegativeInt = 5
+    warmup_lr: NonNegativeFloat = 1e-6
+    crop_size: PositiveInt
+    scale: Pair = (0.3, 1.2)
+    ratio: Pair = (3 / 4, 4 / 3)
+    rand_augment: str | None = "rand-m9-mstd0.5-inc1"
+
+
+class CTISeeds(Settings):
+    flip: bool = True
+
+
+class CTIParams(Settings):
+    """``methods.cti.params`` as config.yaml writes it (checked when the workflow is parsed;
+    :class:`CTISettings` is the flat view the code reads)."""
+
+    model: CTIModel
+    losses: CTILosses = CTILosses()
+    train: CTITrain
+    seeds: CTISeeds = CTISeeds()
 
 
 @dataclass(frozen=True)
@@ -414,6 +486,8 @@ class CTINetwork(nn.Module):
 @METHODS.register("cti")
 class CTI(Method):
     """Class-token infusion with a background token (seeds for refinement + DeepLab)."""
+
+    settings_type = CTIParams
 
     name = "cti"
     seed_normalization = "minmax"

@@ -56,19 +56,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wsss_core.settings import NonNegativeFloat, PositiveInt, Probability, Settings, Step
 from wsss_core.data.transforms import color_jitter_tensor, denormalize, normalize, to_tensor
 from wsss_core.errors import ConfigError
 from wsss_core.losses.afa import attention_affinity_loss
 from wsss_core.methods.afa import (
     AFA,
     AFA_SECTION_KEYS,
+    AFAAffinity,
+    AFALossWeights,
+    AFAPropagation,
+    AFASettings,
     AFANetwork,
     attention_affinity_labels,
     bilinear,
@@ -201,9 +207,79 @@ class ECANetwork(AFANetwork):
 
 
 # ------------------------------------------------------------------------------------- method
+# ------------------------------------------------------------------------------------ settings
+class ECADino(Settings):
+    backbone: str = "dino_vit_small8"
+    weights: str | None = "dino_vit_small8"
+    backbone_args: dict[str, Any] = {}
+
+
+class ECAAffinity(AFAAffinity):
+    label_source: Literal["carm", "cam"] = "carm"
+
+
+class ECAPropagation(AFAPropagation):
+    after: Step | None = None
+
+
+class ECASeedSelection(Settings):
+    fraction: Annotated[float, Field(gt=0, le=1)] = 0.3
+    fallback_top1: bool = True
+
+
+class ECAGraph(Settings):
+    threshold: float = 0.15
+    clamp_foreground_cue: bool = False
+
+
+class ECAPrototypes(Settings):
+    momentum: Probability = 0.99
+    calibrate: bool = True
+
+
+class ECACarmLabel(Settings):
+    uncertain_margin: NonNegativeFloat = 0.0
+
+
+class ECACamLabel(Settings):
+    rule: Literal["par_dual_threshold", "background_threshold"] = "par_dual_threshold"
+
+
+class ECACorrespondence(Settings):
+    num_views: PositiveInt = 2
+    view_size: PositiveInt = 256
+    sign: str = "corrected"
+    label_downsample: str = "majority"
+    centre: str = "foreground"
+    jitter_probability: Probability = 0.8
+    flip_probability: Probability = 0.5
+
+
+class ECALossWeights(AFALossWeights):
+    carm_segmentation: NonNegativeFloat = 0.1
+    correspondence: NonNegativeFloat = 0.1
+
+
+class ECASettings(AFASettings):
+    """``methods.eca.params``: AFA's keys + DINO, CARM and correspondence keys."""
+
+    dino: ECADino = ECADino()
+    cam_label: ECACamLabel = ECACamLabel()
+    affinity: ECAAffinity = ECAAffinity()
+    propagation: ECAPropagation = ECAPropagation()
+    seed_selection: ECASeedSelection = ECASeedSelection()
+    graph: ECAGraph = ECAGraph()
+    prototypes: ECAPrototypes = ECAPrototypes()
+    carm_label: ECACarmLabel = ECACarmLabel()
+    correspondence: ECACorrespondence = ECACorrespondence()
+    loss_weights: ECALossWeights = ECALossWeights()
+
+
 @METHODS.register("eca")
 class ECA(AFA):
     """ECA: AFA + class-aware affinity region maps from a frozen DINO + CAM correspondence."""
+
+    settings_type = ECASettings
 
     name = "eca"
     pseudo_labels = "carm"

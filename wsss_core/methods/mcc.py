@@ -33,9 +33,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from wsss_core.settings import PositiveInt, Probability, Settings, Step
 from wsss_core.errors import ConfigError
 from wsss_core.methods.base import METHODS, TrainingProgress
-from wsss_core.methods.toco import ToCo, ToCoNetwork, _section
+from wsss_core.methods.toco import ToCo, ToCoNetwork, ToCoSettings, _section
 from wsss_core.models.masked_vit import EncoderOutput
 from wsss_core.single_stage.pseudo_labels import roi_map
 
@@ -61,9 +62,24 @@ def masked_view_flags(roi: torch.Tensor, masks: torch.Tensor, positive_ratio: fl
     return score > positive_ratio * visible.sum(dim=(2, 3))
 
 
+# ------------------------------------------------------------------------------------ settings
+class MCCMasking(Settings):
+    ratio: Probability = 0.95
+    scale: PositiveInt = 4
+    aux_cam_until: Step = 12000
+
+
+class MCCSettings(ToCoSettings):
+    """``methods.mcc.params``: ToCo's keys + ``masking``."""
+
+    masking: MCCMasking = MCCMasking()
+
+
 @METHODS.register("mcc")
 class MCC(ToCo):
     """MCC: ToCo's single-stage network with masked collaborative contrast."""
+
+    settings_type = MCCSettings
 
     name = "mcc"
 

@@ -25,7 +25,7 @@ and cti_multistage.md §3.2:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 
+from wsss_core.settings import NonNegativeFloat, NonNegativeInt, Pair, PositiveFloat, PositiveInt, Probability, Scales, Settings
 from wsss_core.data.deit_augmentation import DeitAugmentation
 from wsss_core.data.transforms import normalize_to_tensor
 from wsss_core.errors import ConfigError
@@ -149,9 +150,55 @@ def _blocks(value: Any, key: str) -> list[int] | None:
 
 
 # --------------------------------------------------------------------------------------- method
+# ------------------------------------------------------------------------------------ settings
+BlockSpec = Literal["all"] | list[int]
+
+
+class MCTformerModel(Settings):
+    backbone: str
+    weights: str | None = None
+    drop_path: Probability = 0.1
+    image_size: PositiveInt | None = None
+
+
+class MCTformerTrain(Settings):
+    batch_size: PositiveInt
+    epochs: PositiveInt
+    lr: PositiveFloat
+    weight_decay: NonNegativeFloat
+    warmup_epochs: NonNegativeInt
+    warmup_lr: NonNegativeFloat = 1e-6
+    min_lr: NonNegativeFloat
+    scheduler_epoch_lag: bool = True
+    crop_size: PositiveInt
+    scale: Pair = (0.08, 1.0)
+    ratio: Pair = (3 / 4, 4 / 3)
+    flip: bool = True
+    rand_augment: str | None = None
+    random_erasing: Probability = 0.0
+    clip_grad_norm: PositiveFloat | None = None
+
+
+class MCTformerSeeds(Settings):
+    class_attention_blocks: BlockSpec = [-3, -2, -1]
+    patch_attention_blocks: BlockSpec = "all"
+    scales: Scales = [1.0]
+    flip: bool = True
+
+
+class MCTformerSettings(Settings):
+    """``methods.mctformer.params`` (sections model, train, seeds)."""
+
+    model: MCTformerModel
+    train: MCTformerTrain
+    seeds: MCTformerSeeds
+
+
 @METHODS.register("mctformer")
 class MCTformerV2(Method):
     """MCTformer-V2 classifier and its attention-refined CAM seeds."""
+
+    settings_type = MCTformerSettings
 
     name = "mctformer"
     seed_normalization = "minmax"

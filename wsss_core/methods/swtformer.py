@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 
+from wsss_core.settings import IntPair, NonNegativeFloat, Pair, PositiveFloat, PositiveInt, Scales, Settings
 from wsss_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, irn_training_crop, normalize_to_tensor
 from wsss_core.errors import ConfigError
 from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress, option
@@ -204,9 +205,66 @@ def resize_to_stride(image: np.ndarray, scale: float, stride: int) -> np.ndarray
 
 
 # ---------------------------------------------------------------------------------------- method
+# ------------------------------------------------------------------------------------ settings
+class SWTformerTrain(Settings):
+    batch_size: PositiveInt
+    epochs: PositiveInt
+    crop_size: PositiveInt
+    resize_long: IntPair
+    lr: PositiveFloat
+    head_lr_multiplier: PositiveFloat = 10.0
+    weight_decay: NonNegativeFloat = 0.05
+    betas: Pair = (0.9, 0.999)
+    warmup_epochs: NonNegativeFloat = 0
+    warmup_lr: NonNegativeFloat = 1e-6
+    min_lr: NonNegativeFloat = 1e-6
+    clip_grad_norm: PositiveFloat | None = None
+
+
+class SWTformerInference(Settings):
+    scales: Scales = [1.0, 0.5, 1.5, 2.0]
+
+
+class SWTformerV1Settings(Settings):
+    """``methods.swtformer_v1.params``."""
+
+    backbone: str
+    weights: str | None = None
+    backbone_overrides: dict[str, Any] = {}
+    image_mean: tuple[float, float, float] = IMAGENET_MEAN
+    image_std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = IMAGENET_STD
+    train: SWTformerTrain
+    infer: SWTformerInference = SWTformerInference()
+
+
+class HFFSettings(Settings):
+    local_channels: PositiveInt = 128
+    fused_channels: PositiveInt = 256
+    detach_inputs: bool = True
+
+
+class SWTformerLossWeights(Settings):
+    cls: NonNegativeFloat = 1.0
+    gsc: NonNegativeFloat = 1.0
+    ccl: NonNegativeFloat = 1.0
+
+
+class SWTformerV2Settings(SWTformerV1Settings):
+    """``methods.swtformer.params``: V1's keys + the fusion, seed and loss keys."""
+
+    hff: HFFSettings = HFFSettings()
+    seed_similarity: Literal["abs_cosine", "relu_cosine"] = "abs_cosine"
+    bg_seed_factor: NonNegativeFloat = 0.5
+    ccl_mode: Literal["literal", "contrastive", "off"] = "literal"
+    ccl_margin: float = 2.0 / 3.0
+    loss_weights: SWTformerLossWeights = SWTformerLossWeights()
+
+
 @METHODS.register("swtformer_v1")
 class SWTformerV1(Method):
     """Swin-T patch-token CAMs trained with the multilabel soft-margin loss; seeds without background."""
+
+    settings_type = SWTformerV1Settings
 
     name = "swtformer_v1"
     seed_normalization = "max"
@@ -320,6 +378,8 @@ class SWTformerV1(Method):
 @METHODS.register("swtformer")
 class SWTformerV2(SWTformerV1):
     """SWTformer-V2: V1 + HFF + background-aware prototypes (R-CAM), trained with CLS + GSC + CCL."""
+
+    settings_type = SWTformerV2Settings
 
     name = "swtformer"
     uses_fusion = True

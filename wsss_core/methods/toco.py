@@ -56,13 +56,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wsss_core.settings import NonNegativeFloat, PositiveFloat, PositiveInt, Probability, Scales, Settings, Step
+from wsss_core.single_stage.settings import Fusion, PARSettings, SingleStageTrain
 from wsss_core.data.transforms import (
     denormalize,
     normalize,
@@ -182,9 +184,86 @@ class Thresholds:
     background: float = 0.5
 
 
+# ------------------------------------------------------------------------------------ settings
+class LabelThresholdSettings(Settings):
+    low: Probability = 0.25
+    high: Probability = 0.7
+    background: Probability = 0.5
+
+
+class ToCoLossWeights(Settings):
+    cls: NonNegativeFloat = 1.0
+    cls_aux: NonNegativeFloat = 1.0
+    affinity: NonNegativeFloat = 0.2
+    contrast: NonNegativeFloat = 0.5
+    segmentation: NonNegativeFloat = 0.1
+    reg: NonNegativeFloat = 0.0
+
+
+class ToCoSchedule(Settings):
+    segmentation_after: Step = 2000
+    token_losses_after: Step = -1
+    segmentation_aux_cam_until: Step = -1
+
+
+class ToCoContrast(Settings):
+    num_local: PositiveInt = 8
+    local_crop_size: PositiveInt = 96
+    temperature: PositiveFloat = 0.5
+    momentum: Probability = 0.9
+    positive_ratio: Probability = 0.2
+    negative_term: bool = True
+
+
+class ToCoProjector(Settings):
+    out_dim: PositiveInt = 1024
+    hidden_dim: PositiveInt = 2048
+    bottleneck_dim: PositiveInt = 256
+    num_layers: PositiveInt = 3
+
+
+class ToCoDecoder(Settings):
+    channels: PositiveInt = 512
+    dilation: PositiveInt = 5
+
+
+class ToCoInference(Settings):
+    seed_resize: PositiveInt | None = 448
+    resize: PositiveInt | None = None
+    scales: Scales = [1.0, 1.5, 1.25]
+    flip: bool = True
+    flip_fuse: Fusion = "sum"
+    scale_fuse: Fusion = "max"
+
+
+class ToCoSettings(Settings):
+    """``methods.toco.params`` (MCC's type extends it)."""
+
+    backbone: str
+    weights: str | None = None
+    backbone_args: dict[str, Any] = {}
+    aux_layer: int = -3
+    freeze_pos_embed: bool = True
+    crop_size: PositiveInt = 448
+    rescale_range: tuple[PositiveFloat, PositiveFloat] = (0.5, 2.0)
+    cam_scales: Scales = [1.0, 0.5, 1.5]
+    thresholds: LabelThresholdSettings = LabelThresholdSettings()
+    par: PARSettings = PARSettings()
+    affinity_box_units: Literal["pixels", "tokens"] = "pixels"
+    loss_weights: ToCoLossWeights = ToCoLossWeights()
+    schedule: ToCoSchedule = ToCoSchedule()
+    contrast: ToCoContrast = ToCoContrast()
+    projector: ToCoProjector = ToCoProjector()
+    decoder: ToCoDecoder = ToCoDecoder()
+    train: SingleStageTrain
+    inference: ToCoInference = ToCoInference()
+
+
 @METHODS.register("toco")
 class ToCo(Method):
     """ToCo: CAM pseudo labels refined by PAR train a LargeFOV decoder, with token contrast."""
+
+    settings_type = ToCoSettings
 
     pseudo_labels = "par"
 

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from timm.scheduler.scheduler import Scheduler
 from torch import nn
 
+from wsss_core.settings import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, Settings
 from wsss_core.data.transforms import adjust_contrast, adjust_hue, adjust_saturation, normalize_to_tensor
 from wsss_core.errors import ConfigError
 from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress, option
@@ -217,9 +218,63 @@ class PhaseLRScheduler(Scheduler):
 
 
 # ---------------------------------------------------------------------------------------- method
+# ------------------------------------------------------------------------------------ settings
+class ViTPCMHead(Settings):
+    hidden_dim: PositiveInt = 192
+    dropout: Probability = 0.2
+    init_std: PositiveFloat = 0.05
+    use_lstm: bool = True
+
+
+class ViTPCMLosses(Settings):
+    mce: bool = True
+    reg: bool = True
+    et: bool = True
+
+
+class ViTPCMTrain(Settings):
+    batch_size: PositiveInt
+    epochs: PositiveInt
+    warmup_epochs: NonNegativeFloat = 1
+    warmup_lr: NonNegativeFloat = 1e-3
+    lr: PositiveFloat
+    adam_eps: PositiveFloat = KERAS_EPSILON
+    unfreeze_blocks: NonNegativeInt = 5
+    image_size: PositiveInt
+    view2_size: PositiveInt | None = None
+    crop_size: NonNegativeInt = 0
+    crop_probability: Probability = 0.3
+    flip_lr_probability: Probability = 0.5
+    flip_ud_probability: Probability = 0.5
+    transpose_probability: Probability = 0.5
+    color_jitter: bool = True
+
+
+class ViTPCMInference(Settings):
+    image_size: PositiveInt
+
+
+class ViTPCMSettings(Settings):
+    """``methods.vitpcm.params``."""
+
+    backbone: str
+    weights: str | None = None
+    backbone_overrides: dict[str, Any] = {}
+    patch_size: PositiveInt
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (0.5, 0.5, 0.5)
+    head: ViTPCMHead = ViTPCMHead()
+    losses: ViTPCMLosses = ViTPCMLosses()
+    reg_weight: NonNegativeFloat = 0.01
+    train: ViTPCMTrain
+    infer: ViTPCMInference
+
+
 @METHODS.register("vitpcm")
 class ViTPCM(Method):
     """ViT-PCM: softmax over K+1 classes per patch, GMP, multilabel BCE (+ regulariser, ET)."""
+
+    settings_type = ViTPCMSettings
 
     name = "vitpcm"
     seed_normalization = "probability"

@@ -1,0 +1,215 @@
+"""Typed settings (issue 14, item 1): every bad value and every misspelt key of config.yaml — at each
+nesting level — stops the workflow when it is parsed, with one line naming the key path and what is
+allowed; the shipped config passes; the types are what the methods read."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from wsss_core import workflow_config as resolve
+from wsss_core.errors import ConfigError
+from wsss_core.methods import METHODS, build_method
+from wsss_core.workflow_checks import parse_time_problem
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SCHEMA = REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"
+CONFIG: dict[str, Any] = yaml.safe_load((REPOSITORY / "config.yaml").read_text())
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    """config.yaml with ``value`` at the dotted ``path`` (created if absent)."""
+    config = copy.deepcopy(CONFIG)
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return config
+
+
+def _problem(config: dict[str, Any]) -> str | None:
+    return parse_time_problem(config, SCHEMA, argv=["-n"], environ={}, workdir=REPOSITORY, cuda_devices=0)
+
+
+def test_the_shipped_config_has_no_problem() -> None:
+    assert _problem(copy.deepcopy(CONFIG)) is None
+
+
+# (config path, bad value, what the one line must say: the key path as the user wrote it, and the rule)
+BAD_VALUES = [
+    # the issue's cases
+    ("methods.cti.params.train.epochs", -1, "methods.cti.params.train.epochs = -1: must be greater than 0"),
+    ("methods.cti.params.train.batch_size", 0, "methods.cti.params.train.batch_size = 0: must be greater than 0"),
+    ("methods.cti.params.train.lr", -0.1, "methods.cti.params.train.lr = -0.1: must be greater than 0"),
+    ("stages.segmentation.deeplab_v2.train.iterations", -5,
+     "stages.segmentation.deeplab_v2.train.iterations = -5: must be greater than 0"),
+    ("device", "cuda", "device is 'cuda', but the jobs run on this machine and no CUDA device is visible"),
+    # every method's block, a dataset preset, a variant, a method that extends another (MCC = ToCo + ...)
+    ("methods.cam.params.train.epochs", 0, "methods.cam.params.train.epochs = 0: must be greater than 0"),
+    ("methods.mctformer.params.train.batch_size", 0, "methods.mctformer.params.train.batch_size = 0"),
+    ("methods.swtformer.params.train.lr", 0, "methods.swtformer.params.train.lr = 0: must be greater than 0"),
+    ("methods.vitpcm.params.train.epochs", -2, "methods.vitpcm.params.train.epochs = -2"),
+    ("methods.afa.params.train.iterations", -5, "methods.afa.params.train.iterations = -5"),
+    ("methods.eca.params.seed_selection.fraction", 1.5, "methods.eca.params.seed_selection.fraction = 1.5: must be less than or equal to 1"),
+    ("methods.toco.params.train.iterations", -5, "methods.toco.params.train.iterations = -5: must be greater than 0"),
+    ("methods.mcc.params.masking.ratio", 2.0, "methods.mcc.params.masking.ratio = 2.0: must be less than or equal to 1"),
+    ("methods.cti.params.presets.synth.train.epochs", -1,
+     "methods.cti.params.presets.synth.train.epochs = -1: must be greater than 0"),
+    ("variants.cti_bcam.params", {"train": {"lr": -1.0}}, "variants.cti_bcam.params.train.lr = -1.0: must be greater than 0"),
+    ("methods.toco.params.inference.flip_fuse", "product", "methods.toco.params.inference.flip_fuse = 'product': must be 'sum', 'max' or 'mean'"),
+    ("methods.cam.params.batch_norm", "sync", "methods.cam.params.batch_norm = 'sync': must be 'fixed', 'frozen' or 'train'"),
+    ("methods.cti.params.train.epochs", "ten", "methods.cti.params.train.epochs = 'ten': must be a valid integer"),
+    # stage sections
+    ("stages.evaluate_seeds.thresholds.step", 0, "stages.evaluate_seeds.thresholds.step = 0: must be greater than 0"),
+    ("stages.refine.irn.train.batch_size", 0, "stages.refine.irn.train.batch_size = 0: must be greater than 0"),
+    ("stages.refine.irn.train.presets.synth.lr", -0.1, "stages.refine.irn.train.presets.synth.lr = -0.1"),
+    ("stages.segmentation.deeplab_v2.inference.fuse", "min", "stages.segmentation.deeplab_v2.inference.fuse = 'min': must be 'max' or 'mean'"),
+    ("stages.train_method.precision", "fp16", "stages.train_method.precision = 'fp16': must be 'fp32', 'bf16' or 'auto'"),
+    ("stages.reporting.num_samples", -1, "stages.reporting.num_samples = -1: must be greater than or equal to 0"),
+    # run-time values (wsss_core.runtime)
+    ("num_workers", -1, "config.yaml: num_workers: -1 is less than the minimum of 0"),
+    ("stages.train_method.log_every", 0, "stages.train_method.log_every is 0; a run-time setting that must be an integer >= 1"),
+]
+
+# (config path of a misspelt key, the value, what the line must say) — one per nesting level
+TYPOS = [
+    ("num_workerz", 2, "the top level: Additional properties are not allowed ('num_workerz' was unexpected); known keys there: "),
+    ("datasets.synth.rooot", "x", "datasets.synth: Additional properties are not allowed ('rooot' was unexpected); known keys there: "),
+    ("methods.cti.params.train.epoch", 5, "unknown key 'methods.cti.params.train.epoch' in config (known keys there: batch_size, crop_size, epochs,"),
+    ("methods.cti.params.epochs", 5, "unknown key 'methods.cti.params.epochs' in config (known keys there: losses, model, seeds, train)"),
+    ("methods.toco.params.contrast.temprature", 0.5, "unknown key 'methods.toco.params.contrast.temprature' in config (known keys there: "),
+    ("methods.mcc.params.masking.ratoi", 0.5, "unknown key 'methods.mcc.params.masking.ratoi' in config (known keys there: aux_cam_until, ratio, scale)"),
+    ("methods.cti.params.presets.synth.train.epoch", 1, "unknown key 'methods.cti.params.presets.synth.train.epoch' in config (known keys there: "),
+    ("variants.cti_bcam.params.losses.icti.enabeld", False, "unknown key 'variants.cti_bcam.params.losses.icti.enabeld' in config (known keys there: enabled, weight)"),
+    ("stages.train_method.log_evry", 5, "unknown key 'stages.train_method.log_evry' in config (known keys there: channels_last, checkpoint_every,"),
+    ("stages.evaluate_seed", {}, "unknown key 'stages.evaluate_seed' in config (known keys there: ablations, decoder_inference, evaluate_seeds,"),
+    ("stages.evaluate_seeds.held_out.max_tune_image", 10, "unknown key 'stages.evaluate_seeds.held_out.max_tune_image' in config (known keys there: max_tune_images, tune_split)"),
+    ("stages.segmentation.deeplab_v2.train.iteration", 10, "unknown key 'stages.segmentation.deeplab_v2.train.iteration' in config (known keys there: "),
+    ("stages.refine.crf.crf.iteration", 1, "stages.refine.crf.crf: unknown CRF parameter(s) ['iteration']"),
+    ("stages.refine.irn.settings.walk_radious", 5, "stages.refine.irn.settings: unknown key(s) ['walk_radious']"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), BAD_VALUES + TYPOS, ids=[case[0] for case in BAD_VALUES + TYPOS])
+def test_a_bad_value_or_key_stops_the_parse_in_one_line_naming_it(path: str, value: Any, expected: str) -> None:
+    problem = _problem(_with(path, value))
+    assert problem is not None, f"{path} = {value!r} passed the parse-time checks"
+    assert "\n" not in problem and problem.startswith("config.yaml: "), problem
+    assert expected in problem, problem
+
+
+def test_device_cuda_is_checked_only_where_the_jobs_run() -> None:
+    config = _with("device", "cuda")
+    assert parse_time_problem(config, SCHEMA, argv=["-n"], workdir=REPOSITORY, cuda_devices=1) is None
+    assert parse_time_problem(_with("device", "cuda:1"), SCHEMA, argv=["-n"], workdir=REPOSITORY, cuda_devices=1) \
+        .startswith("config.yaml: device is 'cuda:1', but the jobs run on this machine and 1 CUDA device(s)")
+    # sent to a cluster, the submitting host need not have a GPU
+    assert parse_time_problem(config, SCHEMA, argv=["-n", "--executor", "slurm"], workdir=REPOSITORY,
+                              cuda_devices=0) is None
+
+
+# ------------------------------------------------------------------------------ the types themselves
+def test_every_method_declares_a_settings_type_that_reads_every_resolved_block() -> None:
+    for dataset in CONFIG["datasets"]:
+        for run in resolve.run_names(CONFIG):
+            settings = resolve.method_settings(CONFIG, dataset, run)
+            name = resolve.method_config(CONFIG, dataset, run)["name"]
+            assert isinstance(settings, METHODS.get(name).settings_type), (dataset, run)
+
+
+def test_the_types_check_without_rewriting_the_job_configuration() -> None:
+    """A job receives the resolved config.yaml mapping, key for key (its identity), not the type's dump."""
+    params = resolve.method_config(CONFIG, "synth", "toco")
+    assert "clip_grad_norm" not in params["train"]  # config.yaml leaves it to the type's default
+    assert resolve.method_settings(CONFIG, "synth", "toco").train.clip_grad_norm is None
+    assert params == resolve.method_config(CONFIG, "synth", "toco")  # checking changed nothing
+
+
+def test_cam_reads_its_values_through_its_settings() -> None:
+    params = resolve.method_config(CONFIG, "synth", "cam")
+    method = build_method("cam", params, num_classes=20)
+    assert method.settings.train.epochs == 8 and method.settings.train.crop_size == 96
+    assert method.settings.train.resize_long == (96, 160) and method.settings.backbone == "resnet_synth"
+    with pytest.raises(ConfigError, match=r"^method.train.lr = -1: must be greater than 0$"):
+        build_method("cam", {**params, "train": {**params["train"], "lr": -1}}, num_classes=20)
+
+
+def test_the_stage_types_leave_run_time_keys_to_the_runtime_module() -> None:
+    settings = resolve.stage_settings(CONFIG, "synth")
+    assert settings.train_method.precision == "fp32"
+    assert not hasattr(settings.train_method, "log_every")
+    assert settings.segmentation["deeplab_v2"].train.iterations == 600  # the synth preset
+    assert resolve.stage_settings(CONFIG, "coco").segmentation["deeplab_v2"].train.iterations == 100000
+
+
+# --------------------------------------------------------------------- MCC = ToCo + its own keys
+def test_mcc_extends_toco_dataset_by_dataset() -> None:
+    assert CONFIG["methods"]["mcc"]["base"] == "toco" and "pipeline" not in CONFIG["methods"]["mcc"]
+    for dataset in ("synth", "voc", "coco"):
+        toco = resolve.method_config(CONFIG, dataset, "toco")
+        mcc = resolve.method_config(CONFIG, dataset, "mcc")
+        assert mcc.pop("masking") and mcc.pop("name") == "mcc" and toco.pop("name") == "toco"
+        differing = sorted(key for key in toco if toco[key] != mcc[key])
+        # MCC's own COCO values where ToCo's COCO preset differs (token losses, temperature)
+        assert differing == (["contrast", "schedule"] if dataset == "coco" else []), (dataset, differing)
+        assert resolve.pipeline_choice(CONFIG, dataset, "mcc") == resolve.pipeline_choice(CONFIG, dataset, "toco")
+    assert resolve.method_config(CONFIG, "synth", "mcc")["masking"] == {"ratio": 0.95, "scale": 2, "aux_cam_until": 360}
+    assert resolve.method_config(CONFIG, "coco", "mcc")["schedule"] == {
+        "segmentation_after": 8000, "token_losses_after": -1, "segmentation_aux_cam_until": 12000}
+
+
+def test_a_change_to_the_base_reaches_the_method_that_extends_it() -> None:
+    config = _with("methods.toco.params.presets.synth.train.lr", 1.0e-4)
+    assert resolve.method_config(config, "synth", "mcc")["train"]["lr"] == 1.0e-4
+
+
+@pytest.mark.parametrize(("base", "message"), [
+    ("tocoo", "methods.mcc.base names unknown method 'tocoo'"),
+    ("mcc", "methods.mcc.base: the chain of bases mcc -> mcc is a cycle"),
+])
+def test_a_bad_base_is_named(base: str, message: str) -> None:
+    problem = _problem(_with("methods.mcc.base", base))
+    assert problem is not None and message in problem and "\n" not in problem, problem
+
+
+def test_a_method_without_pipeline_or_base_is_named() -> None:
+    config = copy.deepcopy(CONFIG)
+    del config["methods"]["mcc"]["base"]
+    config["methods"]["mcc"]["params"] = resolve.method_config(CONFIG, "voc", "mcc")
+    del config["methods"]["mcc"]["params"]["name"]
+    problem = _problem(config)
+    assert problem is not None and "methods.mcc.pipeline.route is missing" in problem, problem
+
+
+# ------------------------------------------------------------------------------ snakemake -n itself
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+@pytest.mark.slow  # Snakemake parses the workflow (seconds; a minute on a loaded 2-core machine)
+@pytest.mark.parametrize(("overlay", "expected"), [
+    ({"methods": {"cti": {"params": {"train": {"epochs": -1}}}}},
+     "config.yaml: methods.cti.params.train.epochs = -1: must be greater than 0"),
+    ({"stages": {"evaluate_seed": {}}}, "config.yaml: unknown key 'stages.evaluate_seed' in config"),
+])
+def test_snakemake_dry_run_stops_before_any_job(tmp_path: Path, overlay: dict[str, Any], expected: str) -> None:
+    path = tmp_path / "overlay.yaml"
+    path.write_text(json.dumps(overlay))
+    command = [str(SNAKEMAKE), "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(tmp_path),
+               "--configfile", str(REPOSITORY / "config.yaml"), str(path), "--cores", "1", "-n",
+               "results/synth/cti/miou.json"]
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert expected in output and "Job stats" not in output and "Traceback" not in output, output
+    line = next(line for line in output.splitlines() if expected in line)
+    assert line.strip().startswith("config.yaml:") or "WorkflowError" not in line, output
