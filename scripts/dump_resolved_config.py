@@ -8,6 +8,11 @@ every job's values unchanged:
     (cd /path/to/old && PYTHONPATH=$PWD python /path/to/new/scripts/dump_resolved_config.py) > old.json
     PYTHONPATH=$PWD python scripts/dump_resolved_config.py > new.json && cmp old.json new.json
 
+or in one step against a commit of this repository (its tree is extracted with ``git archive`` and dumped
+with its own code and config.yaml; the differing key paths are listed, exit status 1 if any):
+
+    PYTHONPATH=$PWD python scripts/dump_resolved_config.py --against main
+
 Only functions that exist on both sides are used (wsss_core.workflow_config); a value that cannot be
 resolved is recorded as its error message.
 """
@@ -54,6 +59,42 @@ def dump(config: dict) -> dict:
     return out
 
 
+def differences(old: object, new: object, where: str = "") -> list[str]:
+    """Key paths at which two dumps differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in sorted(set(old) | set(new)):
+            path = f"{where}.{key}" if where else key
+            if key not in old or key not in new:
+                found.append(f"{path} ({'added' if key not in old else 'removed'})")
+            else:
+                found += differences(old[key], new[key], path)
+        return found
+    return [] if old == new else [where]
+
+
+def against(ref: str) -> int:
+    import subprocess
+    import tempfile
+
+    here = Path(__file__).resolve()
+    with tempfile.TemporaryDirectory() as folder:
+        archive = subprocess.run(["git", "archive", ref], cwd=here.parents[1], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+        old = subprocess.run([sys.executable, str(here)], cwd=folder, env={**__import__("os").environ,
+                             "PYTHONPATH": folder}, capture_output=True, text=True, check=True).stdout
+    new = dump(yaml.safe_load(Path("config.yaml").read_text()))
+    found = differences(json.loads(old), json.loads(json.dumps(new)))
+    runs = len(new["runs"])
+    print(f"{runs} dataset x run entries and {len(new['stages'])} datasets' stage sections compared with {ref}: "
+          f"{len(found)} difference(s)")
+    for path in found:
+        print("  " + path)
+    return 1 if found else 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--against":
+        sys.exit(against(sys.argv[2]))
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("config.yaml")
     print(json.dumps(dump(yaml.safe_load(path.read_text())), sort_keys=True, indent=1))

@@ -721,10 +721,10 @@ def test_afa_propagation_par_switch_is_checked() -> None:
     from wsss_core.errors import ConfigError
     from wsss_core.methods.afa import AFA
 
-    base = {"backbone": "mit_synth", "weights": None}
+    base = {"backbone": "mit_synth", "weights": None, "train": {"batch_size": 2}}
     assert AFA(base, 2).propagation_par == "box"
     assert AFA({**base, "propagation": {"par": "crop"}}, 2).propagation_par == "crop"
-    with pytest.raises(ConfigError, match="method.propagation.par is 'half'; use one of box, crop"):
+    with pytest.raises(ConfigError, match="method.propagation.par = 'half': must be 'box' or 'crop'"):
         AFA({**base, "propagation": {"par": "half"}}, 2)
 
 
