@@ -116,7 +116,7 @@ def test_cosine_schedule_endpoints():
 
 def _dino(image_size=32):
     recipe = Recipe.from_config({"backbone": "vit_synth", "objective": "dino", "image_size": image_size,
-                                 "objective_args": {"local_size": 16, "num_local": 2, "out_dim": 16,
+                                 "clip_grad_norm": 3.0, "objective_args": {"local_size": 16, "num_local": 2, "out_dim": 16,
                                                     "hidden_dim": 16, "bottleneck_dim": 8}}, "r")
     objective = recipe.build_objective(num_classes=4)
     backbone = create_backbone("vit_synth", None, img_size=image_size, dynamic_img_size=True)
@@ -146,11 +146,13 @@ def test_dino_step_trains_the_student_only_and_the_teacher_follows_by_ema():
     optimizer.zero_grad()
     losses["loss"].backward()
     assert all(p.grad is None for p in model.teacher.parameters())
-    # epoch 0 < freeze_last_layer_epochs: the last layer gets no gradient
-    assert torch.count_nonzero(model.student_head.last_layer.weight.grad) == 0
+    assert model.student_head.last_layer.weight.grad is not None  # backward reaches it...
+    objective.before_optimizer_step(model, progress)
+    # ...but in epoch 0 < freeze_last_layer_epochs the gradient is dropped, as the authors' code does: AdamW
+    # then skips the layer, so it is neither moved nor weight-decayed (a zero gradient would still decay it)
+    assert model.student_head.last_layer.weight.grad is None
     optimizer.step()
-    assert torch.equal(model.student_head.last_layer.weight, last_before * (1 - 1e-2 * 0.04)) or \
-        torch.allclose(model.student_head.last_layer.weight, last_before, atol=1e-3)
+    assert torch.equal(model.student_head.last_layer.weight, last_before)
     assert all(torch.equal(a, b) for a, b in zip(teacher_before, model.teacher.parameters()))
     objective.training_step(model, batch, TrainingProgress(1, 11, 10, 20))  # EMA of step 10's update
     moved = [not torch.equal(a, b) for a, b in zip(teacher_before, model.teacher.parameters())]
@@ -159,6 +161,21 @@ def test_dino_step_trains_the_student_only_and_the_teacher_follows_by_ema():
     student = next(model.student.parameters())
     teacher = next(model.teacher.parameters())
     assert torch.allclose(teacher, momentum * teacher_before[0] + (1 - momentum) * student, atol=1e-6)
+
+
+def test_dino_clips_each_parameter_by_its_own_norm_and_keeps_the_last_layer_after_epoch_one():
+    objective, model, _ = _dino()
+    assert objective.clips_gradients and objective.clip == 3.0  # the recipe's clip_grad_norm
+    parameters = [*model.student.parameters(), *model.student_head.parameters()]
+    for index, parameter in enumerate(parameters):
+        parameter.grad = torch.full_like(parameter, 1.0 if index % 2 else 1e-4)
+    big = [p for i, p in enumerate(parameters) if i % 2 and p.numel() > 9]
+    small = [p for i, p in enumerate(parameters) if not i % 2]
+    objective.before_optimizer_step(model, TrainingProgress(epoch=1, step=10, steps_per_epoch=10, total_steps=20))
+    # a gradient of norm sqrt(n) > 3 is scaled to norm 3; a small one is left alone; no global rescaling
+    assert all(float(p.grad.norm()) == pytest.approx(3.0, rel=1e-4) for p in big)
+    assert all(torch.equal(p.grad, torch.full_like(p, 1e-4)) for p in small)
+    assert model.student_head.last_layer.weight.grad is not None  # epoch 1: the last layer trains
 
 
 def test_dino_weight_decay_follows_its_cosine():

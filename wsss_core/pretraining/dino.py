@@ -9,8 +9,10 @@ crop, as DINO's DataAugmentationDINO); the teacher sees only the global crops, i
 (centre EMA ``center_momentum``) and sharpened (``teacher_temperature``), the student's are divided by
 ``student_temperature``; the loss is the cross-entropy between every teacher view and every other
 student view; weight decay follows a cosine from ``weight_decay`` to ``weight_decay_end``; the last
-layer is frozen during the first ``freeze_last_layer_epochs``. The exported backbone is the teacher's,
-as DINO releases it.
+layer is frozen during the first ``freeze_last_layer_epochs``: as in the authors' code its gradient is
+dropped (``grad = None``), so AdamW neither moves nor decays it. Gradients are clipped parameter by
+parameter to the recipe's ``clip_grad_norm`` (the authors' ``clip_gradients``), not by their global norm.
+The exported backbone is the teacher's, as DINO releases it.
 """
 
 from __future__ import annotations
@@ -116,6 +118,17 @@ def dino_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, center: torc
     return total / terms
 
 
+@torch.no_grad()
+def clip_per_parameter(parameters: list[nn.Parameter], clip: float) -> None:
+    """Scale each gradient whose l2 norm exceeds ``clip`` down to ``clip`` (DINO's ``clip_gradients``)."""
+    for parameter in parameters:
+        if parameter.grad is not None:
+            norm = parameter.grad.norm(2)
+            coefficient = clip / (norm + 1e-6)
+            if coefficient < 1:
+                parameter.grad.mul_(coefficient)
+
+
 def cosine(start: float, end: float, step: int, total: int) -> float:
     """DINO's cosine schedule from ``start`` (step 0) to ``end`` (step ``total``)."""
     return end + 0.5 * (start - end) * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
@@ -130,13 +143,13 @@ class DinoPretraining(PretrainingObjective):
         self.settings = DinoSettings.from_config(recipe.objective_args, "objective_args")
         self.image_size = recipe.image_size
         self.weight_decay = recipe.weight_decay
-        self._freeze_last = True
+        self.clip = recipe.clip_grad_norm
         self._optimizer_groups: list[dict[str, Any]] = []
 
+    clips_gradients = True
+
     def build_model(self, backbone: nn.Module, feature_dim: int) -> nn.Module:
-        model = DinoModel(backbone, feature_dim, self.settings)
-        model.student_head.last_layer.weight.register_hook(lambda grad: grad * 0 if self._freeze_last else grad)
-        return model
+        return DinoModel(backbone, feature_dim, self.settings)
 
     # ---------------------------------------------------------------------------------- multi-crop
     def _view(self, image: np.ndarray, size: int, scale: tuple[float, float], blur: float, solarize: float,
@@ -176,7 +189,6 @@ class DinoPretraining(PretrainingObjective):
         s = self.settings
         if progress.step > 0:  # the EMA update of the previous optimiser step
             self._ema(model, cosine(s.momentum, 1.0, progress.step - 1, progress.total_steps))
-        self._freeze_last = progress.epoch < s.freeze_last_layer_epochs
         weight_decay = cosine(self.weight_decay, s.weight_decay_end, progress.step, progress.total_steps)
         for group in self._optimizer_groups:
             if group.get("regularized", True):
@@ -202,6 +214,15 @@ class DinoPretraining(PretrainingObjective):
             entropy = -(mean * mean.clamp_min(1e-12).log()).sum()
             sample_entropy = -(targets * targets.clamp_min(1e-12).log()).sum(dim=-1).mean()
         return {"loss": loss, "teacher_entropy": entropy, "teacher_sample_entropy": sample_entropy}
+
+    def before_optimizer_step(self, model: nn.Module, progress: TrainingProgress) -> None:
+        """DINO's gradient handling: each student parameter's gradient clipped to ``clip`` (0 = off) by its
+        own norm; the head's last layer without a gradient during the first ``freeze_last_layer_epochs``."""
+        if self.clip:
+            clip_per_parameter([*model.student.parameters(), *model.student_head.parameters()], self.clip)
+        if progress.epoch < self.settings.freeze_last_layer_epochs:
+            for parameter in model.student_head.last_layer.parameters():
+                parameter.grad = None
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """The weight-decay schedule writes into the optimiser's regularised groups."""

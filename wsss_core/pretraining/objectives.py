@@ -44,6 +44,10 @@ class PretrainingObjective(abc.ABC):
     def backbone(self, model: nn.Module) -> nn.Module:
         """The backbone whose weights are exported (DINO: the teacher's, as DINO releases)."""
 
+    #: True when the objective clips gradients itself (``before_optimizer_step``, with the recipe's
+    #: ``clip_grad_norm``); the training loop's global clipping is then off.
+    clips_gradients: ClassVar[bool] = False
+
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Called once the optimiser exists (DINO's weight-decay schedule writes into its groups)."""
 

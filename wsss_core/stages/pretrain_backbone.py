@@ -147,7 +147,8 @@ def pretrain(config: Mapping[str, Any], pool: Path, output: Path, report: Path) 
     state = ResumeState(output.parent / f"_state_{output.stem}", config_hash(identity), code_fingerprint(STAGE))
     settings = LoopSettings(
         batch_size=recipe.batch_size, num_workers=int(run_time.get("num_workers", 0)), seed=seed,
-        log_every=recipe.log_every, clip_grad_norm=recipe.clip_grad_norm or None,
+        log_every=recipe.log_every,
+        clip_grad_norm=None if objective.clips_gradients else (recipe.clip_grad_norm or None),
     )
     training_started = time.perf_counter()
     saved = state.load()

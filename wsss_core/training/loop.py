@@ -66,6 +66,14 @@ class TrainingTask(Protocol):
     ) -> dict[str, torch.Tensor]: ...
 
 
+def before_optimizer_step(task: Any, model: torch.nn.Module, progress: TrainingProgress) -> None:
+    """A task's own gradient handling between backward and the optimiser step, when it has one (DINO
+    clips each parameter's gradient and drops its last layer's during the first epoch)."""
+    hook = getattr(task, "before_optimizer_step", None)
+    if hook is not None:
+        hook(model, progress)
+
+
 @dataclass(frozen=True)
 class LoopSettings:
     batch_size: int  # the global batch: all processes together
@@ -242,6 +250,7 @@ def run_training(
         average_gradients()
         if settings.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)
+        before_optimizer_step(task, model, progress)
         optimizer.step()
         step += 1
         if scheduler is not None:
