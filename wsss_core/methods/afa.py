@@ -81,24 +81,6 @@ from wsss_core.single_stage.pseudo_labels import (
 from wsss_core.single_stage.segformer_head import SegFormerHead
 
 
-# ------------------------------------------------------------------------------------ config
-AFA_SECTION_KEYS: dict[str, frozenset[str]] = {
-    "thresholds": frozenset({"low", "high", "background"}),
-    "par": frozenset({"dilations", "iterations", "downscale"}),
-    "affinity": frozenset({"radius", "blocks"}),
-    "propagation": frozenset({"after", "power", "par"}),
-    "schedule": frozenset({"cam_iters"}),
-    "decoder": frozenset({"embedding_dim", "dropout"}),
-    "loss_weights": frozenset({"cls", "segmentation", "affinity"}),
-    "train": frozenset({
-        "iterations", "epochs", "batch_size", "lr", "head_lr_multiplier", "norm_lr_multiplier", "weight_decay",
-        "betas", "power", "warmup_steps", "warmup_ratio", "clip_grad_norm",
-    }),
-    "inference": frozenset({"seed_resize", "long_side", "scales", "flip", "flip_fuse", "scale_fuse"}),
-    "backbone_args": frozenset(),  # free: constructor arguments of the MiT
-}
-
-
 @dataclass(frozen=True)
 class LabelThresholds:
     """Background scores of the PAR dual-threshold label (AFA: high 0.55, low 0.35) and the single hard
@@ -108,19 +90,6 @@ class LabelThresholds:
     low: float = 0.35
     high: float = 0.55
     background: float = 0.5
-
-
-def config_section(config: Mapping[str, Any], key: str, known: Mapping[str, frozenset[str]]) -> Mapping[str, Any]:
-    """``method.<key>`` as a mapping (empty when absent or null); keys outside ``known[key]`` (when it
-    is non-empty) raise ConfigError naming them and the accepted ones."""
-    value = config.get(key) or {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"method.{key} must be a mapping, got {type(value).__name__}")
-    accepted = known.get(key, frozenset())
-    unknown = sorted(set(value) - accepted) if accepted else []
-    if unknown:
-        raise ConfigError(f"method.{key} has unknown keys {unknown}; known: {', '.join(sorted(accepted))}")
-    return value
 
 
 # ------------------------------------------------------------------------------ affinity head, loss
@@ -336,53 +305,36 @@ class AFA(Method):
     end_to_end = True
     pseudo_labels = "par"
     seed_normalization = "minmax"
-    default_loss_weights: ClassVar[dict[str, float]] = {"cls": 1.0, "segmentation": 0.1, "affinity": 0.1}
-    section_keys: ClassVar[dict[str, frozenset[str]]] = AFA_SECTION_KEYS
-
-    def section(self, key: str) -> Mapping[str, Any]:
-        """The validated ``method.<key>`` mapping."""
-        return config_section(self.config, key, self.section_keys)
+    # the loss terms in the order they are summed (their weights: ``settings.loss_weights``)
+    loss_names: ClassVar[tuple[str, ...]] = ("cls", "segmentation", "affinity")
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
-        self.thresholds = LabelThresholds(**self.section("thresholds"))
+        settings = self.settings
+        self.thresholds = LabelThresholds(**settings.thresholds.model_dump())
         if not 0 <= self.thresholds.low <= self.thresholds.high <= 1:
             raise ConfigError(f"method.thresholds need 0 <= low <= high <= 1, got {self.thresholds}")
-        self.crop_size = int(self.config.get("crop_size", 512))
-        self.rescale_range = tuple(float(s) for s in self.config.get("rescale_range", (0.5, 2.0)))
-        self.cam_scales = tuple(float(s) for s in self.config.get("cam_scales", (1.0, 0.5, 1.5)))
-        if not self.cam_scales:
-            raise ConfigError("method.cam_scales is empty: give at least one CAM scale, e.g. [1.0, 0.5, 1.5]")
-        par = self.section("par")
-        self.par = PixelAdaptiveRefinement(
-            dilations=par.get("dilations", (1, 2, 4, 8, 12, 24)), num_iterations=int(par.get("iterations", 10))
-        )
-        self.par_downscale = int(par.get("downscale", 2))
-        affinity = self.section("affinity")
-        self.affinity_radius = int(affinity.get("radius", 8))
-        self.affinity_blocks = int(affinity.get("blocks", 2))
-        propagation = self.section("propagation")
-        after = propagation.get("after", 6000)
-        self.propagation_after = None if after is None or int(after) < 0 else int(after)
-        self.propagation_power = float(propagation.get("power", 2.0))
-        self.propagation_par = str(propagation.get("par", "box"))
-        if self.propagation_par not in PROPAGATION_PAR:
-            raise ConfigError(
-                f"method.propagation.par is '{self.propagation_par}'; use one of {', '.join(PROPAGATION_PAR)}"
-            )
-        given = {key: float(value) for key, value in self.section("loss_weights").items()}
-        self.loss_weights = {**self.default_loss_weights, **given}
-        self.cam_iters = int(self.section("schedule").get("cam_iters", 2000))
-        for key in self.section_keys:
-            self.section(key)  # fail on a misspelt key now, not at the first use
+        self.crop_size = settings.crop_size
+        self.rescale_range = settings.rescale_range
+        self.cam_scales = tuple(settings.cam_scales)
+        self.par = PixelAdaptiveRefinement(dilations=settings.par.dilations, num_iterations=settings.par.iterations)
+        self.par_downscale = settings.par.downscale
+        self.affinity_radius = settings.affinity.radius
+        self.affinity_blocks = settings.affinity.blocks
+        after = settings.propagation.after
+        self.propagation_after = None if after is None or after < 0 else after
+        self.propagation_power = settings.propagation.power
+        self.propagation_par = settings.propagation.par
+        weights = settings.loss_weights.model_dump()
+        self.loss_weights = {name: float(weights[name]) for name in self.loss_names}
+        self.cam_iters = settings.schedule.cam_iters
 
     # ------------------------------------------------------------------------------- network
     def build_encoder(self, weights: WeightsCatalog) -> MixTransformer:
         from wsss_core.models.backbones import create_backbone
 
-        name = self.config.get("backbone", "mit_b1")
-        pretrained = weights.get(self.config.get("weights", "mit_b1"))
-        encoder = create_backbone(name, pretrained, **dict(self.section("backbone_args")))
+        name = self.settings.backbone
+        encoder = create_backbone(name, weights.get(self.settings.weights), **dict(self.settings.backbone_args))
         if not isinstance(encoder, MixTransformer):
             raise ConfigError(f"method.backbone '{name}' is not a Mix Transformer; use mit_b1 or mit_synth")
         return encoder
@@ -392,9 +344,9 @@ class AFA(Method):
 
     def network_from_encoder(self, encoder: MixTransformer) -> AFANetwork:
         """The network around an already built MiT (used by ``build_model`` and the tests)."""
-        decoder = self.section("decoder")
+        decoder = self.settings.decoder
         return AFANetwork(
-            encoder, self.num_classes, int(decoder.get("embedding_dim", 256)), float(decoder.get("dropout", 0.1)),
+            encoder, self.num_classes, decoder.embedding_dim, decoder.dropout,
             self.affinity_blocks,
         )
 
@@ -419,11 +371,11 @@ class AFA(Method):
     def build_optimizer(self, model: nn.Module, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
         from wsss_core.training.schedulers import PolyLRScheduler
 
-        train = self.section("train")
-        lr = float(train.get("lr", 6e-5))
-        head_lr = lr * float(train.get("head_lr_multiplier", 10.0))
-        norm_lr = lr * float(train.get("norm_lr_multiplier", 0.0))
-        weight_decay = float(train.get("weight_decay", 0.01))
+        train = self.settings.train
+        lr = train.lr
+        head_lr = lr * train.head_lr_multiplier
+        norm_lr = lr * train.norm_lr_multiplier
+        weight_decay = train.weight_decay
         groups = model.parameter_groups()
         optimizer = torch.optim.AdamW(
             [
@@ -432,13 +384,13 @@ class AFA(Method):
                 {"params": groups["heads"], "lr": head_lr},
                 {"params": groups["decoder"], "lr": head_lr},
             ],
-            lr=lr, weight_decay=weight_decay, betas=tuple(train.get("betas", (0.9, 0.999))), eps=1e-8,
+            lr=lr, weight_decay=weight_decay, betas=train.betas, eps=1e-8,
         )
         total = self.total_steps(steps_per_epoch)
         scheduler = PolyLRScheduler(
-            optimizer, total, power=float(train.get("power", 1.0)),
-            warmup_steps=min(int(train.get("warmup_steps", 1500)), total - 1),
-            warmup_ratio=float(train.get("warmup_ratio", 1e-6)),
+            optimizer, total, power=train.power,
+            warmup_steps=min(train.warmup_steps, total - 1),
+            warmup_ratio=train.warmup_ratio,
         )
         return optimizer, scheduler
 
@@ -527,7 +479,7 @@ class AFA(Method):
     def _seed_input(self, model: nn.Module, image: np.ndarray) -> torch.Tensor:
         """The normalised image as the seeds see it: resized to ``inference.seed_resize`` when set."""
         x = self._image_tensor(model, image)
-        resize = self.section("inference").get("seed_resize")
+        resize = self.settings.inference.seed_resize
         if resize:
             x = F.interpolate(x, size=(int(resize), int(resize)), mode="bilinear", align_corners=False)
         return x
@@ -559,17 +511,16 @@ class AFA(Method):
     @torch.no_grad()
     def segment(self, model: nn.Module, image: np.ndarray) -> np.ndarray:
         """Decoder probabilities ``float32 [C+1, H, W]``: long side resized, multi-scale + flip."""
-        inference = self.section("inference")
+        inference = self.settings.inference
         height, width = image.shape[:2]
         x = self._image_tensor(model, image)
-        long_side = inference.get("long_side", 512)
+        long_side = inference.long_side
         if long_side:
             factor = float(long_side) / max(height, width)
             x = bilinear(x, (max(1, round(height * factor)), max(1, round(width * factor))))
         logits = multi_scale_logits(
-            model.segmentation_logits, x, tuple(float(s) for s in inference.get("scales", (0.5, 0.75, 1.0, 1.25, 1.5))),
-            tuple(x.shape[-2:]), flip=bool(inference.get("flip", True)), flip_fuse=inference.get("flip_fuse", "mean"),
-            scale_fuse=inference.get("scale_fuse", "max"),
+            model.segmentation_logits, x, tuple(inference.scales),
+            tuple(x.shape[-2:]), flip=inference.flip, flip_fuse=inference.flip_fuse, scale_fuse=inference.scale_fuse,
         )
         logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
         return logits[0].softmax(dim=0).float().cpu().numpy()

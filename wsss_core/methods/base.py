@@ -38,7 +38,7 @@ from wsss_core.training.progress import TrainingProgress
 METHODS: Registry[type["Method"]] = Registry("method", package="wsss_core.methods")
 
 # Re-exported for the methods: the records they produce and receive live in the layers below them.
-__all__ = ["METHODS", "Method", "SeedMaps", "TrainingProgress", "build_method", "method_from_config", "option"]
+__all__ = ["METHODS", "Method", "SeedMaps", "TrainingProgress", "build_method", "method_from_config"]
 
 
 class Method(abc.ABC):
@@ -87,10 +87,11 @@ class Method(abc.ABC):
     # ------------------------------------------------------------------------------ optimisation
     def total_steps(self, steps_per_epoch: int) -> int:
         """Length of training: ``train.epochs`` × steps per epoch, or ``train.iterations``."""
-        train = self.config["train"]
-        if "iterations" in train and train["iterations"]:
-            return int(train["iterations"])
-        return int(train["epochs"]) * steps_per_epoch
+        train = self.settings.train
+        iterations = getattr(train, "iterations", None)
+        if iterations:
+            return int(iterations)
+        return int(train.epochs) * steps_per_epoch
 
     @abc.abstractmethod
     def build_optimizer(
@@ -125,18 +126,6 @@ class Method(abc.ABC):
     def segment(self, model: nn.Module, image: np.ndarray) -> np.ndarray:
         """Class probabilities ``float32 [C+1, H, W]`` from the method's own decoder (end-to-end only)."""
         raise TypeError(f"method '{self.name}' has no segmentation decoder; it feeds refinement + DeepLab")
-
-
-def option(config: Mapping[str, Any], dotted_key: str, default: Any = ..., prefix: str = "method") -> Any:
-    """``config[a][b]`` for ``"a.b"``; a missing key without default raises ``ConfigError``."""
-    node: Any = config
-    for part in dotted_key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            if default is ...:
-                raise ConfigError(f"config key {prefix}.{dotted_key} is missing: add it to config.yaml")
-            return default
-        node = node[part]
-    return node
 
 
 def build_method(name: str, config: Mapping[str, Any], num_classes: int) -> Method:

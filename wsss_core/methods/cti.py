@@ -169,8 +169,7 @@ class CTISeeds(Settings):
 
 
 class CTIParams(Settings):
-    """``methods.cti.params`` as config.yaml writes it (checked when the workflow is parsed;
-    :class:`CTISettings` is the flat view the code reads)."""
+    """``methods.cti.params`` (checked when the workflow is parsed; the code reads it as ``self.settings``)."""
 
     model: CTIModel
     losses: CTILosses = CTILosses()
@@ -189,126 +188,17 @@ class BlockSets:
     seed_patch_patch: tuple[int, ...]  # A_pp of the seeds (all)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], depth: int, infusion_layer: int) -> "BlockSets":
-        defaults = {
-            "train_class_patch": "last_half",
-            "train_patch_patch": "after_infusion",
-            "ccti_class_patch": "after_infusion",
-            "seed_class_patch": "all",
-            "seed_patch_patch": "all",
-        }
-        unknown = set(config) - set(defaults)
-        if unknown:
-            raise ConfigError(f"method.model.blocks has unknown keys {sorted(unknown)}; known: {sorted(defaults)}")
+    def from_settings(cls, blocks: CTIBlocks, depth: int, infusion_layer: int) -> "BlockSets":
         return cls(**{
-            name: resolve_blocks(config.get(name, default), depth, infusion_layer, f"method.model.blocks.{name}")
-            for name, default in defaults.items()
+            name: resolve_blocks(getattr(blocks, name), depth, infusion_layer, f"method.model.blocks.{name}")
+            for name in CTIBlocks.model_fields
         })
 
 
-@dataclass(frozen=True)
-class CTISettings:
-    """Every hyper-parameter CTI reads (sections ``model``, ``losses``, ``train``, ``seeds`` of the method
-    config, the layout MCTformer uses too), checked once; a ``ConfigError`` names the bad key."""
-
-    backbone: str
-    weights: str | None
-    drop_path: float
-    tokenizer_expansion: int
-    infusion_layer: int
-    blocks: Mapping[str, Any]
-    bcam: bool
-    bcam_weight: float
-    bcam_detach_cams: bool
-    icti: bool
-    icti_weight: float
-    ccti: bool
-    ccti_weight: float
-    ccti_classes: str
-    memory_size: int
-    aux_warmup_epoch: int
-    crop_size: int
-    scale: tuple[float, float]
-    ratio: tuple[float, float]
-    rand_augment: str | None
-    lr: float
-    weight_decay: float
-    min_lr: float
-    warmup_epochs: int
-    warmup_lr: float
-    seed_flip: bool
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "CTISettings":
-        model, losses, train, seeds = (_section(config, name) for name in ("model", "losses", "train", "seeds"))
-        bcam, icti, ccti = (_section(losses, name, f"losses.{name}") for name in ("bcam", "icti", "ccti"))
-        settings = cls(
-            backbone=str(_require(model, "backbone", "model.backbone")),
-            weights=model.get("weights"),
-            drop_path=float(model.get("drop_path", 0.1)),
-            tokenizer_expansion=int(model.get("tokenizer_expansion", 5)),
-            infusion_layer=int(model.get("infusion_layer", 3)),
-            blocks=dict(_section(model, "blocks", "model.blocks")),
-            bcam=bool(bcam.get("enabled", True)),
-            bcam_weight=float(bcam.get("weight", 0.1)),
-            bcam_detach_cams=bool(bcam.get("detach_cams", False)),
-            icti=bool(icti.get("enabled", True)),
-            icti_weight=float(icti.get("weight", 1.0)),
-            ccti=bool(ccti.get("enabled", True)),
-            ccti_weight=float(ccti.get("weight", 1.0)),
-            ccti_classes=str(ccti.get("classes", "present")),
-            memory_size=int(ccti.get("memory_size", 30)),
-            aux_warmup_epoch=int(losses.get("aux_warmup_epoch", -1)),
-            crop_size=int(_require(train, "crop_size", "train.crop_size")),
-            scale=_pair(train.get("scale", (0.3, 1.2)), "train.scale"),
-            ratio=_pair(train.get("ratio", (3 / 4, 4 / 3)), "train.ratio"),
-            rand_augment=train.get("rand_augment", "rand-m9-mstd0.5-inc1") or None,
-            lr=float(_require(train, "lr", "train.lr")),
-            weight_decay=float(train.get("weight_decay", 0.05)),
-            min_lr=float(train.get("min_lr", 1e-5)),
-            warmup_epochs=int(train.get("warmup_epochs", 5)),
-            warmup_lr=float(train.get("warmup_lr", 1e-6)),
-            seed_flip=bool(seeds.get("flip", True)),
-        )
-        if settings.ccti_classes not in CCTI_CLASS_CHOICES:
-            raise ConfigError(
-                f"method.losses.ccti.classes is '{settings.ccti_classes}'; use one of {list(CCTI_CLASS_CHOICES)}"
-            )
-        if settings.memory_size < 1:
-            raise ConfigError(f"method.losses.ccti.memory_size must be at least 1, got {settings.memory_size}")
-        if settings.infusion_layer < 0:
-            raise ConfigError(f"method.model.infusion_layer must be a block index ≥ 0, got {settings.infusion_layer}")
-        if settings.rand_augment is not None and not str(settings.rand_augment).startswith("rand"):
-            raise ConfigError(
-                f"method.train.rand_augment '{settings.rand_augment}' is not a timm RandAugment string "
-                "(e.g. rand-m9-mstd0.5-inc1), or null for none"
-            )
-        return settings
-
-
-def _section(config: Mapping[str, Any], name: str, key: str | None = None) -> Mapping[str, Any]:
-    value = config.get(name, {})
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"method.{key or name} must be a mapping, got {type(value).__name__}")
-    return value
-
-
-def _require(config: Mapping[str, Any], name: str, key: str) -> Any:
-    if name not in config or config[name] is None:
-        raise ConfigError(f"method.{key} is missing from the cti configuration: set it in config.yaml")
-    return config[name]
-
-
-def _pair(value: Any, key: str) -> tuple[float, float]:
-    try:
-        low, high = (float(item) for item in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"method.{key} must be a pair [low, high], got {value!r}") from None
+def _check_pair(value: tuple[float, float], key: str) -> None:
+    low, high = value
     if not 0 < low <= high:
-        raise ConfigError(f"method.{key} must satisfy 0 < low ≤ high, got {value!r}")
-    return low, high
+        raise ConfigError(f"method.{key} must satisfy 0 < low ≤ high, got {list(value)!r}")
 
 
 # ------------------------------------------------------------------------------- token memory
@@ -494,27 +384,33 @@ class CTI(Method):
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
-        settings = self.settings = CTISettings.from_config(self.config)
+        train = self.settings.train
+        for key in ("scale", "ratio"):
+            _check_pair(getattr(train, key), f"train.{key}")
+        rand_augment = train.rand_augment or None
+        if rand_augment is not None and not rand_augment.startswith("rand"):
+            raise ConfigError(
+                f"method.train.rand_augment '{rand_augment}' is not a timm RandAugment string "
+                "(e.g. rand-m9-mstd0.5-inc1), or null for none"
+            )
         # Two independent crops of the same image (cti_multistage.md §2.6): the anchor (weak) view has
         # crop + flip only, the positive (strong) view adds RandAugment; no random erasing in either.
-        view = dict(
-            crop_size=settings.crop_size, scale=settings.scale, ratio=settings.ratio, flip=True, random_erasing=0.0
-        )
+        view = dict(crop_size=train.crop_size, scale=train.scale, ratio=train.ratio, flip=True, random_erasing=0.0)
         self.weak_view = DeitAugmentation(**view, rand_augment=None)
-        self.strong_view = DeitAugmentation(**view, rand_augment=settings.rand_augment)
+        self.strong_view = DeitAugmentation(**view, rand_augment=rand_augment)
 
     # ----------------------------------------------------------------------------------- network
     def build_model(self, weights: WeightsCatalog) -> CTINetwork:
-        settings = self.settings
-        vit = create_backbone(settings.backbone, weights.get(settings.weights), drop_path_rate=settings.drop_path)
+        model = self.settings.model
+        vit = create_backbone(model.backbone, weights.get(model.weights), drop_path_rate=model.drop_path)
         encoder = MultiTokenViT(vit)
-        if settings.infusion_layer >= encoder.depth - 1:
+        if model.infusion_layer >= encoder.depth - 1:
             raise ConfigError(
-                f"method.model.infusion_layer is {settings.infusion_layer} but {settings.backbone} has "
+                f"method.model.infusion_layer is {model.infusion_layer} but {model.backbone} has "
                 f"{encoder.depth} blocks: infuse at most after block {encoder.depth - 2}"
             )
-        network = CTINetwork(encoder, self.num_classes, settings.memory_size, settings.tokenizer_expansion)
-        network.layer_sets = BlockSets.from_config(settings.blocks, encoder.depth, settings.infusion_layer)
+        network = CTINetwork(encoder, self.num_classes, self.settings.losses.ccti.memory_size, model.tokenizer_expansion)
+        network.layer_sets = BlockSets.from_settings(model.blocks, encoder.depth, model.infusion_layer)
         return network
 
     # -------------------------------------------------------------------------------------- data
@@ -528,7 +424,7 @@ class CTI(Method):
         """AdamW, eps 1e-8, timm's decay filter (none on 1-D tensors and the [CLS] token, as in the
         authors' DeiT model), and timm's cosine schedule stepped per epoch (``step(epoch + 1)`` after
         each epoch, as the authors) with a linear warm-up from ``warmup_lr``."""
-        settings = self.settings
+        settings = self.settings.train
         optimizer = create_optimizer_v2(
             model, opt="adamw", lr=settings.lr, weight_decay=settings.weight_decay, eps=1e-8
         )
@@ -547,7 +443,7 @@ class CTI(Method):
         self, model: nn.Module, batch: Mapping[str, Any], progress: TrainingProgress
     ) -> dict[str, torch.Tensor]:
         network: CTINetwork = model  # type: ignore[assignment]
-        settings, blocks = self.settings, _layer_sets(network)
+        settings, blocks = self.settings.losses, _layer_sets(network)
         images, labels = batch["image"], batch["labels"].float()
         anchor = network(images)
         positive = network(batch["image_strong"], need_attentions=False)
@@ -559,38 +455,38 @@ class CTI(Method):
         losses = {"cls": loss_cls, "bcam": zero, "icti": zero, "ccti": zero}
         total = loss_cls
         auxiliary = progress.epoch > settings.aux_warmup_epoch
-        layer = settings.infusion_layer
+        layer = self.settings.model.infusion_layer
 
-        if settings.bcam and auxiliary:
+        if settings.bcam.enabled and auxiliary:
             class_patch = network.class_patch_map(anchor, blocks.train_class_patch)
-            foreground_cams = anchor.cams[:, 1:].detach() if settings.bcam_detach_cams else anchor.cams[:, 1:]
+            foreground_cams = anchor.cams[:, 1:].detach() if settings.bcam.detach_cams else anchor.cams[:, 1:]
             attended = class_patch * torch.cat([anchor.cams[:, :1], foreground_cams], dim=1)
             patch_attention = network.patch_attention(anchor, blocks.train_patch_patch)
-            losses["bcam"] = settings.bcam_weight * background_cam_loss(attended, patch_attention, labels)
+            losses["bcam"] = settings.bcam.weight * background_cam_loss(attended, patch_attention, labels)
             total = total + losses["bcam"]
 
-        if settings.icti and auxiliary:
+        if settings.icti.enabled and auxiliary:
             positive_tokens = positive.class_tokens_per_block[layer]  # not detached, as coded
             infused = network(
                 images,
                 block_hooks={layer + 1: lambda tokens: intra_image_infusion(tokens, positive_tokens)},
                 need_attentions=False,
             )
-            losses["icti"] = settings.icti_weight * cam_consistency_loss(anchor.cams, infused.cams)
+            losses["icti"] = settings.icti.weight * cam_consistency_loss(anchor.cams, infused.cams)
             total = total + losses["icti"]
 
-        if settings.ccti and auxiliary:
+        if settings.ccti.enabled and auxiliary:
             own_tokens = anchor.class_tokens_per_block[layer][:, 1:].detach()
             # under several processes every rank stores the whole global batch, as one process would
             network.memory.update(gather_tensor(own_tokens), gather_tensor(labels))
             if network.memory.is_full():
                 memory_tokens = network.memory.means()
-                selected = choose_infused_classes(labels, settings.ccti_classes)
+                selected = choose_infused_classes(labels, settings.ccti.classes)
                 infused = network(images, block_hooks={
                     layer + 1: lambda tokens: cross_image_infusion(tokens, own_tokens, memory_tokens, selected)
                 })
                 attended = network.class_patch_map(infused, blocks.ccti_class_patch) * infused.cams
-                losses["ccti"] = settings.ccti_weight * cam_consistency_loss(anchor.cams[:, 1:], attended[:, 1:])
+                losses["ccti"] = settings.ccti.weight * cam_consistency_loss(anchor.cams[:, 1:], attended[:, 1:])
                 total = total + losses["ccti"]
         losses["memory_full_classes"] = loss_cls.new_tensor(float(network.memory.num_full()))
         losses["loss"] = total
@@ -618,7 +514,7 @@ class CTI(Method):
             return SeedMaps(np.zeros((0, height, width), np.float32), np.zeros(0, np.int64))
         device = next(network.parameters()).device
         images = normalize_to_tensor(image)[None].to(device)
-        if self.settings.seed_flip:
+        if self.settings.seeds.flip:
             images = torch.cat([images, images.flip(-1)])
         maps = network.seed_cams(images, blocks.seed_class_patch, blocks.seed_patch_patch)
         maps = F.interpolate(maps, size=(height, width), mode="bilinear", align_corners=False)

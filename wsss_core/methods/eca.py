@@ -70,7 +70,6 @@ from wsss_core.errors import ConfigError
 from wsss_core.losses.afa import attention_affinity_loss
 from wsss_core.methods.afa import (
     AFA,
-    AFA_SECTION_KEYS,
     AFAAffinity,
     AFALossWeights,
     AFAPropagation,
@@ -78,7 +77,6 @@ from wsss_core.methods.afa import (
     AFANetwork,
     attention_affinity_labels,
     bilinear,
-    config_section,
 )
 from wsss_core.methods.base import METHODS, TrainingProgress
 from wsss_core.models.mix_transformer import MixTransformer
@@ -104,22 +102,6 @@ from wsss_core.single_stage.pseudo_labels import (
     label_masked_cams,
     token_box_mask,
 )
-
-
-ECA_SECTION_KEYS: dict[str, frozenset[str]] = {
-    **AFA_SECTION_KEYS,
-    "affinity": AFA_SECTION_KEYS["affinity"] | {"label_source"},
-    "loss_weights": frozenset({"cls", "segmentation", "carm_segmentation", "correspondence", "affinity"}),
-    "dino": frozenset({"backbone", "weights", "backbone_args"}),
-    "seed_selection": frozenset({"fraction", "fallback_top1"}),
-    "graph": frozenset({"threshold", "clamp_foreground_cue"}),
-    "prototypes": frozenset({"momentum", "calibrate"}),
-    "carm_label": frozenset({"uncertain_margin"}),
-    "cam_label": frozenset({"rule"}),
-    "correspondence": frozenset({
-        "num_views", "view_size", "sign", "label_downsample", "centre", "jitter_probability", "flip_probability",
-    }),
-}
 
 
 # ---------------------------------------------------------------------------------------- CCE
@@ -283,48 +265,29 @@ class ECA(AFA):
 
     name = "eca"
     pseudo_labels = "carm"
-    default_loss_weights = {
-        "cls": 1.0, "segmentation": 0.1, "carm_segmentation": 0.1, "correspondence": 0.1, "affinity": 0.1,
-    }
-    section_keys = ECA_SECTION_KEYS
+    loss_names = ("cls", "segmentation", "carm_segmentation", "correspondence", "affinity")
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
-        config = dict(config)
-        # ECA's default where it differs from AFA's: no affinity propagation.
-        config["propagation"] = {"after": None, **dict(config_section(config, "propagation", ECA_SECTION_KEYS))}
         super().__init__(config, num_classes)
-        self.dino_config = dict(self.section("dino"))
-        seeds = self.section("seed_selection")
-        self.seed_fraction = float(seeds.get("fraction", 0.3))
-        self.seed_fallback = bool(seeds.get("fallback_top1", True))
-        if not 0.0 < self.seed_fraction <= 1.0:
-            raise ConfigError(
-                f"method.seed_selection.fraction is the top-k share of candidates in (0, 1], got {self.seed_fraction}"
-            )
-        graph = self.section("graph")
-        self.graph_threshold = float(graph.get("threshold", 0.15))
-        self.clamp_cue = bool(graph.get("clamp_foreground_cue", False))
-        prototypes = self.section("prototypes")
-        self.prototype_momentum = float(prototypes.get("momentum", 0.99))
-        self.calibrate = bool(prototypes.get("calibrate", True))
-        self.carm_margin = float(self.section("carm_label").get("uncertain_margin", 0.0))
-        self.cam_label_rule = self.section("cam_label").get("rule", "par_dual_threshold")
-        if self.cam_label_rule not in ("par_dual_threshold", "background_threshold"):
-            raise ConfigError(
-                "method.cam_label.rule must be 'par_dual_threshold' or 'background_threshold', "
-                f"not {self.cam_label_rule!r}"
-            )
-        self.affinity_source = self.section("affinity").get("label_source", "carm")
-        if self.affinity_source not in ("carm", "cam"):
-            raise ConfigError(f"method.affinity.label_source must be 'carm' or 'cam', not {self.affinity_source!r}")
-        cce = self.section("correspondence")
-        self.num_views = int(cce.get("num_views", 2))
-        self.view_size = int(cce.get("view_size", 256))
-        self.correspondence_sign = cce.get("sign", "corrected")
-        self.label_downsample = cce.get("label_downsample", "majority")
-        self.view_centre = cce.get("centre", "foreground")
-        self.jitter_probability = float(cce.get("jitter_probability", 0.8))
-        self.flip_probability = float(cce.get("flip_probability", 0.5))
+        settings = self.settings
+        self.dino_settings = settings.dino
+        self.seed_fraction = settings.seed_selection.fraction
+        self.seed_fallback = settings.seed_selection.fallback_top1
+        self.graph_threshold = settings.graph.threshold
+        self.clamp_cue = settings.graph.clamp_foreground_cue
+        self.prototype_momentum = settings.prototypes.momentum
+        self.calibrate = settings.prototypes.calibrate
+        self.carm_margin = settings.carm_label.uncertain_margin
+        self.cam_label_rule = settings.cam_label.rule
+        self.affinity_source = settings.affinity.label_source
+        cce = settings.correspondence
+        self.num_views = cce.num_views
+        self.view_size = cce.view_size
+        self.correspondence_sign = cce.sign
+        self.label_downsample = cce.label_downsample
+        self.view_centre = cce.centre
+        self.jitter_probability = cce.jitter_probability
+        self.flip_probability = cce.flip_probability
         for key, value, allowed in (
             ("sign", self.correspondence_sign, ("corrected", "printed")),
             ("label_downsample", self.label_downsample, ("majority", "nearest")),
@@ -342,9 +305,9 @@ class ECA(AFA):
     def build_model(self, weights: WeightsCatalog) -> nn.Module:
         from wsss_core.models.backbones import create_backbone
 
-        name = self.dino_config.get("backbone", "dino_vit_small8")
-        args = {"dynamic_img_size": True, **dict(self.dino_config.get("backbone_args", {}))}
-        dino = create_backbone(name, weights.get(self.dino_config.get("weights", "dino_vit_small8")), **args)
+        dino_settings = self.dino_settings
+        args = {"dynamic_img_size": True, **dict(dino_settings.backbone_args)}
+        dino = create_backbone(dino_settings.backbone, weights.get(dino_settings.weights), **args)
         return self.network_from_encoders(self.build_encoder(weights), dino)
 
     def network_from_encoders(self, encoder: MixTransformer, dino: nn.Module) -> ECANetwork:
@@ -352,9 +315,9 @@ class ECA(AFA):
         patch = int(dino.patch_embed.patch_size[0])
         if self.crop_size % patch:
             raise ConfigError(f"method.crop_size = {self.crop_size} must be a multiple of the DINO patch size {patch}")
-        decoder = self.section("decoder")
+        decoder = self.settings.decoder
         return ECANetwork(
-            encoder, dino, self.num_classes, int(decoder.get("embedding_dim", 256)), float(decoder.get("dropout", 0.1)),
+            encoder, dino, self.num_classes, decoder.embedding_dim, decoder.dropout,
             self.affinity_blocks, self.prototype_momentum,
         )
 

@@ -34,9 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from wsss_core.settings import PositiveInt, Probability, Settings, Step
-from wsss_core.errors import ConfigError
 from wsss_core.methods.base import METHODS, TrainingProgress
-from wsss_core.methods.toco import ToCo, ToCoNetwork, ToCoSettings, _section
+from wsss_core.methods.toco import ToCo, ToCoNetwork, ToCoSettings
 from wsss_core.models.masked_vit import EncoderOutput
 from wsss_core.single_stage.pseudo_labels import roi_map
 
@@ -85,14 +84,10 @@ class MCC(ToCo):
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
-        masking = _section(self.config, "masking")
-        self.mask_ratio = float(masking.get("ratio", 0.95))
-        self.mask_scale = int(masking.get("scale", 4))
-        self.mask_aux_cam_until = int(masking.get("aux_cam_until", 12000))
-        if not 0.0 <= self.mask_ratio <= 1.0:
-            raise ConfigError(f"method.masking.ratio must be in [0, 1], got {self.mask_ratio}")
-        if self.mask_scale < 1:
-            raise ConfigError(f"method.masking.scale must be a positive number of tokens, got {self.mask_scale}")
+        masking = self.settings.masking
+        self.mask_ratio = masking.ratio
+        self.mask_scale = masking.scale
+        self.mask_aux_cam_until = masking.aux_cam_until
 
     def mask_driving_cam(self, cam: torch.Tensor, aux_cam: torch.Tensor, step: int) -> torch.Tensor:
         """The CAM whose ROI labels the masked views: aux up to ``masking.aux_cam_until``, then final."""

@@ -38,7 +38,6 @@ from torch import nn
 from wsss_core.settings import NonNegativeFloat, NonNegativeInt, Pair, PositiveFloat, PositiveInt, Probability, Scales, Settings
 from wsss_core.data.deit_augmentation import DeitAugmentation
 from wsss_core.data.transforms import normalize_to_tensor
-from wsss_core.errors import ConfigError
 from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.multi_token_vit import (
@@ -138,15 +137,9 @@ class EpochLagScheduler:
         self.scheduler.load_state_dict(state)
 
 
-def _blocks(value: Any, key: str) -> list[int] | None:
-    """A block list from config: ``all`` (None), or a list of (possibly negative) block indices."""
-    if value == "all":
-        return None
-    if isinstance(value, (list, tuple)) and all(isinstance(item, int) for item in value):
-        return list(value)
-    raise ConfigError(
-        f"method.{key} must be 'all' or a list of block indices (e.g. [-3, -2, -1]), got {value!r}"
-    )
+def _blocks(value: Any) -> list[int] | None:
+    """A block list from the settings: ``all`` (None), or a list of (possibly negative) block indices."""
+    return None if value == "all" else list(value)
 
 
 # --------------------------------------------------------------------------------------- method
@@ -205,33 +198,25 @@ class MCTformerV2(Method):
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
-        for section in ("model", "train", "seeds"):
-            if not isinstance(self.config.get(section), Mapping):
-                raise ConfigError(f"method.{section} is missing from the mctformer configuration")
-        self.model_config = dict(self.config["model"])
-        self.train_config = dict(self.config["train"])
-        self.seed_config = dict(self.config["seeds"])
-        train = self.train_config
+        train, seeds = self.settings.train, self.settings.seeds
         self.augmentation = DeitAugmentation(
-            crop_size=int(train["crop_size"]),
-            scale=tuple(train.get("scale", (0.08, 1.0))),
-            ratio=tuple(train.get("ratio", (3 / 4, 4 / 3))),
-            flip=bool(train.get("flip", True)),
-            rand_augment=train.get("rand_augment") or None,
-            random_erasing=float(train.get("random_erasing", 0.0)),
+            crop_size=train.crop_size,
+            scale=train.scale,
+            ratio=train.ratio,
+            flip=train.flip,
+            rand_augment=train.rand_augment or None,
+            random_erasing=train.random_erasing,
         )
-        self.class_attention_blocks = _blocks(self.seed_config.get("class_attention_blocks", [-3, -2, -1]),
-                                              "seeds.class_attention_blocks")
-        self.patch_attention_blocks = _blocks(self.seed_config.get("patch_attention_blocks", "all"),
-                                              "seeds.patch_attention_blocks")
+        self.class_attention_blocks = _blocks(seeds.class_attention_blocks)
+        self.patch_attention_blocks = _blocks(seeds.patch_attention_blocks)
 
     # ----------------------------------------------------------------------------------- network
     def build_model(self, weights: WeightsCatalog) -> nn.Module:
-        model = self.model_config
-        overrides: dict[str, Any] = {"drop_path_rate": float(model.get("drop_path", 0.1))}
-        if model.get("image_size"):
-            overrides["img_size"] = int(model["image_size"])
-        vit = create_backbone(model["backbone"], weights.get(model.get("weights")), **overrides)
+        model = self.settings.model
+        overrides: dict[str, Any] = {"drop_path_rate": model.drop_path}
+        if model.image_size:
+            overrides["img_size"] = model.image_size
+        vit = create_backbone(model.backbone, weights.get(model.weights), **overrides)
         return MCTformerV2Network(vit, self.num_classes)
 
     # -------------------------------------------------------------------------------------- data
@@ -243,20 +228,18 @@ class MCTformerV2(Method):
 
     # ------------------------------------------------------------------------------ optimisation
     def build_optimizer(self, model: nn.Module, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
-        train = self.train_config
-        optimizer = create_optimizer_v2(
-            model, opt="adamw", lr=float(train["lr"]), weight_decay=float(train["weight_decay"]), eps=1e-8
-        )
+        train = self.settings.train
+        optimizer = create_optimizer_v2(model, opt="adamw", lr=train.lr, weight_decay=train.weight_decay, eps=1e-8)
         epochs = max(int(np.ceil(self.total_steps(steps_per_epoch) / steps_per_epoch)), 1)
         scheduler = CosineLRScheduler(
             optimizer,
             t_initial=epochs,
-            lr_min=float(train["min_lr"]),
-            warmup_t=int(train["warmup_epochs"]),
-            warmup_lr_init=float(train.get("warmup_lr", 1e-6)),
+            lr_min=train.min_lr,
+            warmup_t=train.warmup_epochs,
+            warmup_lr_init=train.warmup_lr,
             t_in_epochs=True,
         )
-        return optimizer, EpochLagScheduler(scheduler, 1 if train.get("scheduler_epoch_lag", True) else 0)
+        return optimizer, EpochLagScheduler(scheduler, 1 if train.scheduler_epoch_lag else 0)
 
     def training_step(
         self, model: nn.Module, batch: Mapping[str, Any], progress: TrainingProgress
@@ -282,13 +265,13 @@ class MCTformerV2(Method):
         device = next(model.parameters()).device
         label_mask = torch.as_tensor(present_mask, dtype=torch.float32, device=device).view(-1, 1, 1)
         total = torch.zeros(self.num_classes, height, width, device=device)
-        for scale in self.seed_config.get("scales", [1.0]):
+        for scale in self.settings.seeds.scales:
             scaled = image
             if float(scale) != 1.0:
                 size = (max(int(round(width * scale)), 1), max(int(round(height * scale)), 1))
                 scaled = np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
             batch = normalize_to_tensor(scaled).unsqueeze(0)
-            if self.seed_config.get("flip", True):
+            if self.settings.seeds.flip:
                 batch = torch.cat([batch, batch.flip(-1)])
             output = model(batch.to(device))
             cams = fused_cams(output, self.class_attention_blocks, self.patch_attention_blocks)

@@ -52,7 +52,7 @@ from torch import nn
 from wsss_core.settings import IntPair, NonNegativeFloat, Pair, PositiveFloat, PositiveInt, Scales, Settings
 from wsss_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, irn_training_crop, normalize_to_tensor
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress, option
+from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.cam_normalization import max_normalize
 from wsss_core.models.hierarchical_fusion import HierarchicalFeatureFusion
@@ -272,32 +272,30 @@ class SWTformerV1(Method):
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
-        self.mean = tuple(option(self.config, "image_mean", IMAGENET_MEAN))
-        self.std = tuple(option(self.config, "image_std", IMAGENET_STD))
+        self.mean = self.settings.image_mean
+        self.std = self.settings.image_std
 
     # ----------------------------------------------------------------------------------- network
     def build_model(self, weights: WeightsCatalog) -> nn.Module:
-        overrides = dict(option(self.config, "backbone_overrides", {}))
+        settings = self.settings
+        overrides = dict(settings.backbone_overrides)
         overrides.setdefault("strict_img_size", False)  # any input size (seed export, multi-scale)
-        backbone = create_backbone(
-            option(self.config, "backbone"), weights.get(option(self.config, "weights", None)), **overrides
-        )
-        fusion = dict(option(self.config, "hff", {})) if self.uses_fusion else None
+        backbone = create_backbone(settings.backbone, weights.get(settings.weights), **overrides)
+        fusion = settings.hff.model_dump() if self.uses_fusion else None
         return SWTformerNet(backbone, self.num_classes, fusion)
 
     # -------------------------------------------------------------------------------------- data
     def training_sample(self, image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
-        low, high = option(self.config, "train.resize_long")
-        crop_size = int(option(self.config, "train.crop_size"))
-        crop, valid = irn_training_crop(image, (int(low), int(high)), crop_size, self.mean, self.std, rng)
+        train = self.settings.train
+        crop, valid = irn_training_crop(image, train.resize_long, train.crop_size, self.mean, self.std, rng)
         return {"image": crop, "labels": torch.from_numpy(np.asarray(labels, np.float32)), "valid": valid}
 
     # ------------------------------------------------------------------------------ optimisation
     def build_optimizer(self, model: nn.Module, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
-        train = option(self.config, "train")
-        lr = float(option(train, "lr", prefix="method.train"))
-        head_lr = lr * float(train.get("head_lr_multiplier", 10.0))
-        weight_decay = float(train.get("weight_decay", 0.05))
+        train = self.settings.train
+        lr = train.lr
+        head_lr = lr * train.head_lr_multiplier
+        weight_decay = train.weight_decay
         skip = set(getattr(model.backbone, "no_weight_decay", lambda: set())())
         groups: dict[str, list[nn.Parameter]] = {"decay": [], "no_decay": [], "head_decay": [], "head_no_decay": []}
         new_ids = {id(p) for module in model.new_modules() for p in module.parameters()}
@@ -313,15 +311,15 @@ class SWTformerV1(Method):
             for name, params in groups.items()
             if params
         ]
-        optimizer = torch.optim.AdamW(param_groups, lr=lr, betas=tuple(train.get("betas", (0.9, 0.999))))
+        optimizer = torch.optim.AdamW(param_groups, lr=lr, betas=train.betas)
         total = self.total_steps(steps_per_epoch)
-        warmup = int(round(float(train.get("warmup_epochs", 0)) * steps_per_epoch))
+        warmup = int(round(train.warmup_epochs * steps_per_epoch))
         scheduler = CosineLRScheduler(
             optimizer,
             t_initial=total,
-            lr_min=float(train.get("min_lr", 1e-6)),
+            lr_min=train.min_lr,
             warmup_t=min(warmup, max(total - 1, 0)),
-            warmup_lr_init=float(train.get("warmup_lr", 1e-6)),
+            warmup_lr_init=train.warmup_lr,
             t_in_epochs=False,
         )
         return optimizer, scheduler
@@ -348,7 +346,7 @@ class SWTformerV1(Method):
         return (pair[0] + pair[1].flip(-1)).unsqueeze(0)
 
     def _scales(self) -> list[float]:
-        return [float(s) for s in option(self.config, "infer.scales", [1.0, 0.5, 1.5, 2.0])]
+        return list(self.settings.infer.scales)
 
     @torch.no_grad()
     def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
@@ -386,16 +384,12 @@ class SWTformerV2(SWTformerV1):
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
-        self.similarity = str(option(self.config, "seed_similarity", "abs_cosine"))
-        self.background_factor = float(option(self.config, "bg_seed_factor", 0.5))
-        self.ccl_mode = str(option(self.config, "ccl_mode", "literal"))
-        self.ccl_margin = float(option(self.config, "ccl_margin", 2.0 / 3.0))
-        weights = dict(option(self.config, "loss_weights", {}))
-        self.loss_weights = {key: float(weights.get(key, 1.0)) for key in ("cls", "gsc", "ccl")}
-        if self.similarity not in SEED_SIMILARITIES:
-            raise ConfigError(f"method.seed_similarity '{self.similarity}' is unknown: use one of {SEED_SIMILARITIES}")
-        if self.ccl_mode not in CCL_MODES:
-            raise ConfigError(f"method.ccl_mode '{self.ccl_mode}' is unknown: use one of {CCL_MODES}")
+        settings = self.settings
+        self.similarity = settings.seed_similarity
+        self.background_factor = settings.bg_seed_factor
+        self.ccl_mode = settings.ccl_mode
+        self.ccl_margin = settings.ccl_margin
+        self.loss_weights = settings.loss_weights.model_dump()
 
     def refined_cams(self, output: SWTformerOutput, label_mask: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:
         """R-CAM at the HFF grid from M (``cams``, background first, at the token grid)."""

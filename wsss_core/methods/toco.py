@@ -139,39 +139,6 @@ class ToCoNetwork(nn.Module):
         return groups
 
 
-# ------------------------------------------------------------------------------------ config
-# The keys each sub-section of the method block may hold (ToCo and MCC); a misspelt key is an error.
-SECTION_KEYS: dict[str, frozenset[str]] = {
-    "thresholds": frozenset({"low", "high", "background"}),
-    "par": frozenset({"dilations", "iterations", "downscale"}),
-    "loss_weights": frozenset({"cls", "cls_aux", "affinity", "contrast", "segmentation", "reg"}),
-    "schedule": frozenset({"segmentation_after", "token_losses_after", "segmentation_aux_cam_until"}),
-    "contrast": frozenset(
-        {"num_local", "temperature", "momentum", "positive_ratio", "negative_term", "local_crop_size"}
-    ),
-    "masking": frozenset({"ratio", "scale", "aux_cam_until"}),
-    "decoder": frozenset({"channels", "dilation"}),
-    "projector": frozenset({"out_dim", "hidden_dim", "bottleneck_dim", "num_layers"}),
-    "train": frozenset({"iterations", "epochs", "batch_size", "lr", "head_lr_multiplier", "weight_decay", "betas",
-                        "power", "warmup_steps", "warmup_ratio", "clip_grad_norm"}),
-    "inference": frozenset({"seed_resize", "resize", "scales", "flip", "flip_fuse", "scale_fuse"}),
-}
-FUSIONS = ("sum", "max", "mean")
-
-
-def _section(config: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    """``method.<key>`` as a mapping (empty when absent); unknown keys raise ConfigError."""
-    value = config.get(key) or {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"method.{key} must be a mapping, got {type(value).__name__}")
-    unknown = sorted(set(value) - SECTION_KEYS.get(key, frozenset(value)))
-    if unknown:
-        raise ConfigError(
-            f"method.{key} has unknown keys {unknown}; known: {', '.join(sorted(SECTION_KEYS[key]))}"
-        )
-    return value
-
-
 @dataclass(frozen=True)
 class Thresholds:
     """Background scores: ``low``/``high`` make the training pseudo labels (VOC 0.25 / 0.7, COCO
@@ -273,68 +240,47 @@ class ToCo(Method):
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
-        thresholds = _section(self.config, "thresholds")
-        self.thresholds = Thresholds(**thresholds)
+        settings = self.settings
+        self.thresholds = Thresholds(**settings.thresholds.model_dump())
         if not 0 <= self.thresholds.low <= self.thresholds.high <= 1:
-            raise ConfigError(f"method.thresholds need 0 <= low <= high <= 1, got {dict(thresholds)}")
-        self.crop_size = int(self.config.get("crop_size", 448))
-        self.rescale_range = tuple(self.config.get("rescale_range", (0.5, 2.0)))
-        self.cam_scales = tuple(float(s) for s in self.config.get("cam_scales", (1.0, 0.5, 1.5)))
-        par = _section(self.config, "par")
-        self.par = PixelAdaptiveRefinement(
-            dilations=par.get("dilations", (1, 2, 4, 8, 12, 24)), num_iterations=par.get("iterations", 10)
-        )
-        self.par_downscale = int(par.get("downscale", 2))
-        self.affinity_box_units = self.config.get("affinity_box_units", "pixels")
-        if self.affinity_box_units not in ("pixels", "tokens"):
-            raise ConfigError(
-                "method.affinity_box_units must be 'pixels' (authors) or 'tokens' (fixed), "
-                f"not {self.affinity_box_units!r}"
-            )
-        weights = {"cls": 1.0, "cls_aux": 1.0, "affinity": 0.2, "contrast": 0.5, "segmentation": 0.1, "reg": 0.0}
-        weights.update(_section(self.config, "loss_weights"))
-        if weights["reg"]:
+            raise ConfigError(f"method.thresholds need 0 <= low <= high <= 1, got {settings.thresholds.model_dump()}")
+        self.crop_size = settings.crop_size
+        self.rescale_range = settings.rescale_range
+        self.cam_scales = tuple(settings.cam_scales)
+        self.par = PixelAdaptiveRefinement(dilations=settings.par.dilations, num_iterations=settings.par.iterations)
+        self.par_downscale = settings.par.downscale
+        self.affinity_box_units = settings.affinity_box_units
+        if settings.loss_weights.reg:
             raise ConfigError(
                 "method.loss_weights.reg must be 0: the DenseEnergy (reg) loss needs the compiled permutohedral "
                 "bilateralfilter extension, which this project does not ship (AFA README: subtle gain)"
             )
-        self.loss_weights = weights
-        schedule = _section(self.config, "schedule")
-        self.segmentation_after = int(schedule.get("segmentation_after", 2000))
-        self.token_losses_after = int(schedule.get("token_losses_after", -1))
-        self.segmentation_aux_cam_until = int(schedule.get("segmentation_aux_cam_until", -1))
-        contrast = _section(self.config, "contrast")
-        self.num_local = int(contrast.get("num_local", 8))
-        self.temperature = float(contrast.get("temperature", 0.5))
-        self.momentum = float(contrast.get("momentum", 0.9))
-        self.positive_ratio = float(contrast.get("positive_ratio", 0.2))
-        self.negative_term = bool(contrast.get("negative_term", True))
-        self.local_crop_size = int(contrast.get("local_crop_size", 96))
-        inference = _section(self.config, "inference")
-        for key, default in (("flip_fuse", "sum"), ("scale_fuse", "max")):
-            if inference.get(key, default) not in FUSIONS:
-                raise ConfigError(f"method.inference.{key} must be one of {', '.join(FUSIONS)}")
-        for key in ("decoder", "projector", "train", "masking"):
-            _section(self.config, key)  # fail on a misspelt key now, not at the first use
+        self.loss_weights = settings.loss_weights.model_dump()
+        schedule = settings.schedule
+        self.segmentation_after = schedule.segmentation_after
+        self.token_losses_after = schedule.token_losses_after
+        self.segmentation_aux_cam_until = schedule.segmentation_aux_cam_until
+        contrast = settings.contrast
+        self.num_local = contrast.num_local
+        self.temperature = contrast.temperature
+        self.momentum = contrast.momentum
+        self.positive_ratio = contrast.positive_ratio
+        self.negative_term = contrast.negative_term
+        self.local_crop_size = contrast.local_crop_size
 
     # ------------------------------------------------------------------------------- network
     def build_model(self, weights: WeightsCatalog) -> nn.Module:
-        if "backbone" not in self.config:
-            raise ConfigError("method.backbone is missing: name a ViT backbone, e.g. deit_base or vit_synth")
-        overrides = dict(self.config.get("backbone_args", {}))
-        vit = create_backbone(self.config["backbone"], weights.get(self.config.get("weights")), **overrides)
+        settings = self.settings
+        vit = create_backbone(settings.backbone, weights.get(settings.weights), **dict(settings.backbone_args))
         return self.network_from_vit(vit)
 
     def network_from_vit(self, vit: nn.Module) -> ToCoNetwork:
         """The network around an already built timm ViT (used by ``build_model`` and the tests)."""
-        encoder = MaskedViT(
-            vit, aux_layer=int(self.config.get("aux_layer", -3)),
-            freeze_pos_embed=bool(self.config.get("freeze_pos_embed", True)),
-        )
-        decoder = _section(self.config, "decoder")
+        settings = self.settings
+        encoder = MaskedViT(vit, aux_layer=settings.aux_layer, freeze_pos_embed=settings.freeze_pos_embed)
         return ToCoNetwork(
-            encoder, self.num_classes, decoder_channels=int(decoder.get("channels", 512)),
-            decoder_dilation=int(decoder.get("dilation", 5)), projector=_section(self.config, "projector"),
+            encoder, self.num_classes, decoder_channels=settings.decoder.channels,
+            decoder_dilation=settings.decoder.dilation, projector=settings.projector.model_dump(),
         )
 
     # ---------------------------------------------------------------------------------- data
@@ -361,10 +307,10 @@ class ToCo(Method):
 
     # -------------------------------------------------------------------------- optimisation
     def build_optimizer(self, model: nn.Module, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
-        train = _section(self.config, "train")
-        lr = float(train.get("lr", 6e-5))
-        head_lr = lr * float(train.get("head_lr_multiplier", 10.0))
-        weight_decay = float(train.get("weight_decay", 0.01))
+        train = self.settings.train
+        lr = train.lr
+        head_lr = lr * train.head_lr_multiplier
+        weight_decay = train.weight_decay
         groups = model.parameter_groups()
         optimizer = torch.optim.AdamW(
             [
@@ -373,13 +319,13 @@ class ToCo(Method):
                 {"params": groups["heads"], "lr": head_lr},
                 {"params": groups["decoder"], "lr": head_lr},
             ],
-            lr=lr, weight_decay=weight_decay, betas=tuple(train.get("betas", (0.9, 0.999))), eps=1e-8,
+            lr=lr, weight_decay=weight_decay, betas=train.betas, eps=1e-8,
         )
         total = self.total_steps(steps_per_epoch)
         scheduler = PolyLRScheduler(
-            optimizer, total, power=float(train.get("power", 0.9)),
-            warmup_steps=min(int(train.get("warmup_steps", 1500)), total - 1),
-            warmup_ratio=float(train.get("warmup_ratio", 1e-6)),
+            optimizer, total, power=train.power,
+            warmup_steps=min(train.warmup_steps, total - 1),
+            warmup_ratio=train.warmup_ratio,
         )
         return optimizer, scheduler
 
@@ -473,7 +419,7 @@ class ToCo(Method):
     def _seed_input(self, model: nn.Module, image: np.ndarray) -> torch.Tensor:
         """The normalised image as the seeds see it: resized to ``inference.seed_resize`` (the crop size)."""
         x = self._image_tensor(model, image)
-        resize = _section(self.config, "inference").get("seed_resize", self.crop_size)
+        resize = self.settings.inference.seed_resize
         if resize:
             x = F.interpolate(x, size=(int(resize), int(resize)), mode="bilinear", align_corners=False)
         return x
@@ -509,16 +455,15 @@ class ToCo(Method):
     @torch.no_grad()
     def segment(self, model: nn.Module, image: np.ndarray) -> np.ndarray:
         """Decoder probabilities ``float32 [C+1, H, W]`` with the authors' multi-scale + flip fusion."""
-        inference = _section(self.config, "inference")
+        inference = self.settings.inference
         height, width = image.shape[:2]
         x = self._image_tensor(model, image)
-        resize = inference.get("resize")
+        resize = inference.resize
         if resize:
             x = F.interpolate(x, size=(int(resize), int(resize)), mode="bilinear", align_corners=False)
         logits = multi_scale_logits(
-            model.segmentation_logits, x, tuple(inference.get("scales", (1.0, 1.5, 1.25))), (height, width),
-            flip=bool(inference.get("flip", True)), flip_fuse=inference.get("flip_fuse", "sum"),
-            scale_fuse=inference.get("scale_fuse", "max"),
+            model.segmentation_logits, x, tuple(inference.scales), (height, width),
+            flip=inference.flip, flip_fuse=inference.flip_fuse, scale_fuse=inference.scale_fuse,
         )
         return logits[0].softmax(dim=0).float().cpu().numpy()
 

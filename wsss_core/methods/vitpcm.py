@@ -47,7 +47,7 @@ from torch import nn
 from wsss_core.settings import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, Settings
 from wsss_core.data.transforms import adjust_contrast, adjust_hue, adjust_saturation, normalize_to_tensor
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress, option
+from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.patch_class_mapping import PatchClassMapping, PatchClassOutput
 from wsss_core.models.weights import WeightsCatalog
@@ -281,41 +281,41 @@ class ViTPCM(Method):
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
-        self.mean = tuple(option(self.config, "image_mean", (0.5, 0.5, 0.5)))
-        self.std = tuple(option(self.config, "image_std", (0.5, 0.5, 0.5)))
-        losses = dict(option(self.config, "losses", {}))
-        self.use_mce = bool(losses.get("mce", True))
-        self.use_reg = bool(losses.get("reg", True))
-        self.use_et = bool(losses.get("et", True))
-        self.reg_weight = float(option(self.config, "reg_weight", 0.01))
+        settings = self.settings
+        self.mean = settings.image_mean
+        self.std = settings.image_std
+        self.use_mce = settings.losses.mce
+        self.use_reg = settings.losses.reg
+        self.use_et = settings.losses.et
+        self.reg_weight = settings.reg_weight
 
     # ----------------------------------------------------------------------------------- network
     def build_model(self, weights: WeightsCatalog) -> nn.Module:
-        overrides = dict(option(self.config, "backbone_overrides", {}))
+        settings = self.settings
+        overrides = dict(settings.backbone_overrides)
         overrides.setdefault("dynamic_img_size", True)  # 384 training, 960 BPM, 192-px views
-        encoder = create_backbone(
-            option(self.config, "backbone"), weights.get(option(self.config, "weights", None)), **overrides
-        )
-        head = dict(option(self.config, "head", {}))
-        unfreeze = int(option(self.config, "train.unfreeze_blocks", 5))
+        encoder = create_backbone(settings.backbone, weights.get(settings.weights), **overrides)
+        head = settings.head.model_dump()
+        unfreeze = settings.train.unfreeze_blocks
         if not 0 <= unfreeze <= len(encoder.blocks):
             raise ConfigError(
                 f"method.train.unfreeze_blocks={unfreeze} is outside 0..{len(encoder.blocks)} (encoder depth)"
             )
         model = ViTPCMNet(encoder, self.num_classes + 1, head, unfreeze)
-        if model.patch_size != int(option(self.config, "patch_size")):
+        if model.patch_size != settings.patch_size:
             raise ConfigError(
-                f"method.patch_size={option(self.config, 'patch_size')} does not match the patch size "
-                f"{model.patch_size} of backbone '{option(self.config, 'backbone')}': set it to {model.patch_size}"
+                f"method.patch_size={settings.patch_size} does not match the patch size "
+                f"{model.patch_size} of backbone '{settings.backbone}': set it to {model.patch_size}"
             )
         return model
 
     # -------------------------------------------------------------------------------------- data
     def _sizes(self) -> tuple[int, int, int, int]:
-        patch = int(option(self.config, "patch_size"))
-        size = int(option(self.config, "train.image_size"))
-        view2 = int(option(self.config, "train.view2_size", size // 2))
-        crop = int(option(self.config, "train.crop_size", 0))
+        train = self.settings.train
+        patch = self.settings.patch_size
+        size = train.image_size
+        view2 = train.view2_size if train.view2_size is not None else size // 2
+        crop = train.crop_size
         for key, value in (("train.image_size", size), ("train.view2_size", view2), ("train.crop_size", crop)):
             if value % patch:
                 raise ConfigError(f"method.{key}={value} is not a multiple of method.patch_size={patch}")
@@ -325,22 +325,22 @@ class ViTPCM(Method):
         return normalize_to_tensor(image, self.mean, self.std)
 
     def _random_flips(self, rng: np.random.Generator) -> tuple[bool, bool, bool]:
-        train = option(self.config, "train")
+        train = self.settings.train
         return (
-            bool(rng.random() < float(train.get("flip_lr_probability", 0.5))),
-            bool(rng.random() < float(train.get("flip_ud_probability", 0.5))),
-            bool(rng.random() < float(train.get("transpose_probability", 0.5))),
+            bool(rng.random() < train.flip_lr_probability),
+            bool(rng.random() < train.flip_ud_probability),
+            bool(rng.random() < train.transpose_probability),
         )
 
     def training_sample(self, image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
         patch, size, view2_size, crop = self._sizes()
-        jitter = bool(option(self.config, "train.color_jitter", True))
+        jitter = self.settings.train.color_jitter
         square = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
         first = color_jitter(square, rng) if jitter else square
         first_flips = self._random_flips(rng)
         second = color_jitter(square, rng) if jitter else square
         box = (0, 0, size, size)
-        if crop > 0 and rng.random() < float(option(self.config, "train.crop_probability", 0.3)):
+        if crop > 0 and rng.random() < self.settings.train.crop_probability:
             box = patch_aligned_box(size, crop, patch, rng)
         second = second[box[0] : box[2], box[1] : box[3]]
         second = cv2.resize(second, (view2_size, view2_size), interpolation=cv2.INTER_LINEAR)
@@ -355,17 +355,18 @@ class ViTPCM(Method):
 
     # ------------------------------------------------------------------------------ optimisation
     def _warmup_steps(self, steps_per_epoch: int) -> int:
-        return int(round(float(option(self.config, "train.warmup_epochs", 1)) * steps_per_epoch))
+        return int(round(self.settings.train.warmup_epochs * steps_per_epoch))
 
     def build_optimizer(self, model: nn.Module, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Any]:
-        lr = float(option(self.config, "train.lr"))
+        train = self.settings.train
+        lr = train.lr
         groups = [
             {"params": [p for p in model.head.parameters() if p.requires_grad], "lr": lr, "phase": "head"},
             {"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": lr, "phase": "encoder"},
         ]
         groups = [group for group in groups if group["params"]]
-        optimizer = torch.optim.Adam(groups, lr=lr, eps=float(option(self.config, "train.adam_eps", KERAS_EPSILON)))
-        warmup_lr = float(option(self.config, "train.warmup_lr", 1e-3))
+        optimizer = torch.optim.Adam(groups, lr=lr, eps=train.adam_eps)
+        warmup_lr = train.warmup_lr
         scheduler = PhaseLRScheduler(optimizer, self._warmup_steps(steps_per_epoch), warmup_lr)
         return optimizer, scheduler
 
@@ -409,7 +410,7 @@ class ViTPCM(Method):
     def class_probabilities(self, model: nn.Module, image: np.ndarray) -> torch.Tensor:
         """Z ``[K+1, G, G]`` of the image resized to the square ``infer.image_size``."""
         model.eval()
-        size = int(option(self.config, "infer.image_size"))
+        size = self.settings.infer.image_size
         square = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
         device = next(model.parameters()).device
         return model(self._tensor(square).unsqueeze(0).to(device)).probabilities[0]
@@ -419,7 +420,7 @@ class ViTPCM(Method):
         """The max-pooled class probabilities of the foreground classes (the ``mce`` loss), on the image
         resized as the seeds see it."""
         model.eval()
-        size = int(option(self.config, "infer.image_size"))
+        size = self.settings.infer.image_size
         square = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
         output = model(self._tensor(square).unsqueeze(0).to(next(model.parameters()).device))
         return {"pcm": output.pooled[0, 1:].float().cpu().numpy()}

@@ -107,10 +107,8 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
     if context.is_distributed:  # different dropout / drop-path masks per rank, like different images
         seed_everything(distributed.rank_seed(seed, context.rank))
     dataset = TrainingDataset(reader, split, method.training_sample, seed)
-    train = method.config.get("train", {})
-    if "batch_size" not in train:
-        raise ConfigError(f"method.train.batch_size is missing for method '{method.name}'")
-    batch_size = int(train["batch_size"])
+    train = method.settings.train
+    batch_size = int(train.batch_size)
     steps_per_epoch = len(dataset) // batch_size
     if steps_per_epoch == 0:
         raise ConfigError(
@@ -124,7 +122,7 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
         seed=seed,
         log_every=int(run_time.get("log_every", 10)),
         checkpoint_every=int(run_time.get("checkpoint_every", 0)),
-        clip_grad_norm=train.get("clip_grad_norm"),
+        clip_grad_norm=getattr(train, "clip_grad_norm", None),
         precision=str(stage.get("precision", "fp32")),
         channels_last=bool(stage.get("channels_last", False)),
         pin_memory=run_time.get("pin_memory"),
