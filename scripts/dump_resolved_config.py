@@ -14,7 +14,9 @@ with its own code and config.yaml; the differing key paths are listed, exit stat
     PYTHONPATH=$PWD python scripts/dump_resolved_config.py --against main
 
 Only functions that exist on both sides are used (wsss_core.workflow_config); a value that cannot be
-resolved is recorded as its error message.
+resolved is recorded as its error message. Keys renamed since (``RENAMES``: one name per concept, issue 14
+item 2) are renamed in the other commit's dump before the comparison, so that only values are compared;
+``--strict`` compares the names too.
 """
 
 from __future__ import annotations
@@ -59,6 +61,22 @@ def dump(config: dict) -> dict:
     return out
 
 
+# old key -> new key, at any depth (issue 14, item 2: one name per concept)
+RENAMES = {
+    "backbone_overrides": "backbone_args",  # cam, swtformer(_v1), vitpcm, stages.refine.irn, stages.segmentation
+    "infer": "inference",                   # cam, swtformer(_v1), vitpcm (toco, afa, eca said inference)
+}
+
+
+def renamed(value: object) -> object:
+    """``value`` with the keys of ``RENAMES`` renamed, at any depth."""
+    if isinstance(value, dict):
+        return {RENAMES.get(key, key): renamed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [renamed(item) for item in value]
+    return value
+
+
 def differences(old: object, new: object, where: str = "") -> list[str]:
     """Key paths at which two dumps differ."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -73,7 +91,7 @@ def differences(old: object, new: object, where: str = "") -> list[str]:
     return [] if old == new else [where]
 
 
-def against(ref: str) -> int:
+def against(ref: str, strict: bool = False) -> int:
     import subprocess
     import tempfile
 
@@ -84,10 +102,12 @@ def against(ref: str) -> int:
         old = subprocess.run([sys.executable, str(here)], cwd=folder, env={**__import__("os").environ,
                              "PYTHONPATH": folder}, capture_output=True, text=True, check=True).stdout
     new = dump(yaml.safe_load(Path("config.yaml").read_text()))
-    found = differences(json.loads(old), json.loads(json.dumps(new)))
+    old_dump = json.loads(old) if strict else renamed(json.loads(old))
+    found = differences(old_dump, json.loads(json.dumps(new)))
     runs = len(new["runs"])
-    print(f"{runs} dataset x run entries and {len(new['stages'])} datasets' stage sections compared with {ref}: "
-          f"{len(found)} difference(s)")
+    mapped = "" if strict else f" (keys renamed since: {', '.join(f'{a} -> {b}' for a, b in RENAMES.items())})"
+    print(f"{runs} dataset x run entries and {len(new['stages'])} datasets' stage sections compared with {ref}"
+          f"{mapped}: {len(found)} difference(s)")
     for path in found:
         print("  " + path)
     return 1 if found else 0
@@ -95,6 +115,6 @@ def against(ref: str) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--against":
-        sys.exit(against(sys.argv[2]))
+        sys.exit(against(sys.argv[2], strict="--strict" in sys.argv[3:]))
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("config.yaml")
     print(json.dumps(dump(yaml.safe_load(path.read_text())), sort_keys=True, indent=1))

@@ -28,7 +28,7 @@ NARROW = {"channels": [8, 16, 32, 64], "layers": [1, 1, 1, 1], "stem_width": 8}
 
 
 def tiny_config(**extra: object) -> dict:
-    return {"backbone": "resnet18", "backbone_overrides": NARROW, "weights": None, **extra}
+    return {"backbone": "resnet18", "backbone_args": NARROW, "weights": None, **extra}
 
 
 def tiny_network(**extra: object) -> torch.nn.Module:

@@ -273,7 +273,7 @@ def test_train_segmentation_stage_runs_under_torchrun(tmp_path):
         for image_id in ids:
             writer.add(image_id, rng.integers(0, 3, (36, 40)).astype(np.uint8))
     stage = {"network": "deeplab_v2", "backbone": "resnet18", "weights": None, "batch_norm": "train",
-             "backbone_overrides": {"channels": [8, 16, 32, 64], "layers": [1, 1, 1, 1], "stem_width": 8},
+             "backbone_args": {"channels": [8, 16, 32, 64], "layers": [1, 1, 1, 1], "stem_width": 8},
              "batch_size": 4, "iterations": 3, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
              "crop_size": 32, "scales": [1.0], "num_workers": 0, "log_every": 1, "checkpoint_every": 2,
              "device": "cpu", "processes": 2}

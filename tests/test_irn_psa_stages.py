@@ -197,7 +197,7 @@ STAGE_BLOCKS = {
     "irn": {
         "irn": {"conf_fg_threshold": 0.30, "conf_bg_threshold": 0.05, "sem_seg_bg_threshold": 0.25,
                 "cam_power": 1.0, "train_radius": 5, "exp_times": 3, "backbone": "resnet_synth",
-                "backbone_overrides": {"channels": [8, 16, 32, 64], "stem_width": 8}, "weights": None,
+                "backbone_args": {"channels": [8, 16, 32, 64], "stem_width": 8}, "weights": None,
                 "freeze_backbone": False, "source_region": "in_bounds"},
         "scale_range": [0.9, 1.1],
     },

@@ -105,7 +105,7 @@ def test_affinity_net_features_and_groups() -> None:
 
 def _irn(freeze: bool):
     settings = IRNSettings(backbone="resnet_synth", weights=None, freeze_backbone=freeze,
-                           backbone_overrides={"channels": [8, 16, 32, 64], "stem_width": 8})
+                           backbone_args={"channels": [8, 16, 32, 64], "stem_width": 8})
     return build_irnet(settings, WeightsCatalog({}))
 
 

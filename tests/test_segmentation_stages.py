@@ -73,7 +73,7 @@ def workspace(tmp_path: Path) -> dict:
     write_pseudo_masks(dataset, masks)
     stage = {
         "network": "deeplab_v2", "backbone": "resnet18", "weights": None, "batch_norm": "train",
-        "backbone_overrides": {"channels": [8, 16, 32, 64], "layers": [1, 1, 1, 1], "stem_width": 8},
+        "backbone_args": {"channels": [8, 16, 32, 64], "layers": [1, 1, 1, 1], "stem_width": 8},
         "batch_size": 4, "iterations": 6, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
         "crop_size": 32, "scales": [0.75, 1.0, 1.25], "num_workers": 0, "log_every": 1,
         "checkpoint_every": 1, "device": "cpu",

@@ -57,7 +57,8 @@ def _config(dataset: dict[str, Any]) -> dict[str, Any]:
     method = {
         "name": "mctformer",
         "model": {"backbone": "vit_synth", "weights": None, "drop_path": 0.0, "image_size": 32},
-        "train": {"batch_size": 2, "epochs": 1, "lr": 5e-4, "crop_size": 32},
+        "train": {"batch_size": 2, "epochs": 1, "lr": 5e-4, "weight_decay": 0.05, "warmup_epochs": 0, "min_lr": 1e-5,
+                  "crop_size": 32},
         "seeds": {"class_attention_blocks": [-1], "patch_attention_blocks": "all", "scales": [1.0], "flip": True},
     }
     return {"dataset": dataset, "method": method, "stage": {"split": "train_aug"},
@@ -172,7 +173,7 @@ def test_merged_sharded_inference_equals_the_unsharded_inference(tmp_path: Path)
 
     config = _config(_write_dataset(tmp_path / "dataset"))
     network = {"network": "deeplab_v2", "backbone": "resnet18", "weights": None, "batch_norm": "train",
-               "backbone_overrides": {"channels": [8, 16, 32, 64], "layers": [1, 1, 1, 1], "stem_width": 8}}
+               "backbone_args": {"channels": [8, 16, 32, 64], "layers": [1, 1, 1, 1], "stem_width": 8}}
     torch.manual_seed(0)
     model = build_segmentation_network("deeplab_v2", 3, network, CheckpointWeights())
     model_path = tmp_path / "seg.pt"

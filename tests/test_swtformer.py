@@ -162,7 +162,7 @@ CONFIG = {
     "weights": None,
     "hff": {"local_channels": 8, "fused_channels": 16},
     "train": {"batch_size": 2, "resize_long": [40, 80], "crop_size": 64, "lr": 1e-3, "epochs": 1, "warmup_epochs": 0},
-    "infer": {"scales": [1.0, 0.5]},
+    "inference": {"scales": [1.0, 0.5]},
 }
 V1_CONFIG = {key: value for key, value in CONFIG.items() if key != "hff"}  # V1 has no fusion (an unknown key)
 

@@ -182,11 +182,11 @@ CONFIG = {
     "backbone": "vit_synth",
     "weights": None,
     "patch_size": 8,
-    "backbone_overrides": {"depth": 2, "embed_dim": 48, "num_heads": 2},
+    "backbone_args": {"depth": 2, "embed_dim": 48, "num_heads": 2},
     "head": {"hidden_dim": 8},
     "train": {"batch_size": 2, "image_size": 32, "view2_size": 16, "crop_size": 16, "crop_probability": 0.5,
               "lr": 1e-4, "warmup_lr": 1e-3, "warmup_epochs": 1, "epochs": 2, "unfreeze_blocks": 1},
-    "infer": {"image_size": 48},
+    "inference": {"image_size": 48},
 }
 
 

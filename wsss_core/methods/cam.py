@@ -160,7 +160,7 @@ class CAMTrain(Settings):
 
 
 class CAMInference(Settings):
-    """``methods.cam.params.infer``: multi-scale + flip CAMs."""
+    """``methods.cam.params.inference``: multi-scale + flip CAMs."""
 
     scales: Scales = [1.0, 0.5, 1.5, 2.0]
     interpolation: Interpolation = "bicubic"
@@ -172,13 +172,13 @@ class CAMSettings(Settings):
 
     backbone: str
     weights: str | None = None
-    backbone_overrides: dict[str, Any] = {}
+    backbone_args: dict[str, Any] = {}
     frozen_stages: Annotated[int, Field(ge=0, le=NUM_STAGES)] = 2  # IRN: stem, layer1, layer2
     batch_norm: Literal[tuple(BATCH_NORM_MODES)] = "fixed"  # type: ignore[misc]
     image_mean: tuple[float, float, float] = IMAGENET_MEAN
     image_std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = IMAGENET_STD
     train: CAMTrain
-    infer: CAMInference = CAMInference()
+    inference: CAMInference = CAMInference()
 
 
 @METHODS.register("cam")
@@ -205,7 +205,7 @@ class CAM(Method):
         if pretrained is None and batch_norm != "train":
             LOG.warning("method.batch_norm is %s on a random-init backbone: its running statistics are 0/1; "
                         "use batch_norm: train when method.weights is null", batch_norm)
-        backbone = create_backbone(settings.backbone, pretrained, **dict(settings.backbone_overrides))
+        backbone = create_backbone(settings.backbone, pretrained, **dict(settings.backbone_args))
         return CAMNet(backbone, self.num_classes, settings.frozen_stages, batch_norm)
 
     # -------------------------------------------------------------------------------------- data
@@ -239,7 +239,7 @@ class CAM(Method):
         if scale != 1.0:
             height, width = image.shape[:2]
             size = (max(1, round(height * scale)), max(1, round(width * scale)))
-            image, _ = resize(image, size, interpolation=self.settings.infer.interpolation)
+            image, _ = resize(image, size, interpolation=self.settings.inference.interpolation)
         tensor = normalize_to_tensor(image, self.mean, self.std).to(device)
         return torch.stack([tensor, tensor.flip(-1)])
 
@@ -250,7 +250,7 @@ class CAM(Method):
         height, width = image.shape[:2]
         up_size = strided_up_size(height, width, model.stride)
         total = torch.zeros((self.num_classes, *up_size), device=device)
-        for scale in self.settings.infer.scales:
+        for scale in self.settings.inference.scales:
             maps = F.relu(model.class_maps(self._views(image, scale, device)))
             merged = maps[0] + maps[1].flip(-1)
             total += F.interpolate(merged[None], size=up_size, mode="bilinear", align_corners=False)[0]

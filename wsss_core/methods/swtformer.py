@@ -230,11 +230,11 @@ class SWTformerV1Settings(Settings):
 
     backbone: str
     weights: str | None = None
-    backbone_overrides: dict[str, Any] = {}
+    backbone_args: dict[str, Any] = {}
     image_mean: tuple[float, float, float] = IMAGENET_MEAN
     image_std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = IMAGENET_STD
     train: SWTformerTrain
-    infer: SWTformerInference = SWTformerInference()
+    inference: SWTformerInference = SWTformerInference()
 
 
 class HFFSettings(Settings):
@@ -278,7 +278,7 @@ class SWTformerV1(Method):
     # ----------------------------------------------------------------------------------- network
     def build_model(self, weights: WeightsCatalog) -> nn.Module:
         settings = self.settings
-        overrides = dict(settings.backbone_overrides)
+        overrides = dict(settings.backbone_args)
         overrides.setdefault("strict_img_size", False)  # any input size (seed export, multi-scale)
         backbone = create_backbone(settings.backbone, weights.get(settings.weights), **overrides)
         fusion = settings.hff.model_dump() if self.uses_fusion else None
@@ -346,7 +346,7 @@ class SWTformerV1(Method):
         return (pair[0] + pair[1].flip(-1)).unsqueeze(0)
 
     def _scales(self) -> list[float]:
-        return list(self.settings.infer.scales)
+        return list(self.settings.inference.scales)
 
     @torch.no_grad()
     def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:

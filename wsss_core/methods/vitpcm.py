@@ -26,7 +26,7 @@ the supplement (``seeds/004``); the main paper was not available. Registered as 
   Adam at the switch; here one Adam keeps its moments (the encoder's start at the switch).
   The authors select the checkpoint on VOC val GT; here the last one is used.
 * Seeds (baseline pseudo-masks, BPM): one forward pass on the image resized to a square
-  ``infer.image_size`` (960 → 60×60 patches), ``merge_class_labels`` with the image labels, bilinear
+  ``inference.image_size`` (960 → 60×60 patches), ``merge_class_labels`` with the image labels, bilinear
   resize (aligned corners) to the image: the merged per-class probabilities of the background (key 0)
   and the present classes. Their CRF is the shared CRF refine stage; the store's normalisation is
   ``"probability"`` (channels sum to 1 at every pixel).
@@ -259,7 +259,7 @@ class ViTPCMSettings(Settings):
 
     backbone: str
     weights: str | None = None
-    backbone_overrides: dict[str, Any] = {}
+    backbone_args: dict[str, Any] = {}
     patch_size: PositiveInt
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     image_std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (0.5, 0.5, 0.5)
@@ -267,7 +267,7 @@ class ViTPCMSettings(Settings):
     losses: ViTPCMLosses = ViTPCMLosses()
     reg_weight: NonNegativeFloat = 0.01
     train: ViTPCMTrain
-    infer: ViTPCMInference
+    inference: ViTPCMInference
 
 
 @METHODS.register("vitpcm")
@@ -292,7 +292,7 @@ class ViTPCM(Method):
     # ----------------------------------------------------------------------------------- network
     def build_model(self, weights: WeightsCatalog) -> nn.Module:
         settings = self.settings
-        overrides = dict(settings.backbone_overrides)
+        overrides = dict(settings.backbone_args)
         overrides.setdefault("dynamic_img_size", True)  # 384 training, 960 BPM, 192-px views
         encoder = create_backbone(settings.backbone, weights.get(settings.weights), **overrides)
         head = settings.head.model_dump()
@@ -408,9 +408,9 @@ class ViTPCM(Method):
     # --------------------------------------------------------------------------------- inference
     @torch.no_grad()
     def class_probabilities(self, model: nn.Module, image: np.ndarray) -> torch.Tensor:
-        """Z ``[K+1, G, G]`` of the image resized to the square ``infer.image_size``."""
+        """Z ``[K+1, G, G]`` of the image resized to the square ``inference.image_size``."""
         model.eval()
-        size = self.settings.infer.image_size
+        size = self.settings.inference.image_size
         square = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
         device = next(model.parameters()).device
         return model(self._tensor(square).unsqueeze(0).to(device)).probabilities[0]
@@ -420,7 +420,7 @@ class ViTPCM(Method):
         """The max-pooled class probabilities of the foreground classes (the ``mce`` loss), on the image
         resized as the seeds see it."""
         model.eval()
-        size = self.settings.infer.image_size
+        size = self.settings.inference.image_size
         square = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
         output = model(self._tensor(square).unsqueeze(0).to(next(model.parameters()).device))
         return {"pcm": output.pooled[0, 1:].float().cpu().numpy()}

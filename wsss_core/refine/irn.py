@@ -73,7 +73,7 @@ class IRNSettings:
     beta: float = 10
     exp_times: int = 8
     backbone: str = "resnet50"
-    backbone_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    backbone_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     weights: str | None = "resnet50"
     freeze_backbone: bool = True
     # training pairs: IRN's source region [0, h - r') x [r', w - r') ("irn_crop"), or every pair whose
@@ -239,7 +239,7 @@ class IRNet(nn.Module):
 
 def build_irnet(settings: IRNSettings, weights: WeightsCatalog) -> IRNet:
     """IRNet on the configured backbone (``create_backbone``: ``resnet50``, or ``resnet_synth``...)."""
-    backbone = create_backbone(settings.backbone, weights.get(settings.weights), **dict(settings.backbone_overrides))
+    backbone = create_backbone(settings.backbone, weights.get(settings.weights), **dict(settings.backbone_args))
     return IRNet(backbone, freeze_backbone=settings.freeze_backbone)
 
 

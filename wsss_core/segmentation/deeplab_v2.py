@@ -125,7 +125,7 @@ def create_dilated_resnet(
 
 @SEGMENTATION_NETWORKS.register("deeplab_v2")
 def deeplab_v2(num_labels: int, config: Mapping[str, Any], weights_catalog: WeightsCatalog) -> DeepLabV2:
-    """DeepLab-V2 from the stage config: ``backbone`` (timm ResNet name), ``backbone_overrides`` (timm
+    """DeepLab-V2 from the stage config: ``backbone`` (timm ResNet name), ``backbone_args`` (timm
     kwargs, e.g. narrower ``channels`` for the synthetic preset), ``weights`` (key or null),
     ``batch_norm`` (frozen | train), ``normalization`` (imagenet | caffe), ``aspp_rates``."""
     batch_norm = config.get("batch_norm", "frozen")
@@ -141,7 +141,7 @@ def deeplab_v2(num_labels: int, config: Mapping[str, Any], weights_catalog: Weig
     backbone = create_dilated_resnet(
         config["backbone"],
         weights_catalog.get(config.get("weights")),
-        config.get("backbone_overrides"),
+        config.get("backbone_args"),
         frozen_batch_norm=batch_norm == "frozen",
     )
     rates = tuple(int(rate) for rate in config.get("aspp_rates", (6, 12, 18, 24)))

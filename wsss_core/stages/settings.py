@@ -113,7 +113,7 @@ class SegmentationTrain(Settings):
 
     network: Literal["deeplab_v2", "deeplab_v1_resnet38"]
     backbone: str | None = None
-    backbone_overrides: dict[str, Any] = {}
+    backbone_args: dict[str, Any] = {}
     weights: str | None = None
     width: PositiveFloat | None = None
     frozen_stages: list[str] | None = None

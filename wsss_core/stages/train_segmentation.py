@@ -3,7 +3,7 @@
     python -m wsss_core.stages.train_segmentation --config JSON --masks MASKS.h5 --output model.pt
 
 Stage keys (``config["stage"]``): ``network`` (a ``SEGMENTATION_NETWORKS`` name, e.g. ``deeplab_v2``) and
-that network's keys (``backbone``, ``backbone_overrides``, ``weights``, ``batch_norm``, ``normalization``,
+that network's keys (``backbone``, ``backbone_args``, ``weights``, ``batch_norm``, ``normalization``,
 ...); ``split`` (default ``train_aug``), ``batch_size``, ``iterations``, ``lr``, ``momentum``,
 ``weight_decay``, ``poly_power`` (0.9), ``lr_update_every`` (1; deeplab-pytorch uses 10), ``crop_size``,
 ``scales`` (random choice per image), ``flip`` (true). Run-time (``--runtime``, section
