@@ -266,7 +266,7 @@ def test_held_out_protocol_tunes_on_other_images_and_reports_the_scored_split(tm
     stage["held_out"] = {"tune_split": "train_aug", "max_images": 3}
     with pytest.raises(SystemExit):
         evaluate_seeds.main(["--config", make_config(dataset, stage), "--seeds", str(seeds), "--output", str(output)])
-    assert "held_out: unknown key(s) ['max_images']" in capsys.readouterr().err
+    assert "unknown key 'stage.held_out.max_images'" in capsys.readouterr().err  # the typed section's message
 
 
 def test_tuning_ids_exclude_the_reported_split_and_spread_evenly():

@@ -8,12 +8,14 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import wsss_core.data
 from wsss_core.errors import ConfigError, StoreError
+from wsss_core.settings import Settings
 
 LOG = logging.getLogger(__name__)
+S = TypeVar("S", bound=Settings)
 
 
 def stage_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -22,6 +24,13 @@ def stage_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(stage, Mapping):
         raise ConfigError(f"'stage' must be a mapping of stage parameters, got {type(stage).__name__}")
     return dict(stage)
+
+
+def section_settings(stage: Mapping[str, Any], settings_type: type[S], where: str = "stage") -> S:
+    """The keys of ``stage`` that ``settings_type`` (``wsss_core.stages.settings``) declares, as that type:
+    its defaults are the only ones (the keys a rule adds beside them, ``split``, ``processes``, ... are
+    read apart; unknown keys were refused when the workflow was parsed)."""
+    return settings_type.load({key: value for key, value in stage.items() if key in settings_type.model_fields}, where)
 
 
 def open_reader(config: Mapping[str, Any]) -> Any:

@@ -32,30 +32,24 @@ from wsss_core.stages._shared import (
     expected_method,
     missing_ids,
     open_reader,
+    section_settings,
     source_record,
     stage_config,
 )
+from wsss_core.stages.settings import EvaluateSeedsStage, ThresholdGrid
 from wsss_core.utils.atomic import write_json
 from wsss_core.utils.progress import progress
 from wsss_core.utils.provenance import provenance
 
 LOG = logging.getLogger(__name__)
 STAGE = "wsss_core.stages.evaluate_seeds"
-DEFAULT_THRESHOLDS = {"start": 0.05, "stop": 0.95, "step": 0.01}
-
-
-def threshold_grid(spec: Mapping[str, Any] | None) -> list[float]:
-    """Thresholds ``start, start + step, …, stop`` (stop included), rounded to 6 decimals."""
-    values = {**DEFAULT_THRESHOLDS, **dict(spec or {})}
-    unknown = sorted(set(values) - set(DEFAULT_THRESHOLDS))
-    if unknown:
-        raise ConfigError(f"stage.thresholds: unknown key(s) {unknown}; use start, stop, step")
-    try:
-        start, stop, step = (float(values[key]) for key in ("start", "stop", "step"))
-    except (TypeError, ValueError):
-        raise ConfigError(f"stage.thresholds: start, stop and step must be numbers, got {values}") from None
-    if step <= 0 or stop < start:
-        raise ConfigError(f"stage.thresholds: need step > 0 and stop >= start, got {values}")
+def threshold_grid(spec: Mapping[str, Any] | ThresholdGrid | None) -> list[float]:
+    """Thresholds ``start, start + step, …, stop`` (stop included), rounded to 6 decimals; the defaults
+    of a missing key are :class:`~wsss_core.stages.settings.ThresholdGrid`'s."""
+    grid = spec if isinstance(spec, ThresholdGrid) else ThresholdGrid.load(spec, "stage.thresholds")
+    start, stop, step = grid.start, grid.stop, grid.step
+    if stop < start:
+        raise ConfigError(f"stage.thresholds: need stop >= start, got {grid.model_dump()}")
     count = int(np.floor((stop - start) / step + 1e-9)) + 1
     return [round(start + index * step, 6) for index in range(count)]
 
@@ -80,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = args.config
         stage = stage_config(config)
         split = stage.get("split", "train")
-        thresholds = threshold_grid(stage.get("thresholds"))
+        thresholds = threshold_grid(section_settings(stage, EvaluateSeedsStage).thresholds)
         reader = open_reader(config)
         store = SeedStore(args.seeds)
         store.check(method=expected_method(config), num_classes=reader.num_classes)

@@ -35,6 +35,8 @@ from wsss_core.io.seed_store import SeedStoreWriter
 from wsss_core.methods.base import Method
 from wsss_core.models.weights import PretrainedWeights, WeightsCatalog
 from wsss_core.stages._cli import run, stage_parser
+from wsss_core.stages._shared import section_settings
+from wsss_core.stages.settings import ExportSeedsStage
 from wsss_core.stages.merge_stores import add_shard_arguments, shard_ids
 from wsss_core.training.loop import autocast, resolve_precision
 from wsss_core.methods.base import method_from_config
@@ -142,7 +144,7 @@ def export_seeds(
     method, model = load_trained_model(model_path, config, reader.num_classes)
     device = resolve_device(run_time.get("device", "auto"))
     model.to(device).eval()
-    precision = resolve_precision(str(stage.get("precision", "fp32")), device)
+    precision = resolve_precision(section_settings(stage, ExportSeedsStage).precision, device)
     ids = shard_ids(reader.ids(split), shard, shards)
     attrs: dict[str, Any] = {"split": split, "provenance": provenance(dict(config), STAGE)}
     if shards > 1:

@@ -37,15 +37,17 @@ from torch import nn
 
 import wsss_core.data
 from wsss_core import runtime
-from wsss_core.errors import ConfigError, StoreError
+from wsss_core.errors import StoreError
 from wsss_core.io.seed_store import MaskStoreWriter
 from wsss_core.methods.base import build_method
 from wsss_core.models.weights import PretrainedWeights, WeightsCatalog
 from wsss_core.refine.crf import CRFParams, crf_probabilities
 from wsss_core.segmentation import build_segmentation_network
-from wsss_core.segmentation.inference import DEEPLAB_CRF, FUSION_SPACES, FUSIONS, predict_probabilities
+from wsss_core.segmentation.inference import DEEPLAB_CRF, predict_probabilities
 from wsss_core.stages import _cli
 from wsss_core.stages.export_seeds import prefetched_images
+from wsss_core.stages._shared import section_settings
+from wsss_core.stages.settings import SegmentationInference
 from wsss_core.stages.merge_stores import add_shard_arguments, shard_ids
 from wsss_core.utils.device import resolve_device
 from wsss_core.utils.progress import progress
@@ -101,16 +103,8 @@ def network_segmenter(checkpoint: Mapping[str, Any], stage: Mapping[str, Any], d
     )
     model.load_state_dict(checkpoint["model"])
     model.to(device).eval()
-    scales = tuple(float(scale) for scale in stage.get("scales", (0.5, 0.75, 1.0)))
-    flip = bool(stage.get("flip", True))
-    fuse = stage.get("fuse", "max")
-    if fuse not in FUSIONS:
-        raise ConfigError(f"stage.fuse is '{fuse}'; use one of {', '.join(FUSIONS)}")
-    space = stage.get("fuse_space", "logits")
-    if space not in FUSION_SPACES:
-        raise ConfigError(f"stage.fuse_space is '{space}'; use one of {', '.join(FUSION_SPACES)}")
-    if not scales or min(scales) <= 0:
-        raise ConfigError(f"stage.scales must be a non-empty list of positive scales, got {list(scales)}")
+    settings = section_settings(stage, SegmentationInference)  # stages.segmentation.<network>.inference
+    scales, flip, fuse, space = tuple(settings.scales), settings.flip, settings.fuse, settings.fuse_space
 
     def segment(image: np.ndarray) -> np.ndarray:
         pixels = model.normalization(image).to(device)

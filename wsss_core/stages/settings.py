@@ -47,7 +47,7 @@ class ExportSeedsStage(Settings):
 
 
 class ThresholdGrid(Settings):
-    start: Probability = 0.0
+    start: Probability = 0.05  # the code default evaluate_seeds had (config.yaml sets 0.0)
     stop: Probability = 0.95
     step: Annotated[float, Field(gt=0, le=1)] = 0.01
 

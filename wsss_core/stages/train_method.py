@@ -40,7 +40,8 @@ from wsss_core.errors import ConfigError
 from wsss_core.methods.base import method_from_config
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.stages._cli import run, stage_parser
-from wsss_core.stages._shared import check_chain_splits
+from wsss_core.stages._shared import check_chain_splits, section_settings
+from wsss_core.stages.settings import TrainMethodStage
 from wsss_core.training import distributed
 from wsss_core.training.checkpoint import ResumeState
 from wsss_core.training.image_cache import CachedReader, DecodedImageCache
@@ -108,6 +109,7 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
         seed_everything(distributed.rank_seed(seed, context.rank))
     dataset = TrainingDataset(reader, split, method.training_sample, seed)
     train = method.settings.train
+    typed_stage = section_settings(stage, TrainMethodStage)
     batch_size = int(train.batch_size)
     steps_per_epoch = len(dataset) // batch_size
     if steps_per_epoch == 0:
@@ -123,8 +125,8 @@ def train_method(config: Mapping[str, Any], output: Path) -> dict[str, Any]:
         log_every=int(run_time.get("log_every", 10)),
         checkpoint_every=int(run_time.get("checkpoint_every", 0)),
         clip_grad_norm=getattr(train, "clip_grad_norm", None),
-        precision=str(stage.get("precision", "fp32")),
-        channels_last=bool(stage.get("channels_last", False)),
+        precision=typed_stage.precision,
+        channels_last=typed_stage.channels_last,
         pin_memory=run_time.get("pin_memory"),
         prefetch_factor=run_time.get("prefetch_factor"),
     )
