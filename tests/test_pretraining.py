@@ -178,6 +178,16 @@ def test_dino_clips_each_parameter_by_its_own_norm_and_keeps_the_last_layer_afte
     assert model.student_head.last_layer.weight.grad is not None  # epoch 1: the last layer trains
 
 
+def test_dino_teacher_temperature_warms_up_as_the_authors_schedule():
+    settings = DinoSettings(warmup_teacher_temperature=0.01, teacher_temperature=0.04,
+                            warmup_teacher_temperature_epochs=4)
+    # main_dino.py: np.concatenate((np.linspace(0.01, 0.04, 4), np.ones(epochs - 4) * 0.04))[epoch]
+    expected = [0.01, 0.02, 0.03, 0.04, 0.04, 0.04]
+    got = [settings.teacher_temperature_at(TrainingProgress(epoch, epoch * 10, 10, 60)) for epoch in range(6)]
+    assert got == pytest.approx(expected)
+    assert DinoSettings().teacher_temperature_at(TrainingProgress(0, 0, 10, 60)) == 0.04  # no warm-up by default
+
+
 def test_dino_weight_decay_follows_its_cosine():
     objective, model, optimizer = _dino()
     optimizer.param_groups[0]["regularized"] = True

@@ -49,6 +49,11 @@ class DinoSettings(Settings):
     bottleneck_dim: int = 64
     momentum: float = 0.996
     teacher_temperature: float = 0.04
+    # the authors' teacher-temperature warm-up: linear from warmup_teacher_temperature to teacher_temperature
+    # over the first warmup_teacher_temperature_epochs, then constant ("try decreasing it if the training
+    # loss does not decrease", main_dino.py)
+    warmup_teacher_temperature: float = 0.04
+    warmup_teacher_temperature_epochs: int = 0
     student_temperature: float = 0.1
     center_momentum: float = 0.9
     weight_decay_end: float = 0.4
@@ -64,6 +69,17 @@ class DinoSettings(Settings):
         for key in ("local_size", "out_dim", "hidden_dim", "bottleneck_dim"):
             check_range(key, (getattr(self, key),), 1, 1 << 16)
         check_range("teacher_temperature", (self.teacher_temperature,), 1e-3, 10.0)
+        check_range("warmup_teacher_temperature", (self.warmup_teacher_temperature,), 1e-3, 10.0)
+        check_range("warmup_teacher_temperature_epochs", (self.warmup_teacher_temperature_epochs,), 0, 10_000)
+
+    def teacher_temperature_at(self, progress: TrainingProgress) -> float:
+        """The teacher temperature of this step's epoch, as the authors' schedule gives it:
+        ``np.linspace(warmup, final, warmup_epochs)`` over the first epochs, then ``final``."""
+        epochs = self.warmup_teacher_temperature_epochs
+        if progress.epoch >= epochs:
+            return self.teacher_temperature
+        fraction = progress.epoch / (epochs - 1) if epochs > 1 else 0.0
+        return self.warmup_teacher_temperature + (self.teacher_temperature - self.warmup_teacher_temperature) * fraction
         check_range("student_temperature", (self.student_temperature,), 1e-3, 10.0)
 
 
@@ -203,12 +219,13 @@ class DinoPretraining(PretrainingObjective):
             local_views = local.transpose(0, 1).reshape(-1, *local.shape[2:])
             student_out.append(model.student_head(pooled_features(model.student, local_views)))
         student_all = torch.cat(student_out)
-        loss = dino_loss(student_all, teacher_out, model.center, 2, s.student_temperature, s.teacher_temperature)
+        temperature = s.teacher_temperature_at(progress)
+        loss = dino_loss(student_all, teacher_out, model.center, 2, s.student_temperature, temperature)
         with torch.no_grad():
             # the targets the loss used: entropy of their mean near 0 = collapse to one dimension (what centring
             # prevents); the mean of each image's own entropy near log(out_dim) = collapse to uniform (what
             # sharpening prevents)
-            targets = F.softmax((teacher_out - model.center) / s.teacher_temperature, dim=-1)
+            targets = F.softmax((teacher_out - model.center) / temperature, dim=-1)
             model.center.mul_(s.center_momentum).add_(teacher_out.mean(0, keepdim=True), alpha=1 - s.center_momentum)
             mean = targets.mean(0)
             entropy = -(mean * mean.clamp_min(1e-12).log()).sum()
