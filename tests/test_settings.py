@@ -68,6 +68,9 @@ BAD_VALUES = [
     ("methods.toco.params.inference.flip_fuse", "product", "methods.toco.params.inference.flip_fuse = 'product': must be 'sum', 'max' or 'mean'"),
     ("methods.cam.params.batch_norm", "sync", "methods.cam.params.batch_norm = 'sync': must be 'fixed', 'frozen' or 'train'"),
     ("methods.cti.params.train.epochs", "ten", "methods.cti.params.train.epochs = 'ten': must be a valid integer"),
+    # a rule across two keys: the dual-threshold band (ToCo's type, MCC through its base, AFA's and so ECA's)
+    ("methods.toco.params.thresholds.low", 0.8, "methods.toco.params.thresholds = a mapping: low (0.8) must not exceed high (0.7)"),
+    ("methods.eca.params.thresholds.high", 0.2, "methods.eca.params.thresholds = a mapping: low (0.35) must not exceed high (0.2)"),
     # stage sections
     ("stages.evaluate_seeds.thresholds.step", 0, "stages.evaluate_seeds.thresholds.step = 0: must be greater than 0"),
     ("stages.refine.irn.train.batch_size", 0, "stages.refine.irn.train.batch_size = 0: must be greater than 0"),

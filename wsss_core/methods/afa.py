@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss_core.settings import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, Scales, Settings, Step
-from wsss_core.single_stage.settings import Fusion, PARSettings, SingleStageTrain
+from wsss_core.single_stage.settings import Fusion, OrderedThresholds, PARSettings, SingleStageTrain
 from wsss_core.data.transforms import denormalize, normalize, random_crop_with_box, random_rescale_image, to_tensor
 from wsss_core.errors import ConfigError
 from wsss_core.losses.afa import attention_affinity_loss
@@ -229,7 +229,7 @@ class AFANetwork(nn.Module):
 
 # ------------------------------------------------------------------------------------ method
 # ------------------------------------------------------------------------------------ settings
-class AFAThresholds(Settings):
+class AFAThresholds(OrderedThresholds):
     low: Probability = 0.35
     high: Probability = 0.55
     background: Probability = 0.5

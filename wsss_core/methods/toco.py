@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss_core.settings import NonNegativeFloat, PositiveFloat, PositiveInt, Probability, Scales, Settings, Step
-from wsss_core.single_stage.settings import Fusion, PARSettings, SingleStageTrain
+from wsss_core.single_stage.settings import Fusion, OrderedThresholds, PARSettings, SingleStageTrain
 from wsss_core.data.transforms import (
     denormalize,
     normalize,
@@ -152,7 +152,7 @@ class Thresholds:
 
 
 # ------------------------------------------------------------------------------------ settings
-class LabelThresholdSettings(Settings):
+class LabelThresholdSettings(OrderedThresholds):
     low: Probability = 0.25
     high: Probability = 0.7
     background: Probability = 0.5

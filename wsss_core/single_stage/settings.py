@@ -5,11 +5,23 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from wsss_core.settings import NonNegativeFloat, NonNegativeInt, Pair, PositiveFloat, PositiveInt, Settings
 
 Fusion = Literal["sum", "max", "mean"]
+
+
+class OrderedThresholds(Settings):
+    """Base of a ``params.thresholds`` type (``low``, ``high``, ``background``, each in [0, 1]): the
+    dual-threshold rule needs ``low <= high``, checked when the workflow is parsed."""
+
+    @model_validator(mode="after")
+    def _low_not_above_high(self) -> "OrderedThresholds":
+        low, high = getattr(self, "low"), getattr(self, "high")
+        if low > high:
+            raise ValueError(f"low ({low}) must not exceed high ({high})")
+        return self
 
 
 class PARSettings(Settings):
