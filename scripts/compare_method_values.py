@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 import yaml
 
+from dump_resolved_config import differences, run_at  # scripts/ is sys.path[0] when run as a script
 from wsss_core import workflow_config as resolve
 
 STEPS_PER_EPOCH = 7
@@ -149,33 +149,10 @@ def dump(config: dict, datasets: list[str]) -> dict:
     return out
 
 
-def differences(old: object, new: object, where: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        found = []
-        for key in sorted(set(old) | set(new)):
-            path = f"{where}.{key}" if where else key
-            if key not in old or key not in new:
-                found.append(f"{path} ({'added' if key not in old else 'removed'})")
-            else:
-                found += differences(old[key], new[key], path)
-        return found
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [path for index, (a, b) in enumerate(zip(old, new)) for path in differences(a, b, f"{where}[{index}]")]
-    return [] if old == new else [f"{where}: {str(old)[:120]} -> {str(new)[:120]}"]
-
-
 def against(ref: str, datasets: list[str]) -> int:
-    import subprocess
-    import tempfile
-
-    here = Path(__file__).resolve()
-    with tempfile.TemporaryDirectory() as folder:
-        archive = subprocess.run(["git", "archive", ref], cwd=here.parents[1], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
-        old = subprocess.run([sys.executable, str(here), "--datasets", ",".join(datasets)], cwd=folder,
-                             env={**os.environ, "PYTHONPATH": folder}, capture_output=True, text=True)
-        if old.returncode:
-            raise SystemExit(old.stderr[-4000:])
+    old = run_at(ref, Path(__file__).resolve(), ["--datasets", ",".join(datasets)])
+    if old.returncode:
+        raise SystemExit(old.stderr[-4000:])
     new = dump(yaml.safe_load(Path("config.yaml").read_text()), datasets)
     found = differences(json.loads(old.stdout), json.loads(json.dumps(new)))
     errors = [key for key, value in new.items() if "error" in value]

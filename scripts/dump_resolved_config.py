@@ -22,7 +22,10 @@ item 2) are renamed in the other commit's dump before the comparison, so that on
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -78,7 +81,7 @@ def renamed(value: object) -> object:
 
 
 def differences(old: object, new: object, where: str = "") -> list[str]:
-    """Key paths at which two dumps differ."""
+    """Key paths at which two dumps differ (lists of equal length element by element), with both values."""
     if isinstance(old, dict) and isinstance(new, dict):
         found = []
         for key in sorted(set(old) | set(new)):
@@ -88,19 +91,27 @@ def differences(old: object, new: object, where: str = "") -> list[str]:
             else:
                 found += differences(old[key], new[key], path)
         return found
-    return [] if old == new else [where]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [path for index, (a, b) in enumerate(zip(old, new)) for path in differences(a, b, f"{where}[{index}]")]
+    return [] if old == new else [f"{where}: {str(old)[:120]} -> {str(new)[:120]}"]
+
+
+def run_at(ref: str, script: Path, arguments: list[str]) -> subprocess.CompletedProcess:
+    """``script`` (this checkout's) run against commit ``ref``'s code and config.yaml (a ``git archive``
+    in a temporary folder, first on PYTHONPATH); its stdout is the other side of a comparison."""
+    with tempfile.TemporaryDirectory() as folder:
+        archive = subprocess.run(["git", "archive", ref], cwd=Path(__file__).resolve().parents[1],
+                                 capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+        return subprocess.run([sys.executable, str(script), *arguments], cwd=folder,
+                              env={**os.environ, "PYTHONPATH": folder}, capture_output=True, text=True)
 
 
 def against(ref: str, strict: bool = False) -> int:
-    import subprocess
-    import tempfile
-
-    here = Path(__file__).resolve()
-    with tempfile.TemporaryDirectory() as folder:
-        archive = subprocess.run(["git", "archive", ref], cwd=here.parents[1], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
-        old = subprocess.run([sys.executable, str(here)], cwd=folder, env={**__import__("os").environ,
-                             "PYTHONPATH": folder}, capture_output=True, text=True, check=True).stdout
+    result = run_at(ref, Path(__file__).resolve(), [])
+    if result.returncode:
+        raise SystemExit(result.stderr[-4000:])
+    old = result.stdout
     new = dump(yaml.safe_load(Path("config.yaml").read_text()))
     old_dump = json.loads(old) if strict else renamed(json.loads(old))
     found = differences(old_dump, json.loads(json.dumps(new)))

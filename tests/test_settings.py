@@ -71,6 +71,8 @@ BAD_VALUES = [
     # a rule across two keys: the dual-threshold band (ToCo's type, MCC through its base, AFA's and so ECA's)
     ("methods.toco.params.thresholds.low", 0.8, "methods.toco.params.thresholds = a mapping: low (0.8) must not exceed high (0.7)"),
     ("methods.eca.params.thresholds.high", 0.2, "methods.eca.params.thresholds = a mapping: low (0.35) must not exceed high (0.2)"),
+    ("methods.toco.params.loss_weights.reg", 0.05, "methods.toco.params.loss_weights = a mapping: loss_weights.reg must be 0"),
+    ("methods.eca.params.correspondence.sign", "minus", "methods.eca.params.correspondence.sign = 'minus': must be 'corrected' or 'printed'"),
     # stage sections
     ("stages.evaluate_seeds.thresholds.step", 0, "stages.evaluate_seeds.thresholds.step = 0: must be greater than 0"),
     ("stages.refine.irn.train.batch_size", 0, "stages.refine.irn.train.batch_size = 0: must be greater than 0"),

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -79,17 +78,6 @@ from wsss_core.single_stage.pseudo_labels import (
     par_refined_labels,
 )
 from wsss_core.single_stage.segformer_head import SegFormerHead
-
-
-@dataclass(frozen=True)
-class LabelThresholds:
-    """Background scores of the PAR dual-threshold label (AFA: high 0.55, low 0.35) and the single hard
-    background threshold α (ECA's ``cam_label.rule: background_threshold``, and the background of the exported
-    PAR pseudo-masks, ``infer_pseudo_labels``; the evaluate_seeds stage sweeps the seeds' threshold instead)."""
-
-    low: float = 0.35
-    high: float = 0.55
-    background: float = 0.5
 
 
 # ------------------------------------------------------------------------------ affinity head, loss
@@ -227,9 +215,12 @@ class AFANetwork(nn.Module):
         return groups
 
 
-# ------------------------------------------------------------------------------------ method
 # ------------------------------------------------------------------------------------ settings
 class AFAThresholds(OrderedThresholds):
+    """Background scores of the PAR dual-threshold label (AFA: high 0.55, low 0.35) and the single hard
+    background threshold α (ECA's ``cam_label.rule: background_threshold``, and the background of the exported
+    PAR pseudo-masks, ``infer_pseudo_labels``; the evaluate_seeds stage sweeps the seeds' threshold instead)."""
+
     low: Probability = 0.35
     high: Probability = 0.55
     background: Probability = 0.5
@@ -295,6 +286,7 @@ class AFASettings(Settings):
     inference: AFAInference = AFAInference()
 
 
+# ------------------------------------------------------------------------------------ method
 @METHODS.register("afa")
 class AFA(Method):
     """AFA: PAR-refined CAM labels train the SegFormer decoder; attention learns the label affinity."""
@@ -311,9 +303,7 @@ class AFA(Method):
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
         settings = self.settings
-        self.thresholds = LabelThresholds(**settings.thresholds.model_dump())
-        if not 0 <= self.thresholds.low <= self.thresholds.high <= 1:
-            raise ConfigError(f"method.thresholds need 0 <= low <= high <= 1, got {self.thresholds}")
+        self.thresholds = settings.thresholds
         self.crop_size = settings.crop_size
         self.rescale_range = settings.rescale_range
         self.cam_scales = tuple(settings.cam_scales)

@@ -230,9 +230,9 @@ class ECACamLabel(Settings):
 class ECACorrespondence(Settings):
     num_views: PositiveInt = 2
     view_size: PositiveInt = 256
-    sign: str = "corrected"
-    label_downsample: str = "majority"
-    centre: str = "foreground"
+    sign: Literal["corrected", "printed"] = "corrected"
+    label_downsample: Literal["majority", "nearest"] = "majority"
+    centre: Literal["foreground", "uniform"] = "foreground"
     jitter_probability: Probability = 0.8
     flip_probability: Probability = 0.5
 
@@ -288,13 +288,6 @@ class ECA(AFA):
         self.view_centre = cce.centre
         self.jitter_probability = cce.jitter_probability
         self.flip_probability = cce.flip_probability
-        for key, value, allowed in (
-            ("sign", self.correspondence_sign, ("corrected", "printed")),
-            ("label_downsample", self.label_downsample, ("majority", "nearest")),
-            ("centre", self.view_centre, ("foreground", "uniform")),
-        ):
-            if value not in allowed:
-                raise ConfigError(f"method.correspondence.{key} must be one of {allowed}, not {value!r}")
         if self.num_views < 1 or self.view_size > self.crop_size:
             raise ConfigError(
                 f"method.correspondence needs num_views >= 1 and view_size <= crop_size ({self.crop_size}), "

@@ -55,12 +55,12 @@ express either of the authors' fusions).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import nn
 
 from wsss_core.settings import NonNegativeFloat, PositiveFloat, PositiveInt, Probability, Scales, Settings, Step
@@ -139,20 +139,13 @@ class ToCoNetwork(nn.Module):
         return groups
 
 
-@dataclass(frozen=True)
-class Thresholds:
+# ------------------------------------------------------------------------------------ settings
+class LabelThresholdSettings(OrderedThresholds):
     """Background scores: ``low``/``high`` make the training pseudo labels (VOC 0.25 / 0.7, COCO
     0.25 / 0.65); ``background`` is the authors' single evaluation threshold (VOC 0.5, COCO 0.45): the
     background of the exported PAR pseudo-masks (``infer_pseudo_labels``). Seeds are exported as maps and
     the evaluate_seeds stage sweeps their threshold."""
 
-    low: float = 0.25
-    high: float = 0.7
-    background: float = 0.5
-
-
-# ------------------------------------------------------------------------------------ settings
-class LabelThresholdSettings(OrderedThresholds):
     low: Probability = 0.25
     high: Probability = 0.7
     background: Probability = 0.5
@@ -165,6 +158,15 @@ class ToCoLossWeights(Settings):
     contrast: NonNegativeFloat = 0.5
     segmentation: NonNegativeFloat = 0.1
     reg: NonNegativeFloat = 0.0
+
+    @model_validator(mode="after")
+    def _no_reg_loss(self) -> "ToCoLossWeights":
+        if self.reg:
+            raise ValueError(
+                "loss_weights.reg must be 0: the DenseEnergy (reg) loss needs the compiled permutohedral "
+                "bilateralfilter extension, which this project does not ship (AFA README: subtle gain)"
+            )
+        return self
 
 
 class ToCoSchedule(Settings):
@@ -241,20 +243,13 @@ class ToCo(Method):
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
         settings = self.settings
-        self.thresholds = Thresholds(**settings.thresholds.model_dump())
-        if not 0 <= self.thresholds.low <= self.thresholds.high <= 1:
-            raise ConfigError(f"method.thresholds need 0 <= low <= high <= 1, got {settings.thresholds.model_dump()}")
+        self.thresholds = settings.thresholds
         self.crop_size = settings.crop_size
         self.rescale_range = settings.rescale_range
         self.cam_scales = tuple(settings.cam_scales)
         self.par = PixelAdaptiveRefinement(dilations=settings.par.dilations, num_iterations=settings.par.iterations)
         self.par_downscale = settings.par.downscale
         self.affinity_box_units = settings.affinity_box_units
-        if settings.loss_weights.reg:
-            raise ConfigError(
-                "method.loss_weights.reg must be 0: the DenseEnergy (reg) loss needs the compiled permutohedral "
-                "bilateralfilter extension, which this project does not ship (AFA README: subtle gain)"
-            )
         self.loss_weights = settings.loss_weights.model_dump()
         schedule = settings.schedule
         self.segmentation_after = schedule.segmentation_after

@@ -40,27 +40,22 @@ def _module_path(module: str) -> Path | None:
     return None
 
 
+# Each file is parsed and walked once per process: every rule's fingerprint walks the same modules, and
+# parsing them again for each was most of a dry run's time. (Like ``code_fingerprint`` below, this assumes
+# the sources do not change while one process runs.)
 @functools.lru_cache(maxsize=None)
-def _parsed(path: Path, stamp: tuple[int, int]) -> ast.Module:
-    """The syntax tree of one source file, parsed once per version (``stamp``: mtime, size): every rule's
-    fingerprint walks the same modules, and parsing them again for each was most of a dry run's time."""
+def _tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
 
 
-def _imported_modules(path: Path, module: str) -> set[str]:
+@functools.lru_cache(maxsize=None)
+def _imported_modules(path: Path, module: str) -> frozenset[str]:
     """Names of ``wsss_core`` modules that ``path`` imports (statically), including whole subpackages
     it imports from, so that registries discovered with ``pkgutil`` are covered."""
-    status = path.stat()
-    return set(_imported_modules_of(path, module, (status.st_mtime_ns, status.st_size)))
-
-
-@functools.lru_cache(maxsize=None)
-def _imported_modules_of(path: Path, module: str, stamp: tuple[int, int]) -> frozenset[str]:
-    tree = _parsed(path, stamp)
     is_package = path.name == "__init__.py"
     package_parts = module.split(".") if is_package else module.split(".")[:-1]
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(_tree(path)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -74,16 +69,11 @@ def _imported_modules_of(path: Path, module: str, stamp: tuple[int, int]) -> fro
     return frozenset(name for name in found if _module_path(name) is not None)
 
 
-def _registry_packages(path: Path) -> set[str]:
-    """Packages whose members a module imports dynamically: ``Registry(..., package="wsss_core.x")``."""
-    status = path.stat()
-    return set(_registry_packages_of(path, (status.st_mtime_ns, status.st_size)))
-
-
 @functools.lru_cache(maxsize=None)
-def _registry_packages_of(path: Path, stamp: tuple[int, int]) -> frozenset[str]:
+def _registry_packages(path: Path) -> frozenset[str]:
+    """Packages whose members a module imports dynamically: ``Registry(..., package="wsss_core.x")``."""
     found = set()
-    for node in ast.walk(_parsed(path, stamp)):
+    for node in ast.walk(_tree(path)):
         if isinstance(node, ast.Call):
             name = getattr(node.func, "id", getattr(node.func, "attr", None))
             if name == "Registry":
