@@ -20,7 +20,7 @@ rule ablation_table:
         ablation="|".join(config["stages"].get("ablations", {})) or "no_ablation_configured",
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=SMALL_JOB_MEM_MB,
         runtime=5,
         gpu=0,
         **SLURM_LIGHT,

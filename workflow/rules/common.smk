@@ -608,6 +608,13 @@ def slurm_cpus_per_gpu(wildcards):
     return int(_slurm("cpus_per_gpu", 0) or 0) if heavy_gpu(wildcards) else 0
 
 
+# The memory of the smallest jobs (summaries, tables, final_result). Under SLURM each job runs Snakemake
+# itself, which parses this workflow before the stage starts and stays alive while it runs; the parse
+# imports torch and timm through the method registry (peak RSS 0.95 GB: `/usr/bin/time -v snakemake -n`),
+# so a 1000 MB job was killed by the cgroup limit (1015 MiB used). No rule asks for less than this.
+SMALL_JOB_MEM_MB = 2000
+
+
 # `resources: ..., **SLURM_HEAVY` in the GPU-capable rules, `**SLURM_LIGHT` in the CPU rules.
 SLURM_HEAVY = {
     "slurm_partition": slurm_heavy_partition,

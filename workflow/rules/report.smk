@@ -34,7 +34,7 @@ rule summary:
         "benchmarks/{dataset}/summary.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=SMALL_JOB_MEM_MB,
         runtime=10,
         gpu=0,
         **SLURM_LIGHT,
@@ -64,7 +64,7 @@ rule class_iou_chart:
         "benchmarks/{dataset}/class_iou_chart.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=SMALL_JOB_MEM_MB,
         runtime=10,
         gpu=0,
         **SLURM_LIGHT,
@@ -149,7 +149,7 @@ rule figure_index:
         "benchmarks/{dataset}/figure_index.tsv"
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=SMALL_JOB_MEM_MB,
         runtime=5,
         gpu=0,
         **SLURM_LIGHT,
@@ -182,7 +182,7 @@ rule compare_seeds:
         "benchmarks/{dataset}/compare_seeds{level}.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=SMALL_JOB_MEM_MB,
         runtime=10,
         gpu=0,
         **SLURM_LIGHT,

@@ -42,7 +42,7 @@ rule final_result:
         "benchmarks/{dataset}/{method}/final_result.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=SMALL_JOB_MEM_MB,
         runtime=5,
         gpu=0,
         **SLURM_LIGHT,
