@@ -7,17 +7,8 @@ import math
 import pytest
 import torch
 
-from wsss_core.refine.affinity import (
-    PairLabels,
-    affinity_from_boundary,
-    affinity_from_features,
-    affinity_loss_terms,
-    displacement_loss_terms,
-    irn_loss,
-    masked_mean,
-    pair_labels,
-    psa_loss,
-)
+from wsss_core.losses.affinity import affinity_loss_terms, displacement_loss_terms, irn_loss, masked_mean, psa_loss
+from wsss_core.refine.affinity import PairLabels, affinity_from_boundary, affinity_from_features, pair_labels
 from wsss_core.refine.path_index import PathIndex
 
 RADIUS_TWO = PathIndex(2)  # directions (0,1), (1,-1), (1,0), (1,1)

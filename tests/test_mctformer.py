@@ -11,11 +11,11 @@ import torch
 
 from wsss_core.errors import ConfigError
 from wsss_core.methods.base import TrainingProgress, build_method
+from wsss_core.losses.mctformer import mctformer_losses
 from wsss_core.methods.mctformer import (
     DeitAugmentation,
     MCTformerOutput,
     fused_cams,
-    mctformer_losses,
     minmax_normalize,
 )
 from wsss_core.models.multi_token_vit import ViTOutput

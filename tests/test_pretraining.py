@@ -16,7 +16,8 @@ from wsss_core.errors import ConfigError
 from wsss_core.methods.base import TrainingProgress
 from wsss_core.models.backbones import BackboneWeightsError, create_backbone
 from wsss_core.models.weights import PretrainedWeights
-from wsss_core.pretraining.dino import DinoModel, DinoPretraining, DinoSettings, cosine, dino_loss
+from wsss_core.losses.dino import dino_loss
+from wsss_core.pretraining.dino import DinoModel, DinoPretraining, DinoSettings, cosine
 from wsss_core.pretraining.recipe import Recipe
 from wsss_core.pretraining.networks import pooled_features
 from wsss_core.stages.pretrain_backbone import knn_top1, pretrain

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from wsss_core.single_stage.losses import (
+from wsss_core.losses.single_stage import (
     absolute_cosine_similarity,
     affinity_loss,
     balanced_segmentation_loss,

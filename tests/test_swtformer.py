@@ -11,14 +11,12 @@ import torch
 
 from wsss_core.errors import ConfigError
 from wsss_core.methods import METHODS, TrainingProgress, build_method
+from wsss_core.losses.swtformer import ccl_literal, ccl_loss, gsc_loss
 from wsss_core.methods.swtformer import (
     SWTformerV1,
     SWTformerV2,
-    ccl_literal,
-    ccl_loss,
     class_prototypes,
     foreground_cams,
-    gsc_loss,
     reactivate,
     structure_aware_seeds,
     token_affinity,

@@ -11,13 +11,12 @@ import torch
 
 from wsss_core.errors import ConfigError
 from wsss_core.methods import METHODS, TrainingProgress, build_method
+from wsss_core.losses.vitpcm import equivariance_loss, multilabel_bce
 from wsss_core.methods.vitpcm import (
     ViTPCM,
     apply_flips,
-    equivariance_loss,
     map_to_second_view,
     merge_class_labels,
-    multilabel_bce,
     patch_aligned_box,
     revert_flips,
     split_mosaic,

@@ -68,7 +68,7 @@ from wsss_core.models.mix_transformer import MiTOutput, MixTransformer
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.single_stage.cams import multi_scale_cams, multi_scale_logits
 from wsss_core.single_stage.decoders import GMPClassifier
-from wsss_core.single_stage.losses import balanced_segmentation_loss
+from wsss_core.losses.single_stage import balanced_segmentation_loss
 from wsss_core.single_stage.par import PixelAdaptiveRefinement
 from wsss_core.single_stage.pseudo_labels import (
     IGNORE_INDEX,

@@ -68,6 +68,7 @@ from wsss_core.settings import NonNegativeFloat, PositiveInt, Probability, Setti
 from wsss_core.data.transforms import color_jitter_tensor, denormalize, normalize, to_tensor
 from wsss_core.errors import ConfigError
 from wsss_core.losses.afa import attention_affinity_loss
+from wsss_core.losses.eca import correspondence_loss
 from wsss_core.methods.afa import (
     AFA,
     AFAAffinity,
@@ -93,7 +94,7 @@ from wsss_core.single_stage.class_aware_affinity import (
     minmax_maps,
     select_seeds,
 )
-from wsss_core.single_stage.losses import balanced_segmentation_loss
+from wsss_core.losses.single_stage import balanced_segmentation_loss
 from wsss_core.single_stage.pseudo_labels import (
     IGNORE_INDEX,
     affinity_labels,
@@ -105,34 +106,6 @@ from wsss_core.single_stage.pseudo_labels import (
 
 
 # ---------------------------------------------------------------------------------------- CCE
-def pairwise_js_divergence(probabilities: torch.Tensor, epsilon: float = 1e-8) -> torch.Tensor:
-    """Jensen-Shannon divergence in bits ``[B, N, N]`` (∈ [0, 1]) between all pairs of the distributions
-    ``probabilities`` ``[B, N, C]``."""
-    p = probabilities.clamp_min(epsilon)
-    negative_entropy = (p * p.log()).sum(dim=-1)  # [B, N]
-    mixture = 0.5 * (p[:, :, None, :] + p[:, None, :, :])
-    mixture_term = (mixture * mixture.log()).sum(dim=-1)  # [B, N, N]
-    divergence = 0.5 * (negative_entropy[:, :, None] + negative_entropy[:, None, :]) - mixture_term
-    return (divergence / math.log(2.0)).clamp(0.0, 1.0)
-
-
-def correspondence_loss(logits: torch.Tensor, pair_labels: torch.Tensor, sign: str = "corrected") -> torch.Tensor:
-    """Eq. 11 over views: local CAM logits ``[V, C, h, w]`` (softmax over C) and pair labels ``[V, N, N]``
-    (1 positive, 0 negative, else ignored). ``corrected``: mean_{R+} D + mean_{R−} (1 − D) per view,
-    averaged over views (an empty set adds 0); ``printed``: the formula as printed, (1 − D) on R+ and D on R−."""
-    if sign not in ("corrected", "printed"):
-        raise ValueError(f"correspondence sign must be 'corrected' or 'printed', not {sign!r}")
-    probabilities = logits.flatten(2).transpose(1, 2).softmax(dim=-1)
-    divergence = pairwise_js_divergence(probabilities)
-    positive = (pair_labels == 1).to(divergence)
-    negative = (pair_labels == 0).to(divergence)
-    on_positive, on_negative = (divergence, 1 - divergence) if sign == "corrected" else (1 - divergence, divergence)
-    per_view = (positive * on_positive).sum(dim=(1, 2)) / positive.sum(dim=(1, 2)).clamp_min(1) + (
-        negative * on_negative
-    ).sum(dim=(1, 2)) / negative.sum(dim=(1, 2)).clamp_min(1)
-    return per_view.mean()
-
-
 def downsample_label(
     label: torch.Tensor, grid: tuple[int, int], num_labels: int, mode: str = "majority"
 ) -> torch.Tensor:

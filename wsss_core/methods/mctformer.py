@@ -38,6 +38,7 @@ from torch import nn
 from wsss_core.settings import NonNegativeFloat, NonNegativeInt, Pair, PositiveFloat, PositiveInt, Probability, Scales, Settings
 from wsss_core.data.deit_augmentation import DeitAugmentation
 from wsss_core.data.transforms import normalize_to_tensor
+from wsss_core.losses.mctformer import mctformer_losses
 from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.multi_token_vit import (
@@ -83,13 +84,6 @@ class MCTformerV2Network(nn.Module):
             patch_cams=patch_cams,
             encoder=encoded,
         )
-
-
-def mctformer_losses(output: MCTformerOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Multilabel soft-margin losses on the token and the patch logits, summed with weight 1."""
-    token = F.multilabel_soft_margin_loss(output.token_logits, labels)
-    patch = F.multilabel_soft_margin_loss(output.patch_logits, labels)
-    return {"loss": token + patch, "token_loss": token, "patch_loss": patch}
 
 
 def fused_cams(

@@ -52,6 +52,7 @@ from torch import nn
 from wsss_core.settings import IntPair, NonNegativeFloat, Pair, PositiveFloat, PositiveInt, Scales, Settings
 from wsss_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, irn_training_crop, normalize_to_tensor
 from wsss_core.errors import ConfigError
+from wsss_core.losses.swtformer import ccl_loss, gsc_loss
 from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.cam_normalization import max_normalize
@@ -59,7 +60,6 @@ from wsss_core.models.hierarchical_fusion import HierarchicalFeatureFusion
 from wsss_core.models.weights import WeightsCatalog
 
 SEED_SIMILARITIES = ("abs_cosine", "relu_cosine")
-CCL_MODES = ("literal", "contrastive", "off")
 
 
 # ------------------------------------------------------------------------------------------ maps
@@ -120,47 +120,6 @@ def class_prototypes(seeds: torch.Tensor, features: torch.Tensor) -> torch.Tenso
 def reactivate(prototypes: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     """R-CAM ``[B, K+1, h, w]`` = ReLU(cos(F(i), P_c)); zero prototypes (absent classes) give 0."""
     return F.relu(torch.cosine_similarity(features.unsqueeze(1), prototypes[..., None, None], dim=2))
-
-
-# ---------------------------------------------------------------------------------------- losses
-def gsc_loss(cams: torch.Tensor, rcams: torch.Tensor) -> torch.Tensor:
-    """General-specific consistency: mean |CAM − R-CAM/max(R-CAM)| over every element (SIPE code)."""
-    return (cams - max_normalize(rcams)).abs().mean()
-
-
-def ccl_literal(similarity: torch.Tensor) -> torch.Tensor:
-    """SWTformer Eq. 6 per cosine value: ½[(⅔ s)² + (1 − s)²]."""
-    return 0.5 * ((2.0 / 3.0 * similarity) ** 2 + (1.0 - similarity) ** 2)
-
-
-def ccl_loss(
-    cams: torch.Tensor,
-    rcams: torch.Tensor,
-    channel_mask: torch.Tensor,
-    mode: str = "literal",
-    margin: float = 2.0 / 3.0,
-) -> torch.Tensor:
-    """Class-wise contrastive loss between CAM and R-CAM ``[B, K+1, h, w]`` over the channels where
-    ``channel_mask [B, K+1]`` is 1 (background and present classes)."""
-    if mode == "off":
-        return cams.new_zeros(())
-    flat_cams = F.normalize(cams.flatten(2), dim=2, eps=1e-8)
-    flat_rcams = F.normalize(rcams.flatten(2), dim=2, eps=1e-8)
-    mask = channel_mask.to(cams.dtype)
-    if mode == "literal":
-        similarity = (flat_cams * flat_rcams).sum(dim=2)  # [B, K+1]
-        return (ccl_literal(similarity) * mask).sum() / mask.sum().clamp_min(1.0)
-    if mode == "contrastive":
-        cross = flat_cams @ flat_rcams.transpose(1, 2)  # [B, K+1 (CAM), K+1 (R-CAM)]
-        pair_mask = mask[:, :, None] * mask[:, None, :]
-        eye = torch.eye(cross.shape[1], dtype=cams.dtype, device=cams.device)
-        positive_mask, negative_mask = pair_mask * eye, pair_mask * (1.0 - eye)
-        positive = 0.5 * (1.0 - cross) ** 2
-        negative = 0.5 * F.relu(cross - margin) ** 2
-        return (positive * positive_mask).sum() / positive_mask.sum().clamp_min(1.0) + (
-            negative * negative_mask
-        ).sum() / negative_mask.sum().clamp_min(1.0)
-    raise ConfigError(f"method.ccl_mode '{mode}' is unknown: use one of {CCL_MODES}")
 
 
 # --------------------------------------------------------------------------------------- network

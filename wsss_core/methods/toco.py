@@ -81,7 +81,7 @@ from wsss_core.models.masked_vit import EncoderOutput, MaskedViT
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.single_stage.cams import multi_scale_cams, multi_scale_logits
 from wsss_core.single_stage.decoders import GMPClassifier, LargeFOV, Projector, ema_update, make_teacher
-from wsss_core.single_stage.losses import affinity_loss, balanced_segmentation_loss, class_token_contrast_loss
+from wsss_core.losses.single_stage import affinity_loss, balanced_segmentation_loss, class_token_contrast_loss
 from wsss_core.single_stage.par import PixelAdaptiveRefinement
 from wsss_core.single_stage.pseudo_labels import (
     affinity_labels,

@@ -47,15 +47,13 @@ from torch import nn
 from wsss_core.settings import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, Settings
 from wsss_core.data.transforms import adjust_contrast, adjust_hue, adjust_saturation, normalize_to_tensor
 from wsss_core.errors import ConfigError
+from wsss_core.losses.vitpcm import KERAS_EPSILON, equivariance_loss, multilabel_bce
 from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.patch_class_mapping import PatchClassMapping, PatchClassOutput
 from wsss_core.models.weights import WeightsCatalog
 
-KERAS_EPSILON = 1e-7
-
-
-# ------------------------------------------------------------------------------- maps and losses
+# ------------------------------------------------------------------------------------------- maps
 def merge_class_labels(probabilities: torch.Tensor, labels_with_background: torch.Tensor) -> torch.Tensor:
     """The authors' ``merge_class_labels``: zero absent classes, scale each class map to a spatial max
     of 1, renormalise over classes (0/0 → 0). ``[B, K+1, h, w]`` and ``[B, K+1]``."""
@@ -64,20 +62,6 @@ def merge_class_labels(probabilities: torch.Tensor, labels_with_background: torc
     merged = torch.where(peak > 0, merged / peak.clamp_min(torch.finfo(merged.dtype).tiny), torch.zeros_like(merged))
     total = merged.sum(dim=1, keepdim=True)
     return torch.where(total > 0, merged / total.clamp_min(torch.finfo(merged.dtype).tiny), torch.zeros_like(merged))
-
-
-def multilabel_bce(pooled: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """L_MCE: binary cross-entropy averaged over the K+1 classes and the batch, Keras clipping."""
-    pooled = pooled.clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON)
-    return -(targets * pooled.log() + (1.0 - targets) * (1.0 - pooled).log()).mean()
-
-
-def equivariance_loss(student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_ET: categorical cross-entropy −Σ_k t_k log p_k per patch, averaged over patches and images
-    (Keras ``CategoricalCrossentropy``: predictions renormalised, then clipped). ``[B, K+1, h, w]``."""
-    student = student / student.sum(dim=1, keepdim=True)
-    student = student.clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON)
-    return -(target.detach() * student.log()).sum(dim=1).mean()
 
 
 def apply_flips(grid: torch.Tensor, flip_lr: bool, flip_ud: bool, transpose: bool) -> torch.Tensor:

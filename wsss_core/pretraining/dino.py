@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss_core.data.transforms import color_jitter, horizontal_flip, normalize_to_tensor, random_resized_crop
+from wsss_core.losses.dino import dino_loss
 from wsss_core.methods.base import TrainingProgress
 from wsss_core.pretraining.networks import pooled_features
 from wsss_core.pretraining.objectives import OBJECTIVES, PretrainingObjective
@@ -115,23 +116,6 @@ class DinoModel(nn.Module):
         for parameter in [*self.teacher.parameters(), *self.teacher_head.parameters()]:
             parameter.requires_grad_(False)
         self.register_buffer("center", torch.zeros(1, settings.out_dim))
-
-
-def dino_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, center: torch.Tensor, num_global: int,
-              student_temperature: float, teacher_temperature: float) -> torch.Tensor:
-    """DINO's loss: ``student_out`` ``[V·B, K]`` (views stacked, global first), ``teacher_out``
-    ``[num_global·B, K]``; mean over the pairs (teacher view i, student view v ≠ i) of
-    ``−Σ softmax((t − c)/τ_t) · log_softmax(s/τ_s)``."""
-    student_views = (student_out / student_temperature).chunk(student_out.shape[0] * num_global // teacher_out.shape[0])
-    teacher_views = F.softmax((teacher_out - center) / teacher_temperature, dim=-1).detach().chunk(num_global)
-    total, terms = student_out.new_zeros(()), 0
-    for i, target in enumerate(teacher_views):
-        for v, student in enumerate(student_views):
-            if v == i:
-                continue
-            total = total + torch.sum(-target * F.log_softmax(student, dim=-1), dim=-1).mean()
-            terms += 1
-    return total / terms
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ Three steps, each a stage (``affinity_labels``, ``train_affinity``, ``refine_ran
    t_bg 0.05``, RIB ``0.35 / 0.17``.
 2. **IRNet** (:class:`IRNet`): a ResNet at strides (2, 2, 2, 1) whose five stage outputs feed a boundary
    branch (1×1 → 32 ch, GroupNorm(4), ReLU per stage, upsampled to stride 4, concatenated, 1×1 → 1) and
-   a displacement branch (GroupNorm 8/16); trained with :func:`wsss_core.refine.affinity.irn_loss` on
+   a displacement branch (GroupNorm 8/16); trained with :func:`wsss_core.losses.affinity.irn_loss` on
    the pairs within radius 10 of the stride-4 grid (labels downscaled by nearest neighbour), on IRN's
    source region. IRN freezes the ImageNet backbone entirely (stage outputs detached, BN in eval);
    ``freeze_backbone: false`` trains it instead, which a random-init backbone (the synthetic preset)
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss_core.errors import ConfigError
+from wsss_core.losses.affinity import irn_loss
 from wsss_core.models.backbones import create_backbone, set_last_stage_stride_one
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.refine.affinity import (
@@ -45,7 +46,6 @@ from wsss_core.refine.affinity import (
     IGNORE_LABEL,
     AffinityRefiner,
     affinity_from_boundary,
-    irn_loss,
     pair_labels,
 )
 from wsss_core.refine.crf import LABEL_CRF_PARAMS, CRFParams, crf_labels

@@ -7,7 +7,7 @@
    MCTformer ``1 / 12``.
 2. **AffinityNet** (:class:`AffinityNet`): ResNet-38 features ``conv4``/``conv5``/``conv6`` → 1×1 to
    64/128/256 + ELU → concatenated 448 → 1×1 + ELU; affinity ``exp(−mean|f_p − f_q|)`` for the pairs within
-   radius 5 of the stride-8 grid; loss :func:`wsss_core.refine.affinity.psa_loss`.
+   radius 5 of the stride-8 grid; loss :func:`wsss_core.losses.affinity.psa_loss`.
 3. **Random walk** (:func:`semantic_mask`): scores ``[bg; maps]`` at full resolution, bg either
    ``(1 − max)^α`` (PSA, α 16) or a constant (MCTformer, 0.39: ``background: constant``), zero-padded to
    a multiple of 8, 8×8 average-pooled, walked with ``T = A^β`` (β 8) ``2^logt`` times (PSA logt 8,
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss_core.errors import ConfigError
+from wsss_core.losses.affinity import psa_loss
 from wsss_core.models.resnet38 import PSA_FROZEN_STAGES, ResNet38, create_resnet38
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.refine.affinity import (
@@ -41,7 +42,6 @@ from wsss_core.refine.affinity import (
     AffinityRefiner,
     affinity_from_features,
     pair_labels,
-    psa_loss,
 )
 from wsss_core.refine.crf import CRFParams, crf_probabilities
 from wsss_core.refine.irn import SOURCE_REGIONS, settings_from_config

@@ -1,5 +1,5 @@
-"""Losses of the single-stage ToCo family: balanced segmentation CE, patch-token affinity, class-token
-contrast.
+"""Losses of the single-stage ToCo family: balanced segmentation CE (ToCo, MCC, AFA, ECA), patch-token
+affinity and class-token contrast (ToCo, MCC).
 
 * ``balanced_segmentation_loss``: ½·CE over pixels labelled background + ½·CE over pixels labelled
   foreground (255 ignored). The authors' version returns NaN when a crop has no valid background or no
