@@ -55,29 +55,55 @@ def test_written_pool_reads_back(tmp_path):
 
 
 @pytest.mark.parametrize("config, message", [
-    ({"num_clases": 10}, "unknown"),
-    ({"num_classes": 1}, "num_classes >= 2"),
-    ({"image_size": 16}, "at least 32"),
+    ({"num_clases": 10}, r"unknown key 'pretraining.pool.num_clases'"),
+    ({"num_classes": 1}, r"pretraining.pool.num_classes = 1: must be greater than or equal to 2"),
+    ({"image_size": 16}, r"pretraining.pool.image_size = 16: must be greater than or equal to 32"),
 ])
 def test_pool_params_reject_bad_values(config, message):
     with pytest.raises(ConfigError, match=message):
-        PoolParams.from_config(config)
+        PoolParams.load(config, "pretraining.pool")
 
 
 # -------------------------------------------------------------------------------------- settings
 @pytest.mark.parametrize("recipe, message", [
-    ({"backbone": "vit_synth", "epoch": 3}, r"unknown key pretraining.backbones.x.epoch"),
-    ({"backbone": "vit_synth", "epochs": -1}, r"pretraining.backbones.x.epochs = -1 is out of range"),
-    ({"backbone": "vit_synth", "batch_size": "16"}, r"batch_size must be a number"),
-    ({"backbone": "vit_synth", "lr": 0}, r"lr = 0.0 is out of range"),
+    ({"backbone": "vit_synth", "epoch": 3},
+     r"unknown key 'pretraining.backbones.x.epoch' in config \(known keys there: .*epochs, .*log_every"),
+    ({"backbone": "vit_synth", "epochs": -1}, r"pretraining.backbones.x.epochs = -1: must be greater than or equal to 1"),
+    ({"backbone": "vit_synth", "batch_size": "sixteen"}, r"pretraining.backbones.x.batch_size = 'sixteen': must be a valid integer"),
+    ({"backbone": "vit_synth", "lr": 0}, r"pretraining.backbones.x.lr = 0: must be greater than or equal to 0.00000001"),
+    ({"backbone": "vit_synth", "lr": 1e-4, "min_lr": 1e-3}, r"pretraining.backbones.x = a mapping: min_lr \(0.001\) must not exceed lr"),
+    ({"backbone": "vit_synth", "epochs": 2, "warmup_epochs": 2}, r"warmup_epochs \(2\) must be below epochs \(2\)"),
+    ({"epochs": 2}, r"config key pretraining.backbones.x.backbone is missing"),
     ({"backbone": "vit_synth", "objective": "simclr"}, r"unknown pretraining objective 'simclr'"),
     ({"backbone": "vit_synth", "objective": "dino", "objective_args": {"momentum": 1.5}},
-     r"objective_args.momentum = 1.5 is out of range"),
-    ({"backbone": "vit_synth", "objective_args": {"label_smoothing": 0.9}}, r"label_smoothing = 0.9"),
+     r"pretraining.backbones.x.objective_args.momentum = 1.5: must be less than or equal to 1"),
+    ({"backbone": "vit_synth", "objective": "dino", "objective_args": {"student_temperature": 0}},
+     r"objective_args.student_temperature = 0: must be greater than or equal to 0.001"),
+    ({"backbone": "vit_synth", "objective_args": {"label_smoothing": 0.9}}, r"objective_args.label_smoothing = 0.9"),
 ])
 def test_recipes_reject_bad_values_before_any_job(recipe, message):
     with pytest.raises(ConfigError, match=message):
         resolve.check_pretraining({"pool": {}, "backbones": {"x": recipe}})
+
+
+def test_log_every_is_a_run_time_key_of_a_recipe():
+    """``log_every`` is checked by ``runtime.check``, not the recipe type, and left out of the job's identity."""
+    from wsss_core import runtime
+
+    config = {"seed": 3, "pretraining": {"pool": {"num_classes": 4, "workers": 2},
+                                         "backbones": {"x": {"backbone": "vit_synth", "epochs": 2, "log_every": 5}}}}
+    resolve.check_pretraining(config["pretraining"])  # the type does not see it
+    runtime.check(config)
+    assert resolve.pretrain_backbone_job(config, "x") == {
+        "stage": {"backbone": "vit_synth", "epochs": 2}, "pool": {"num_classes": 4}, "seed": 3}
+    passed = runtime.workflow_runtime(config)
+    assert passed["sections"] == {"pretraining.backbones.x": {"log_every": 5}}
+    attached = runtime.attach({"stage": resolve.pretrain_backbone_job(config, "x")["stage"]}, passed,
+                              "pretraining.backbones.x")
+    assert runtime.settings(attached, runtime.PRETRAINING_BACKBONE)["log_every"] == 5
+    config["pretraining"]["backbones"]["x"]["log_every"] = 0
+    with pytest.raises(ConfigError, match=r"pretraining.backbones.x.log_every is 0; a run-time setting"):
+        runtime.check(config)
 
 
 # ------------------------------------------------------------------------------------------ k-NN
@@ -116,7 +142,7 @@ def test_cosine_schedule_endpoints():
 
 
 def _dino(image_size=32):
-    recipe = Recipe.from_config({"backbone": "vit_synth", "objective": "dino", "image_size": image_size,
+    recipe = Recipe.load({"backbone": "vit_synth", "objective": "dino", "image_size": image_size,
                                  "clip_grad_norm": 3.0, "objective_args": {"local_size": 16, "num_local": 2, "out_dim": 16,
                                                     "hidden_dim": 16, "bottleneck_dim": 8}}, "r")
     objective = recipe.build_objective(num_classes=4)

@@ -83,6 +83,16 @@ BAD_VALUES = [
     # run-time values (wsss_core.runtime)
     ("num_workers", -1, "config.yaml: num_workers: -1 is less than the minimum of 0"),
     ("stages.train_method.log_every", 0, "stages.train_method.log_every is 0; a run-time setting that must be an integer >= 1"),
+    # pretraining: (wsss_core.pretraining.settings; a recipe's log_every is run-time, wsss_core.runtime)
+    ("pretraining.backbones.vit_synth.epochs", 0,
+     "pretraining.backbones.vit_synth.epochs = 0: must be greater than or equal to 1"),
+    ("pretraining.backbones.dino_vit_synth.objective_args", {"momentum": 1.5},
+     "pretraining.backbones.dino_vit_synth.objective_args.momentum = 1.5: must be less than or equal to 1"),
+    ("pretraining.backbones.vit_synth.min_lr", 0.5,
+     "pretraining.backbones.vit_synth = a mapping: min_lr (0.5) must not exceed lr (0.001)"),
+    ("pretraining.pool.num_classes", 1, "pretraining.pool.num_classes = 1: must be greater than or equal to 2"),
+    ("pretraining.backbones.vit_synth.log_every", 0,
+     "pretraining.backbones.vit_synth.log_every is 0; a run-time setting that must be an integer >= 1"),
 ]
 
 # (config path of a misspelt key, the value, what the line must say) — one per nesting level
@@ -101,6 +111,12 @@ TYPOS = [
     ("stages.segmentation.deeplab_v2.train.iteration", 10, "unknown key 'stages.segmentation.deeplab_v2.train.iteration' in config (known keys there: "),
     ("stages.refine.crf.crf.iteration", 1, "stages.refine.crf.crf: unknown CRF parameter(s) ['iteration']"),
     ("stages.refine.irn.settings.walk_radious", 5, "stages.refine.irn.settings: unknown key(s) ['walk_radious']"),
+    ("pretraining.pol", {}, "pretraining: Additional properties are not allowed ('pol' was unexpected)"),
+    ("pretraining.pool.num_clases", 4, "unknown key 'pretraining.pool.num_clases' in config (known keys there: "),
+    ("pretraining.backbones.vit_synth.epoch", 3,
+     "unknown key 'pretraining.backbones.vit_synth.epoch' in config (known keys there: backbone, backbone_args, "),
+    ("pretraining.backbones.dino_vit_synth.objective_args.momentun", 0.9,
+     "unknown key 'pretraining.backbones.dino_vit_synth.objective_args.momentun' in config (known keys there: "),
 ]
 
 
@@ -204,6 +220,10 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
     ({"methods": {"cti": {"params": {"train": {"epochs": -1}}}}},
      "config.yaml: methods.cti.params.train.epochs = -1: must be greater than 0"),
     ({"stages": {"evaluate_seed": {}}}, "config.yaml: unknown key 'stages.evaluate_seed' in config"),
+    ({"pretraining": {"backbones": {"vit_synth": {"epochs": 0}}}},
+     "config.yaml: pretraining.backbones.vit_synth.epochs = 0: must be greater than or equal to 1"),
+    ({"pretraining": {"backbones": {"vit_synth": {"epoch": 3}}}},
+     "config.yaml: unknown key 'pretraining.backbones.vit_synth.epoch' in config"),
 ])
 def test_snakemake_dry_run_stops_before_any_job(tmp_path: Path, overlay: dict[str, Any], expected: str) -> None:
     path = tmp_path / "overlay.yaml"

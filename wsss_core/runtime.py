@@ -11,6 +11,9 @@ and a killed training job resumes from its checkpoint with new values.
 * :data:`SECTIONS`: per config section (a path under ``stages``, ``*`` = any name), its run-time keys;
   ``identity`` lists the section's other keys where the section is fully known, so that a misspelt key
   there stops too.
+* :data:`OTHER_SECTIONS`: the same for sections outside ``stages``, by their full config path
+  (``pretraining.backbones.*``: a backbone's pretraining recipe); their typo check is their settings
+  type's (``pretraining.settings``).
 
 The workflow (``workflow/rules/common.smk``) builds the ``--runtime`` JSON with :func:`workflow_runtime`
 once, at parse time, after :func:`check` has rejected unknown keys, wrong values and dataset presets that
@@ -116,12 +119,25 @@ SECTIONS: dict[str, Section] = {
 }
 
 
-def section_of(path: str) -> Section | None:
-    """The declared section a concrete path (``segmentation.deeplab_v2.train``) belongs to."""
-    for pattern, section in SECTIONS.items():
+# Sections outside ``stages``, by full config path; a job of one passes that path (the ``*`` filled in) as
+# its ``--runtime-section``.
+PRETRAINING_BACKBONE = "pretraining.backbones.*"
+OTHER_SECTIONS: dict[str, Section] = {
+    PRETRAINING_BACKBONE: Section({"log_every": LOG_EVERY}),
+}
+
+
+def _matching(sections: Mapping[str, Section], path: str) -> Section | None:
+    for pattern, section in sections.items():
         if fnmatch.fnmatchcase(path, pattern) and path.count(".") == pattern.count("."):
             return section
     return None
+
+
+def section_of(path: str) -> Section | None:
+    """The declared section a concrete path (``segmentation.deeplab_v2.train`` under ``stages``, or
+    ``pretraining.backbones.vit_synth``) belongs to."""
+    return _matching(SECTIONS, path) or _matching(OTHER_SECTIONS, path)
 
 
 def _runtime_keys(path: str | None) -> Mapping[str, Setting]:
@@ -156,13 +172,30 @@ def _stage_sections(stages: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     def walk(node: Any, path: tuple[str, ...]) -> None:
         if not isinstance(node, Mapping):
             return
-        if path and section_of(".".join(path)) is not None:
+        if path and _matching(SECTIONS, ".".join(path)) is not None:
             found[".".join(path)] = node
         for key, value in node.items():
             if key != PRESETS_KEY and len(path) < 3:
                 walk(value, (*path, key))
 
     walk(stages, ())
+    return found
+
+
+def _other_sections(config: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Every concrete path of :data:`OTHER_SECTIONS` that ``config`` has → its mapping."""
+    found: dict[str, Mapping[str, Any]] = {}
+    for pattern in OTHER_SECTIONS:
+        nodes: list[tuple[str, Any]] = [("", config)]
+        for part in pattern.split("."):
+            deeper: list[tuple[str, Any]] = []
+            for path, node in nodes:
+                if not isinstance(node, Mapping):
+                    continue
+                keys = list(node) if part == "*" else [part] if part in node else []
+                deeper.extend((f"{path}.{key}" if path else str(key), node[key]) for key in keys)
+            nodes = deeper
+        found.update({path: node for path, node in nodes if isinstance(node, Mapping)})
     return found
 
 
@@ -218,6 +251,11 @@ def check(config: Mapping[str, Any]) -> None:
         _no_refine_overrides(config.get(kind) or {}, kind)
     stages = config.get("stages") or {}
     _no_presets(stages, (), None)
+    for path, node in _other_sections(config).items():
+        keys = _runtime_keys(path)
+        for key in keys:
+            if key in node:
+                _check_value(f"{path}.{key}", keys[key], node[key])
     for path, node in _stage_sections(stages).items():
         section = section_of(path)
         assert section is not None
@@ -237,9 +275,11 @@ def workflow_runtime(config: Mapping[str, Any]) -> dict[str, Any]:
     top = {key: _check_value(key, setting, copy.deepcopy(config[key])) for key, setting in TOP_LEVEL.items()
            if key in config}
     sections = {}
-    for path, node in _stage_sections(config.get("stages") or {}).items():
+    stages = [(path, f"stages.{path}", node) for path, node in _stage_sections(config.get("stages") or {}).items()]
+    others = [(path, path, node) for path, node in _other_sections(config).items()]
+    for path, where, node in [*stages, *others]:
         keys = _runtime_keys(path)
-        values = {key: _check_value(f"stages.{path}.{key}", keys[key], copy.deepcopy(node[key]))
+        values = {key: _check_value(f"{where}.{key}", keys[key], copy.deepcopy(node[key]))
                   for key in keys if key in node}
         if values:
             sections[path] = values
@@ -264,7 +304,7 @@ def attach(config: Mapping[str, Any], runtime: Mapping[str, Any] | None, section
     if section is not None:
         if section_of(section) is None:
             raise ConfigError(f"--runtime-section '{section}' is not a declared run-time section "
-                              f"({', '.join(SECTIONS)})")
+                              f"({', '.join([*SECTIONS, *OTHER_SECTIONS])})")
         runtime.update(sections.get(section, {}))
     return {**config, RUNTIME_KEY: runtime}
 

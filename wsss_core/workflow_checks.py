@@ -9,8 +9,9 @@
   appends the whole schema and the whole config (over a thousand lines) to the one line that matters.
 * **What the schema cannot see** (:func:`config_problem`): every method, variant and pipeline resolved
   for every dataset and checked against its typed settings (``wsss_core.settings``: each method's type
-  beside its code, ``wsss_core.stages.settings`` for ``stages:``), so a misspelt key, a wrong type or an
-  out-of-range value anywhere (method block, dataset preset, variant, stage section) stops
+  beside its code, ``wsss_core.stages.settings`` for ``stages:``, ``wsss_core.pretraining.settings`` for
+  ``pretraining:``), so a misspelt key, a wrong type or an out-of-range value anywhere (method block,
+  dataset preset, variant, stage section, pretraining recipe) stops
   ``snakemake -n`` before any job, in one line naming the key path.
 * **Target paths** (:func:`target_problem`): a method, variant, refinement or network that the config
   does not know matches no rule, and Snakemake says only "No rule to produce"; this lists the known ones.
@@ -187,6 +188,7 @@ def config_problem(config: Mapping[str, Any]) -> str | None:
 
     try:
         resolve.check_datasets(config)
+        resolve.check_pretraining(config.get("pretraining", {}) or {})  # typed: wsss_core.pretraining.settings
         for dataset in config["datasets"]:
             resolve.stage_settings(config, dataset)  # the typed stages: sections (wsss_core.stages.settings)
             for run in resolve.run_names(config):
@@ -211,7 +213,7 @@ def parse_time_problem(config: Mapping[str, Any], schema_path: str | Path, argv:
                        cuda_devices: int | None = None) -> str | None:
     """The first one-line message the workflow stops with when it parses ``config``, from the checks its
     rule files run in this order (``checks.smk``: schema, device; ``common.smk``: resolution and typed
-    settings of every method, variant and stage section, run-time values, pretraining recipes); None when
+    settings of every method, variant, stage section and pretraining recipe, then run-time values); None when
     the workflow would go on to build the DAG. Tests run each bad value through this."""
     from wsss_core import runtime
     from wsss_core.errors import InputError
@@ -223,7 +225,6 @@ def parse_time_problem(config: Mapping[str, Any], schema_path: str | Path, argv:
         return problem
     try:
         runtime.check(config)
-        resolve.check_pretraining(config.get("pretraining", {}) or {})
     except InputError as error:
         return f"config.yaml: {error}"
     return None

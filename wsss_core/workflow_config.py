@@ -465,16 +465,29 @@ def pool_identity(pretraining: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def pool_workers(pretraining: Mapping[str, Any]) -> int:
-    """``pretraining.pool.workers`` (default 1)."""
-    return int((pretraining.get("pool", {}) or {}).get("workers", 1))
+    """``pretraining.pool.workers`` (default: ``PoolParams``'s)."""
+    from wsss_core.data.synth_pretrain import PoolParams
+
+    return int((pretraining.get("pool", {}) or {}).get("workers", PoolParams.model_fields["workers"].default))
+
+
+def pretrain_backbone_job(config: Mapping[str, Any], backbone: str) -> dict[str, Any]:
+    """The identity (``--config``) of backbone ``backbone``'s pretraining job: its recipe less the run-time
+    keys (``log_every``: ``runtime.OTHER_SECTIONS``, passed in ``--runtime``), the pool's identity (a new pool
+    retrains every backbone) and the seed."""
+    from wsss_core import runtime
+
+    pretraining = config.get("pretraining", {}) or {}
+    return {
+        "stage": runtime.without_runtime(pretraining["backbones"][backbone], runtime.PRETRAINING_BACKBONE),
+        "pool": pool_identity(pretraining),
+        "seed": config.get("seed", 0),
+    }
 
 
 def check_pretraining(pretraining: Mapping[str, Any]) -> None:
     """Check ``pretraining.pool`` and every ``pretraining.backbones.<name>`` recipe against their typed
-    settings (unknown keys, types, ranges, the objective's own arguments)."""
-    from wsss_core.data.synth_pretrain import PoolParams
-    from wsss_core.pretraining.recipe import Recipe
+    settings (unknown keys, types, ranges, the objective's own arguments): ``pretraining.settings``."""
+    from wsss_core.pretraining.settings import check_pretraining as check
 
-    PoolParams.from_config(pretraining.get("pool", {}) or {})
-    for name, recipe in (pretraining.get("backbones", {}) or {}).items():
-        Recipe.from_config(recipe, f"pretraining.backbones.{name}").check_objective(f"pretraining.backbones.{name}")
+    check(pretraining)

@@ -27,6 +27,12 @@ rule pretrain_pool:
         "--output results/synth/pretrain_pool > {log} 2>&1"
 
 
+def pretrain_backbone_identity(wildcards):
+    """--config of one backbone's job: its recipe less the run-time keys (log_every, which travels in
+    --runtime under the section pretraining.backbones.<name>), the pool's identity and the seed."""
+    return resolve.to_json(resolve.pretrain_backbone_job(config, wildcards.backbone))
+
+
 rule pretrain_backbone:
     input:
         rules.pretrain_pool.output,
@@ -34,7 +40,7 @@ rule pretrain_backbone:
         weights="results/synth/pretrained/{backbone}.safetensors",
         report="results/synth/pretrained/{backbone}.json",
     params:
-        config=pretrain_backbone_job,
+        config=pretrain_backbone_identity,
         code=code_fingerprint("wsss_core.stages.pretrain_backbone"),
     log:
         "logs/synth/pretrain_{backbone}.log",
@@ -50,5 +56,5 @@ rule pretrain_backbone:
         **SLURM_LIGHT,
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.pretrain_backbone --config {params.config:q} "
-        "--runtime {RUNTIME:q} "
+        "--runtime {RUNTIME:q} --runtime-section pretraining.backbones.{wildcards.backbone} "
         "--pool results/synth/pretrain_pool --output {output.weights} --report {output.report} > {log} 2>&1"

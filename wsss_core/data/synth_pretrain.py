@@ -23,51 +23,39 @@ plus ``classes.json`` (each class's family).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
+from pydantic import Field
 
 from wsss_core.data.synth import BACKGROUNDS, PLAIN_PARTS, SHAPES, TEXTURES, ClassStyle, _colour, draw_object
 from wsss_core.errors import ConfigError
+from wsss_core.settings import NonNegativeInt, PositiveInt, Probability, Settings
 from wsss_core.utils.atomic import atomic_path, write_json
 
 SPLITS = ("train", "val")
 HUE_BINS = 12  # pool classes differ in (shape, texture, hue bin)
 
 
-@dataclass(frozen=True)
-class PoolParams:
-    """Size and seed of the pretraining pool (``pretraining.pool`` in config.yaml)."""
+MAX_POOL_CLASSES = len(SHAPES) * len(TEXTURES) * HUE_BINS  # distinct (shape, texture, hue bin) triples
 
-    num_classes: int = 128
-    train_per_class: int = 64
-    val_per_class: int = 16
-    image_size: int = 64
+
+class PoolParams(Settings):
+    """Size and seed of the pretraining pool (``pretraining.pool`` in config.yaml); every default here only.
+    ``workers`` (processes drawing the images; the images do not depend on it) is a run-time key: the
+    workflow keeps it out of the pool's identity (``workflow_config.pool_identity``)."""
+
+    num_classes: Annotated[int, Field(ge=2, le=MAX_POOL_CLASSES)] = 128
+    train_per_class: PositiveInt = 64
+    val_per_class: PositiveInt = 16
+    image_size: Annotated[int, Field(ge=32)] = 64
     seed: int = 1
-    distractor_probability: float = 0.3
-    workers: int = 1
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "PoolParams":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ConfigError(f"pretraining.pool keys {unknown} are unknown; known keys: {', '.join(sorted(known))}")
-        params = cls(**dict(config))
-        if params.num_classes < 2 or params.train_per_class < 1 or params.val_per_class < 1:
-            raise ConfigError("pretraining.pool needs num_classes >= 2, train_per_class >= 1 and val_per_class >= 1")
-        if params.num_classes > len(SHAPES) * len(TEXTURES) * HUE_BINS:
-            raise ConfigError(f"pretraining.pool.num_classes is at most {len(SHAPES) * len(TEXTURES) * HUE_BINS}")
-        if params.image_size < 32:
-            raise ConfigError(f"pretraining.pool.image_size must be at least 32, got {params.image_size}")
-        if not 0.0 <= params.distractor_probability <= 1.0:
-            raise ConfigError("pretraining.pool.distractor_probability must be in [0, 1]")
-        return params
+    distractor_probability: Probability = 0.3
+    workers: NonNegativeInt = 1  # 0 or 1: in this process
 
 
 def pool_classes(seed: int, num_classes: int) -> list[ClassStyle]:
@@ -162,7 +150,7 @@ def write_pool(directory: str | Path, params: PoolParams) -> dict[str, Any]:
                 np.savez(handle, images=images, labels=labels)
         counts[split] = int(len(labels))
     styles = pool_classes(params.seed, params.num_classes)
-    summary = {"params": asdict(params), "counts": counts, "classes": [asdict(style) for style in styles]}
+    summary = {"params": params.model_dump(), "counts": counts, "classes": [asdict(style) for style in styles]}
     write_json(directory / "classes.json", summary)
     return summary
 

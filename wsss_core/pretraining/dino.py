@@ -20,13 +20,13 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from wsss_core.data.transforms import color_jitter, horizontal_flip, normalize_to_tensor, random_resized_crop
@@ -34,44 +34,36 @@ from wsss_core.losses.dino import dino_loss
 from wsss_core.methods.base import TrainingProgress
 from wsss_core.pretraining.networks import pooled_features
 from wsss_core.pretraining.objectives import OBJECTIVES, PretrainingObjective
-from wsss_core.pretraining.settings import Settings, check_range
+from wsss_core.settings import Probability, Settings
 
 
-@dataclass(frozen=True)
+Scale = tuple[Annotated[float, Field(ge=0.01, le=1.0)], Annotated[float, Field(ge=0.01, le=1.0)]]
+Size = Annotated[int, Field(ge=1, le=1 << 16)]
+Temperature = Annotated[float, Field(ge=1e-3, le=10.0)]
+
+
 class DinoSettings(Settings):
     """``pretraining.backbones.<name>.objective_args`` of the DINO objective (DINO's defaults, scaled)."""
 
-    local_size: int = 32
-    num_local: int = 4
-    global_scale: tuple[float, float] = (0.4, 1.0)
-    local_scale: tuple[float, float] = (0.05, 0.4)
-    out_dim: int = 1024
-    hidden_dim: int = 256
-    bottleneck_dim: int = 64
-    momentum: float = 0.996
-    teacher_temperature: float = 0.04
+    local_size: Size = 32
+    num_local: Annotated[int, Field(ge=0, le=16)] = 4
+    global_scale: Scale = (0.4, 1.0)
+    local_scale: Scale = (0.05, 0.4)
+    out_dim: Size = 1024
+    hidden_dim: Size = 256
+    bottleneck_dim: Size = 64
+    momentum: Probability = 0.996
+    teacher_temperature: Temperature = 0.04
     # the authors' teacher-temperature warm-up: linear from warmup_teacher_temperature to teacher_temperature
     # over the first warmup_teacher_temperature_epochs, then constant ("try decreasing it if the training
     # loss does not decrease", main_dino.py)
-    warmup_teacher_temperature: float = 0.04
-    warmup_teacher_temperature_epochs: int = 0
-    student_temperature: float = 0.1
-    center_momentum: float = 0.9
+    warmup_teacher_temperature: Temperature = 0.04
+    warmup_teacher_temperature_epochs: Annotated[int, Field(ge=0, le=10_000)] = 0
+    student_temperature: Temperature = 0.1
+    center_momentum: Probability = 0.9
     weight_decay_end: float = 0.4
     freeze_last_layer_epochs: int = 1
     blur_sigma: tuple[float, float] = (0.03, 0.6)  # DINO's (0.1, 2.0) at 224 px, scaled to 64 px
-
-    def __post_init__(self) -> None:
-        check_range("global_scale", self.global_scale, 0.01, 1.0)
-        check_range("local_scale", self.local_scale, 0.01, 1.0)
-        check_range("momentum", (self.momentum,), 0.0, 1.0)
-        check_range("center_momentum", (self.center_momentum,), 0.0, 1.0)
-        check_range("num_local", (self.num_local,), 0, 16)
-        for key in ("local_size", "out_dim", "hidden_dim", "bottleneck_dim"):
-            check_range(key, (getattr(self, key),), 1, 1 << 16)
-        check_range("teacher_temperature", (self.teacher_temperature,), 1e-3, 10.0)
-        check_range("warmup_teacher_temperature", (self.warmup_teacher_temperature,), 1e-3, 10.0)
-        check_range("warmup_teacher_temperature_epochs", (self.warmup_teacher_temperature_epochs,), 0, 10_000)
 
     def teacher_temperature_at(self, progress: TrainingProgress) -> float:
         """The teacher temperature of this step's epoch, as the authors' schedule gives it:
@@ -81,7 +73,6 @@ class DinoSettings(Settings):
             return self.teacher_temperature
         fraction = progress.epoch / (epochs - 1) if epochs > 1 else 0.0
         return self.warmup_teacher_temperature + (self.teacher_temperature - self.warmup_teacher_temperature) * fraction
-        check_range("student_temperature", (self.student_temperature,), 1e-3, 10.0)
 
 
 class DinoHead(nn.Module):
@@ -140,7 +131,7 @@ class DinoPretraining(PretrainingObjective):
     settings_type = DinoSettings
 
     def __init__(self, recipe: Any, num_classes: int) -> None:
-        self.settings = DinoSettings.from_config(recipe.objective_args, "objective_args")
+        self.settings = DinoSettings.load(recipe.objective_args, "objective_args")
         self.image_size = recipe.image_size
         self.weight_decay = recipe.weight_decay
         self.clip = recipe.clip_grad_norm

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from wsss_core.methods.base import TrainingProgress
-from wsss_core.pretraining.settings import Settings
 from wsss_core.registry import Registry
+from wsss_core.settings import Settings
 
 OBJECTIVES: Registry[type["PretrainingObjective"]] = Registry("pretraining objective", package="wsss_core.pretraining")
 

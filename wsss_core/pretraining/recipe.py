@@ -1,47 +1,45 @@
-"""One backbone's pretraining recipe (``pretraining.backbones.<name>``): typed, every default here only."""
+"""One backbone's pretraining recipe (``pretraining.backbones.<name>``): typed, every default here only.
+
+``log_every`` is a run-time key of the section (how the job logs, not what it computes:
+``wsss_core.runtime``): the recipe type does not declare it, ``runtime.check`` checks it and the stage
+reads it from ``--runtime``."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, model_validator
 
 from wsss_core.errors import ConfigError
 from wsss_core.pretraining.objectives import OBJECTIVES, PretrainingObjective
-from wsss_core.pretraining.settings import Settings, check_range
+from wsss_core.settings import NonNegativeInt, Settings
 
 
-@dataclasses.dataclass(frozen=True)
 class Recipe(Settings):
     """One ``pretraining.backbones.<name>`` entry; every default is here and only here."""
 
-    backbone: str = ""
-    backbone_args: dict = dataclasses.field(default_factory=dict)
+    backbone: Annotated[str, Field(min_length=1)]  # a registered backbone, e.g. vit_synth
+    backbone_args: dict[str, Any] = {}
     objective: str = "supervised"
-    objective_args: dict = dataclasses.field(default_factory=dict)
-    image_size: int = 64
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1.0e-3
-    min_lr: float = 1.0e-5
-    weight_decay: float = 0.05
-    warmup_epochs: int = 1
-    clip_grad_norm: float = 0.0  # 0 = off
-    knn_k: int = 20
-    knn_temperature: float = 0.07
-    log_every: int = 20  # how the job runs, not what it computes
+    objective_args: dict[str, Any] = {}  # checked by the objective's settings_type (check_objective)
+    image_size: Annotated[int, Field(ge=16, le=4096)] = 64
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 10
+    batch_size: Annotated[int, Field(ge=1, le=1 << 16)] = 128
+    lr: Annotated[float, Field(ge=1e-8, le=10.0)] = 1.0e-3
+    min_lr: Annotated[float, Field(ge=0.0)] = 1.0e-5  # <= lr
+    weight_decay: Annotated[float, Field(ge=0.0, le=10.0)] = 0.05
+    warmup_epochs: NonNegativeInt = 1  # <= epochs - 1
+    clip_grad_norm: Annotated[float, Field(ge=0.0, le=1e6)] = 0.0  # 0 = off
+    knn_k: Annotated[int, Field(ge=1, le=1000)] = 20
+    knn_temperature: Annotated[float, Field(gt=0.0)] = 0.07
 
-    def __post_init__(self) -> None:
-        if not self.backbone:
-            raise ConfigError("backbone is missing: name a registered backbone, e.g. vit_synth")
-        check_range("epochs", (self.epochs,), 1, 10_000)
-        check_range("batch_size", (self.batch_size,), 1, 1 << 16)
-        check_range("image_size", (self.image_size,), 16, 4096)
-        check_range("lr", (self.lr,), 1e-8, 10.0)
-        check_range("min_lr", (self.min_lr,), 0.0, self.lr)
-        check_range("weight_decay", (self.weight_decay,), 0.0, 10.0)
-        check_range("warmup_epochs", (self.warmup_epochs,), 0, self.epochs - 1)
-        check_range("clip_grad_norm", (self.clip_grad_norm,), 0.0, 1e6)
-        check_range("knn_k", (self.knn_k,), 1, 1000)
+    @model_validator(mode="after")
+    def _schedule_fits(self) -> "Recipe":
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        if self.warmup_epochs > self.epochs - 1:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs})")
+        return self
 
     def objective_type(self, where: str = "pretraining.backbones.<name>") -> type[PretrainingObjective]:
         try:
@@ -51,7 +49,7 @@ class Recipe(Settings):
 
     def check_objective(self, where: str) -> None:
         """The objective exists and its ``objective_args`` are valid (before any job runs)."""
-        self.objective_type(where).settings_type.from_config(self.objective_args, f"{where}.objective_args")
+        self.objective_type(where).settings_type.load(self.objective_args, f"{where}.objective_args")
 
     def build_objective(self, num_classes: int) -> PretrainingObjective:
         return self.objective_type()(self, num_classes)

@@ -1,53 +1,51 @@
-"""Typed settings: the only copy of each default, next to the code that uses it; unknown keys, wrong
-types and out-of-range values stop with one line naming the key."""
+"""The typed ``pretraining:`` section of config.yaml, on the project's one loader (``wsss_core.settings``):
+the pool (:class:`~wsss_core.data.synth_pretrain.PoolParams`) and one recipe per backbone
+(:class:`~wsss_core.pretraining.recipe.Recipe`, whose ``objective_args`` its objective's type checks:
+``DinoSettings``, ``SupervisedSettings``). Checked when the workflow is parsed
+(``workflow_checks.config_problem``): a misspelt key, a wrong type or an out-of-range value stops
+``snakemake -n`` with one line naming the key path (``pretraining.backbones.vit_synth.epochs = 0: ...``).
+
+Run-time keys (``wsss_core.runtime.OTHER_SECTIONS``: a recipe's ``log_every``) are not declared by the
+types: ``runtime.check`` checks them, and they are removed before the types see a recipe (they still
+count as known keys in a typo's message).
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
-from wsss_core.errors import ConfigError
-
-S = TypeVar("S", bound="Settings")
-
-
-def check_range(key: str, values: Sequence[float], low: float, high: float) -> None:
-    """Every value of ``values`` in ``[low, high]``, else a ConfigError naming ``key``."""
-    for value in values:
-        if not low <= float(value) <= high:
-            raise ConfigError(f"{key} = {list(values) if len(values) > 1 else value} is out of range [{low}, {high}]")
+from wsss_core import runtime
+from wsss_core.data.synth_pretrain import PoolParams
+from wsss_core.pretraining.recipe import Recipe
+from wsss_core.settings import Settings
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Base of a settings dataclass built from a config mapping."""
+class PretrainingSettings(Settings):
+    """``pretraining:`` as a whole."""
 
-    @classmethod
-    def from_config(cls: type[S], config: Mapping[str, Any] | None, where: str) -> S:
-        config = dict(config or {})
-        fields = {field.name: field for field in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - set(fields))
-        if unknown:
-            raise ConfigError(f"unknown key {where}.{unknown[0]} (known keys there: {', '.join(sorted(fields))})")
-        values: dict[str, Any] = {}
-        for key, value in config.items():
-            default = fields[key].default
-            if isinstance(default, tuple) and isinstance(value, (list, tuple)):
-                if len(value) != len(default):
-                    raise ConfigError(f"{where}.{key} must have {len(default)} values, got {value!r}")
-                value = tuple(type(d)(v) for d, v in zip(default, value))
-            elif isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ConfigError(f"{where}.{key} must be true or false, got {value!r}")
-            elif isinstance(default, (int, float)) and default is not None:
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ConfigError(f"{where}.{key} must be a number, got {value!r}")
-                if isinstance(default, int) and not isinstance(default, bool) and float(value) != int(value):
-                    raise ConfigError(f"{where}.{key} must be an integer, got {value!r}")
-                value = type(default)(value)
-            values[key] = value
-        try:
-            return cls(**values)
-        except ConfigError as error:
-            raise ConfigError(f"{where}.{error}") from None
+    pool: PoolParams = PoolParams()
+    backbones: dict[str, Recipe] = {}
+
+
+def recipe_identity(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``pretraining.backbones.<name>`` mapping less its run-time keys (what the job computes)."""
+    return runtime.without_runtime(recipe, runtime.PRETRAINING_BACKBONE)
+
+
+def _runtime_known(parts: Sequence[Any]) -> list[str]:
+    return list(runtime.runtime_keys(".".join(["pretraining", *map(str, parts)])))
+
+
+def check_pretraining(pretraining: Mapping[str, Any] | None) -> PretrainingSettings:
+    """``pretraining:`` checked against :class:`PretrainingSettings` and every recipe's objective
+    arguments against its objective's type; one ConfigError line naming the key otherwise."""
+    pretraining = dict(pretraining or {})
+    backbones = pretraining.get("backbones")
+    if isinstance(backbones, Mapping):
+        pretraining["backbones"] = {name: recipe_identity(recipe) if isinstance(recipe, Mapping) else recipe
+                                    for name, recipe in backbones.items()}
+    typed = PretrainingSettings.load(pretraining, "pretraining", also_known=_runtime_known)
+    for name, recipe in typed.backbones.items():
+        recipe.check_objective(f"pretraining.backbones.{name}")
+    return typed

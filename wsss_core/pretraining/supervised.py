@@ -4,33 +4,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from wsss_core.data.transforms import color_jitter, horizontal_flip, normalize_to_tensor, random_resized_crop
 from wsss_core.methods.base import TrainingProgress
 from wsss_core.pretraining.networks import Classifier
 from wsss_core.pretraining.objectives import OBJECTIVES, PretrainingObjective
-from wsss_core.pretraining.settings import Settings, check_range
+from wsss_core.settings import Probability, Settings
 
 
-@dataclass(frozen=True)
 class SupervisedSettings(Settings):
     """``pretraining.backbones.<name>.objective_args`` of the supervised objective."""
 
-    crop_scale: tuple[float, float] = (0.35, 1.0)
-    jitter_probability: float = 0.8
-    label_smoothing: float = 0.1
-
-    def __post_init__(self) -> None:
-        check_range("crop_scale", self.crop_scale, 0.01, 1.0)
-        check_range("jitter_probability", (self.jitter_probability,), 0.0, 1.0)
-        check_range("label_smoothing", (self.label_smoothing,), 0.0, 0.5)
+    crop_scale: tuple[Annotated[float, Field(ge=0.01, le=1.0)], Annotated[float, Field(ge=0.01, le=1.0)]] = (0.35, 1.0)
+    jitter_probability: Probability = 0.8
+    label_smoothing: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1
 
 
 @OBJECTIVES.register("supervised")
@@ -39,7 +33,7 @@ class SupervisedPretraining(PretrainingObjective):
     settings_type = SupervisedSettings
 
     def __init__(self, recipe: Any, num_classes: int) -> None:
-        self.settings = SupervisedSettings.from_config(recipe.objective_args, "objective_args")
+        self.settings = SupervisedSettings.load(recipe.objective_args, "objective_args")
         self.image_size = recipe.image_size
         self.num_classes = num_classes
 

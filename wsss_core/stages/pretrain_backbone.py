@@ -5,8 +5,8 @@
 
 Reads ``stage`` (one ``pretraining.backbones.<name>`` entry: ``backbone`` + ``backbone_args`` (the
 registered backbone and its constructor arguments), ``objective`` + ``objective_args``
-(:mod:`wsss_core.pretraining`), and the recipe below), ``seed``; run-time (``--runtime``): ``device``,
-``num_workers``.
+(:mod:`wsss_core.pretraining`), and the recipe below), ``seed``; run-time (``--runtime``, section
+``pretraining.backbones.<name>``): ``device``, ``num_workers``, ``log_every`` (20).
 
 Writes the backbone's weights as a safetensors file in the key layout its real checkpoint has (timm's
 names, with the classifier under timm's classifier name; MiT and ResNet-38 with ``head.*``), checks that
@@ -118,8 +118,10 @@ def export_state(objective: Any, model: torch.nn.Module) -> dict[str, torch.Tens
 def pretrain(config: Mapping[str, Any], pool: Path, output: Path, report: Path) -> dict[str, Any]:
     """Train, evaluate and export one backbone; returns the report."""
     started = time.perf_counter()
-    recipe = Recipe.from_config(config.get("stage"), "pretraining.backbones.<name>")
-    run_time = runtime.settings(config)  # device, num_workers, threads: not in the resume key
+    section = runtime.PRETRAINING_BACKBONE
+    identity = runtime.identity(config, section)  # the resume key and provenance: no run-time value
+    recipe = Recipe.load(identity.get("stage"), "pretraining.backbones.<name>")
+    run_time = runtime.settings(config, section)  # device, num_workers, threads, log_every
     seed = int(config.get("seed", 0))
     set_torch_threads(run_time)
     device = resolve_device(run_time.get("device", "auto"))
@@ -142,12 +144,10 @@ def pretrain(config: Mapping[str, Any], pool: Path, output: Path, report: Path) 
         optimizer, t_initial=total_steps, lr_min=recipe.min_lr, warmup_t=recipe.warmup_epochs * steps_per_epoch,
         warmup_lr_init=recipe.lr * 1e-3, t_in_epochs=False,
     )
-    identity = runtime.identity(config)
-    identity["stage"] = {key: value for key, value in dict(config.get("stage") or {}).items() if key != "log_every"}
     state = ResumeState(output.parent / f"_state_{output.stem}", config_hash(identity), code_fingerprint(STAGE))
     settings = LoopSettings(
         batch_size=recipe.batch_size, num_workers=int(run_time.get("num_workers", 0)), seed=seed,
-        log_every=recipe.log_every,
+        log_every=int(run_time.get("log_every", 20)),
         clip_grad_norm=None if objective.clips_gradients else (recipe.clip_grad_norm or None),
     )
     training_started = time.perf_counter()
@@ -188,7 +188,7 @@ def pretrain(config: Mapping[str, Any], pool: Path, output: Path, report: Path) 
         "history": history,
         "images_per_second": (total_steps - first_step) * recipe.batch_size / max(training_seconds, 1e-9),
         "seconds": round(time.perf_counter() - started, 2),
-        "provenance": provenance(dict(config), STAGE),
+        "provenance": provenance(identity, STAGE),
     }
     write_json(report, payload)
     shutil.rmtree(state.state_dir, ignore_errors=True)

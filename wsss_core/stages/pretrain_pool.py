@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         stage = dict(args.config.get("stage") or {})
         if args.workers is not None:
             stage["workers"] = args.workers
-        params = PoolParams.from_config(stage)
+        params = PoolParams.load(stage, "pretraining.pool")
         summary = write_pool(args.output, params)
         LOG.info("wrote %s: %s images in %.1f s", args.output, summary["counts"], time.perf_counter() - started)
 
