@@ -73,6 +73,12 @@ BAD_VALUES = [
     ("methods.eca.params.thresholds.high", 0.2, "methods.eca.params.thresholds = a mapping: low (0.35) must not exceed high (0.2)"),
     ("methods.toco.params.loss_weights.reg", 0.05, "methods.toco.params.loss_weights = a mapping: loss_weights.reg must be 0"),
     ("methods.eca.params.correspondence.sign", "minus", "methods.eca.params.correspondence.sign = 'minus': must be 'corrected' or 'printed'"),
+    ("methods.eca.params.correspondence.view_size", 1024,
+     "methods.eca.params = a mapping: correspondence.view_size (1024) must not exceed crop_size (512)"),
+    ("methods.cti.params.train.scale", [1.0, 0.3], "methods.cti.params.train.scale = [1.0, 0.3]: must satisfy 0 < low ≤ high"),
+    ("methods.cti.params.train.rand_augment", "augmix-m5", "methods.cti.params.train.rand_augment = 'augmix-m5': must be a timm RandAugment string"),
+    ("methods.cti.params.model.blocks.train_class_patch", "last3",
+     "methods.cti.params.model.blocks.train_class_patch = 'last3': must be all, last_half, after_infusion, last:N, from:N"),
     # stage sections
     ("stages.evaluate_seeds.thresholds.step", 0, "stages.evaluate_seeds.thresholds.step = 0: must be greater than 0"),
     ("stages.refine.irn.train.batch_size", 0, "stages.refine.irn.train.batch_size = 0: must be greater than 0"),
@@ -126,6 +132,11 @@ def test_a_bad_value_or_key_stops_the_parse_in_one_line_naming_it(path: str, val
     assert problem is not None, f"{path} = {value!r} passed the parse-time checks"
     assert "\n" not in problem and problem.startswith("config.yaml: "), problem
     assert expected in problem, problem
+
+
+def test_cti_layer_sets_accept_every_form_resolve_blocks_reads() -> None:
+    for spec in ("last:3", "from:4", "all", [9, 10, 11]):
+        assert _problem(_with("methods.cti.params.model.blocks.train_class_patch", spec)) is None, spec
 
 
 def test_device_cuda_is_checked_only_where_the_jobs_run() -> None:

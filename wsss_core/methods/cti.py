@@ -47,13 +47,15 @@ foreground classes are stored (the BG channel is not; the background threshold i
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import AfterValidator
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch import nn
@@ -108,7 +110,35 @@ def resolve_blocks(spec: str | Sequence[int], depth: int, infusion_layer: int, k
 
 
 # ------------------------------------------------------------------------------------ typed block
-BlockChoice = Literal["all", "last_half", "after_infusion"] | list[int]
+BLOCK_NAMES = ("all", "last_half", "after_infusion")
+BLOCK_COUNTS = re.compile(r"(last|from):[0-9]+")
+
+
+def _layer_set(spec: str | list[int]) -> str | list[int]:
+    """A layer set as :func:`resolve_blocks` reads it (whether it fits the encoder's depth is checked
+    when the network is built)."""
+    if isinstance(spec, str) and spec not in BLOCK_NAMES and not BLOCK_COUNTS.fullmatch(spec):
+        raise ValueError("must be all, last_half, after_infusion, last:N, from:N or a list of block indices")
+    return spec
+
+
+BlockChoice = Annotated[str | list[int], AfterValidator(_layer_set)]
+
+
+def _ordered_pair(value: tuple[float, float]) -> tuple[float, float]:
+    low, high = value
+    if not 0 < low <= high:
+        raise ValueError("must satisfy 0 < low ≤ high")
+    return value
+
+
+OrderedPair = Annotated[Pair, AfterValidator(_ordered_pair)]
+
+
+def _rand_augment(value: str | None) -> str | None:
+    if value and not value.startswith("rand"):
+        raise ValueError("must be a timm RandAugment string (e.g. rand-m9-mstd0.5-inc1), or null for none")
+    return value
 
 
 class CTIBlocks(Settings):
@@ -159,9 +189,9 @@ class CTITrain(Settings):
     warmup_epochs: NonNegativeInt = 5
     warmup_lr: NonNegativeFloat = 1e-6
     crop_size: PositiveInt
-    scale: Pair = (0.3, 1.2)
-    ratio: Pair = (3 / 4, 4 / 3)
-    rand_augment: str | None = "rand-m9-mstd0.5-inc1"
+    scale: OrderedPair = (0.3, 1.2)
+    ratio: OrderedPair = (3 / 4, 4 / 3)
+    rand_augment: Annotated[str | None, AfterValidator(_rand_augment)] = "rand-m9-mstd0.5-inc1"
 
 
 class CTISeeds(Settings):
@@ -193,12 +223,6 @@ class BlockSets:
             name: resolve_blocks(getattr(blocks, name), depth, infusion_layer, f"method.model.blocks.{name}")
             for name in CTIBlocks.model_fields
         })
-
-
-def _check_pair(value: tuple[float, float], key: str) -> None:
-    low, high = value
-    if not 0 < low <= high:
-        raise ConfigError(f"method.{key} must satisfy 0 < low ≤ high, got {list(value)!r}")
 
 
 # ------------------------------------------------------------------------------- token memory
@@ -385,14 +409,7 @@ class CTI(Method):
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
         train = self.settings.train
-        for key in ("scale", "ratio"):
-            _check_pair(getattr(train, key), f"train.{key}")
         rand_augment = train.rand_augment or None
-        if rand_augment is not None and not rand_augment.startswith("rand"):
-            raise ConfigError(
-                f"method.train.rand_augment '{rand_augment}' is not a timm RandAugment string "
-                "(e.g. rand-m9-mstd0.5-inc1), or null for none"
-            )
         # Two independent crops of the same image (cti_multistage.md §2.6): the anchor (weak) view has
         # crop + flip only, the positive (strong) view adds RandAugment; no random erasing in either.
         view = dict(crop_size=train.crop_size, scale=train.scale, ratio=train.ratio, flip=True, random_erasing=0.0)

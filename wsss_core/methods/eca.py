@@ -59,7 +59,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -229,6 +229,13 @@ class ECASettings(AFASettings):
     correspondence: ECACorrespondence = ECACorrespondence()
     loss_weights: ECALossWeights = ECALossWeights()
 
+    @model_validator(mode="after")
+    def _views_fit_the_crop(self) -> "ECASettings":
+        if self.correspondence.view_size > self.crop_size:
+            raise ValueError(f"correspondence.view_size ({self.correspondence.view_size}) must not exceed "
+                             f"crop_size ({self.crop_size}): the local views are cut from the crop")
+        return self
+
 
 @METHODS.register("eca")
 class ECA(AFA):
@@ -261,11 +268,6 @@ class ECA(AFA):
         self.view_centre = cce.centre
         self.jitter_probability = cce.jitter_probability
         self.flip_probability = cce.flip_probability
-        if self.num_views < 1 or self.view_size > self.crop_size:
-            raise ConfigError(
-                f"method.correspondence needs num_views >= 1 and view_size <= crop_size ({self.crop_size}), "
-                f"got {self.num_views} views of {self.view_size}"
-            )
 
     # ------------------------------------------------------------------------------- network
     def build_model(self, weights: WeightsCatalog) -> nn.Module:
