@@ -160,6 +160,29 @@ def test_a_stage_gets_its_sections_values_through_the_cli(shipped) -> None:
         parser.parse_args(["--config", job, "--runtime", "{}", "--runtime-section", "segmentaton.x.train"])
 
 
+def test_a_pretraining_recipes_log_every_is_a_run_time_setting(shipped) -> None:
+    """``pretraining.backbones.<name>.log_every`` (a section outside ``stages``) stays out of the backbone
+    job's --config and reaches the stage through --runtime-section; a bad value stops like the others."""
+    before = resolve.to_json(resolve.pretrain_backbone_job(shipped, "vit_synth"))
+    changed = copy.deepcopy(shipped)
+    changed["pretraining"]["backbones"]["vit_synth"]["log_every"] = 3
+    runtime.check(changed)
+    job = resolve.to_json(resolve.pretrain_backbone_job(changed, "vit_synth"))
+    assert job == before and "log_every" not in json.loads(job)["stage"]
+    values = runtime.workflow_runtime(changed)
+    assert values["sections"]["pretraining.backbones.vit_synth"] == {"log_every": 3}
+    args = _cli.stage_parser("test").parse_args(["--config", job, "--runtime", resolve.to_json(values),
+                                                 "--runtime-section", "pretraining.backbones.vit_synth"])
+    assert runtime.settings(args.config, runtime.PRETRAINING_BACKBONE)["log_every"] == 3
+    assert runtime.identity(args.config, runtime.PRETRAINING_BACKBONE) == json.loads(before)
+    changed["pretraining"]["backbones"]["vit_synth"]["log_every"] = "often"
+    with pytest.raises(ConfigError, match="pretraining.backbones.vit_synth.log_every is 'often'; a run-time setting"):
+        runtime.check(changed)
+    # a result setting of the recipe does change the identity
+    changed["pretraining"]["backbones"]["vit_synth"].update(log_every=3, epochs=9)
+    assert resolve.to_json(resolve.pretrain_backbone_job(changed, "vit_synth")) != before
+
+
 def test_direct_callers_keep_their_keys_where_they_were(shipped) -> None:
     """A test or a benchmark calling a stage function with num_workers/device at the top level and
     log_every in ``stage`` gets them as run-time values, and they stay out of the hashes."""
