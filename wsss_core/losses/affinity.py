@@ -1,13 +1,13 @@
 """The training losses of the inter-pixel affinity networks (IRN and PSA), on the pairs of a
 :class:`~wsss_core.refine.path_index.PathIndex` labelled by :func:`wsss_core.refine.affinity.pair_labels`.
 
-* Losses, each term a mean over its mask (sum / (count + 1e-5), as both authors' code):
-  positive ``−log(a + 1e-5)``, negative ``−log(1 + 1e-5 − a)``.
+Each term is a mean over its mask (sum / (count + 1e-5), as both authors' code): positive
+``−log(a + 1e-5)``, negative ``−log(1 + 1e-5 − a)``.
 
-  - IRN: ``(½ L_bg + ½ L_fg + L_neg) / 2 + (L_dp_fg + L_dp_bg) / 2``, where the displacement terms
-    are ``|(δ_p − δ_{p+d}) − d|`` over ``fg_pos`` (the two points of an instance share a centroid) and
-    ``|δ_p − δ_{p+d}|`` over ``bg_pos``, averaged over pairs and both components.
-  - PSA: ``¼ L_bg + ¼ L_fg + ½ L_neg``.
+* IRN: ``(½ L_bg + ½ L_fg + L_neg) / 2 + (L_dp_fg + L_dp_bg) / 2``, where the displacement terms
+  are ``|(δ_p − δ_{p+d}) − d|`` over ``fg_pos`` (the two points of an instance share a centroid) and
+  ``|δ_p − δ_{p+d}|`` over ``bg_pos``, averaged over pairs and both components.
+* PSA: ``¼ L_bg + ¼ L_fg + ½ L_neg``.
 
 Affinities and masks have the layout ``[B, D, H, W]`` of :mod:`wsss_core.refine.path_index`.
 """
