@@ -15,8 +15,9 @@ with its own code and config.yaml; the differing key paths are listed, exit stat
 
 Only functions that exist on both sides are used (wsss_core.workflow_config); a value that cannot be
 resolved is recorded as its error message. Keys renamed since (``RENAMES``: one name per concept, issue 14
-item 2) are renamed in the other commit's dump before the comparison, so that only values are compared;
-``--strict`` compares the names too.
+item 2) are renamed in the other commit's dump before the comparison, and blocks moved since (``moved``:
+``stages.refine.crf.crf`` → ``stages.refine.crf``) moved, so that only values are compared; ``--strict``
+compares the names too. ``job.refine_crf`` is what stage refine_crf receives (compared as it is).
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def dump(config: dict) -> dict:
             }
             for refine in sorted(stages.get("refine", {})):
                 entry[f"refine.{refine}"] = _try(resolve.refine_params, config, dataset, run, refine)
+            # what stage refine_crf receives (before refine_crf_params existed: stages.refine.crf as it was)
+            crf_job = getattr(resolve, "refine_crf_params", lambda c, d, r: resolve.refine_params(c, d, r, "crf"))
+            entry["job.refine_crf"] = _try(crf_job, config, dataset, run)
             out["runs"][f"{dataset}/{run}"] = entry
         sections = {}
         for name, node in sorted(stages.items()):
@@ -78,6 +82,28 @@ def renamed(value: object) -> object:
     if isinstance(value, list):
         return [renamed(item) for item in value]
     return value
+
+
+def moved(dump: dict) -> dict:
+    """An older dump with the blocks moved since: the CRF parameters of ``stages.refine.crf.crf`` (and of a
+    method's ``refine_overrides.crf.crf``) directly under ``stages.refine.crf`` (issue 14, item 2: no
+    ``crf: {crf: ...}``). The jobs' view (``job.refine_crf``) is left as it is: the job keeps that shape."""
+    def up(block: object) -> object:
+        if isinstance(block, dict) and isinstance(block.get("crf"), dict):
+            return {**{key: value for key, value in block.items() if key != "crf"}, **block["crf"]}
+        return block
+
+    for entry in dump.get("runs", {}).values():
+        entry["refine.crf"] = up(entry.get("refine.crf"))
+        overrides = (entry.get("pipeline") or {}).get("refine_overrides")
+        if isinstance(overrides, dict) and "crf" in overrides:
+            overrides["crf"] = up(overrides["crf"])
+    for sections in dump.get("stages", {}).values():
+        if isinstance(sections.get("refine"), dict) and "crf" in sections["refine"]:
+            sections["refine"]["crf"] = up(sections["refine"]["crf"])
+        if "refine.crf" in sections:
+            sections["refine.crf"] = up(sections["refine.crf"])
+    return dump
 
 
 def differences(old: object, new: object, where: str = "") -> list[str]:
@@ -113,10 +139,11 @@ def against(ref: str, strict: bool = False) -> int:
         raise SystemExit(result.stderr[-4000:])
     old = result.stdout
     new = dump(yaml.safe_load(Path("config.yaml").read_text()))
-    old_dump = json.loads(old) if strict else renamed(json.loads(old))
+    old_dump = json.loads(old) if strict else moved(renamed(json.loads(old)))
     found = differences(old_dump, json.loads(json.dumps(new)))
     runs = len(new["runs"])
-    mapped = "" if strict else f" (keys renamed since: {', '.join(f'{a} -> {b}' for a, b in RENAMES.items())})"
+    mapped = "" if strict else (f" (keys renamed since: {', '.join(f'{a} -> {b}' for a, b in RENAMES.items())}; "
+                                "stages.refine.crf.crf.* -> stages.refine.crf.*)")
     print(f"{runs} dataset x run entries and {len(new['stages'])} datasets' stage sections compared with {ref}"
           f"{mapped}: {len(found)} difference(s)")
     for path in found:

@@ -20,17 +20,18 @@ def two_regions(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_defaults_are_psa_and_irn_settings():
-    assert CRFParams() == CRFParams(10, 3, 3, 80, 13, 10)
+    assert CRFParams().model_dump() == {"iterations": 10, "gaussian_sxy": 3.0, "gaussian_compat": 3.0,
+                                        "bilateral_sxy": 80.0, "bilateral_srgb": 13.0, "bilateral_compat": 10.0}
     assert (LABEL_CRF_PARAMS.bilateral_sxy, LABEL_CRF_PARAMS.bilateral_srgb) == (50, 5)
-    assert CRFParams.from_config({"iterations": 5, "bilateral_srgb": 5}) == CRFParams(
+    assert CRFParams.load({"iterations": 5, "bilateral_srgb": 5}, "stage.crf") == CRFParams(
         iterations=5, bilateral_srgb=5.0
     )
-    with pytest.raises(ConfigError, match="stage.crf.*unknown.*'sxy'"):
-        CRFParams.from_config({"sxy": 3})
-    with pytest.raises(ConfigError, match="iterations"):
-        CRFParams.from_config({"iterations": 0})
-    with pytest.raises(ConfigError, match="number"):
-        CRFParams.from_config({"gaussian_sxy": "3"})
+    with pytest.raises(ConfigError, match="unknown key 'stage.crf.sxy'"):
+        CRFParams.load({"sxy": 3}, "stage.crf")
+    with pytest.raises(ConfigError, match="stage.crf.iterations = 0: must be greater than 0"):
+        CRFParams.load({"iterations": 0}, "stage.crf")
+    with pytest.raises(ConfigError, match="stage.crf.gaussian_sxy = 'three': must be a valid number"):
+        CRFParams.load({"gaussian_sxy": "three"}, "stage.crf")
 
 
 def test_without_pairwise_terms_marginals_equal_the_input():

@@ -12,6 +12,7 @@ from PIL import Image
 from wsss_core.data.classes import voc_palette
 from wsss_core.methods.base import SeedMaps
 from wsss_core.io.seed_store import MaskStore, MaskStoreWriter, SeedStoreWriter
+from wsss_core.refine.crf_masks import seed_probabilities
 from wsss_core.stages import evaluate_masks, evaluate_seeds, refine_crf
 
 CLASS_NAMES = ["cat", "dog"]
@@ -162,11 +163,11 @@ def test_refine_crf_recovers_objects(tmp_path, dataset, stage, background_store,
 
 def test_refine_crf_background_power_values():
     seeds = SeedMaps(np.array([[[0.5, 1.0, 0.0]]], np.float32), np.array([2]))
-    probabilities, keys = refine_crf.seed_probabilities(seeds, {"mode": "power", "alpha": 2})
+    probabilities, keys = seed_probabilities(seeds, {"mode": "power", "alpha": 2})
     # background (1 - 0.5)^2 = 0.25 vs 0.5 → 1/3, 2/3; (1 - 1)^2 = 0 vs 1; (1 - 0)^2 = 1 vs 0
     np.testing.assert_allclose(probabilities[:, 0], [[1 / 3, 0.0, 1.0], [2 / 3, 1.0, 0.0]], atol=1e-6)
     assert keys.tolist() == [0, 2]
-    probabilities, _ = refine_crf.seed_probabilities(seeds, {"mode": "threshold", "threshold": 0.5})
+    probabilities, _ = seed_probabilities(seeds, {"mode": "threshold", "threshold": 0.5})
     np.testing.assert_allclose(probabilities[:, 0], [[0.5, 1 / 3, 1.0], [0.5, 2 / 3, 0.0]], atol=1e-6)
 
 
@@ -176,10 +177,10 @@ def test_refine_crf_config_errors(tmp_path, dataset, capsys):
     assert "needs --seed-eval" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run_refine(tmp_path, dataset, {"background": {"mode": "sigmoid"}}, with_eval=False)
-    assert "'sigmoid' is unknown" in capsys.readouterr().err
+    assert "stage.background.mode = 'sigmoid': must be 'threshold' or 'power'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run_refine(tmp_path, dataset, {"crf": {"sxy": 3}}, with_eval=True)
-    assert "stage.crf" in capsys.readouterr().err
+    assert "unknown key 'stage.crf.sxy'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run_refine(tmp_path, dataset, {}, with_eval=True, seeds_hash="otherhash")
     assert "scored another seed store" in capsys.readouterr().err

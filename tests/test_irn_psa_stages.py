@@ -278,12 +278,14 @@ def test_unknown_refiner_and_settings_keys_are_config_errors(workspace) -> None:
 
     with pytest.raises(ConfigError, match="stage.refine"):
         affinity_labels.refiner_from_stage({"refine": "crf"})
-    with pytest.raises(ConfigError, match="stage.irn"):
-        irn.IRNSettings.from_config({"beta_typo": 3})
-    with pytest.raises(ConfigError, match="stage.irn.beta must be a number"):
-        irn.IRNSettings.from_config({"beta": "ten"})
-    with pytest.raises(ConfigError, match="background"):
-        psa.PSASettings.from_config({"background": "median"})
+    with pytest.raises(ConfigError, match="unknown key 'stage.irn.beta_typo'"):
+        irn.IRNSettings.load({"beta_typo": 3}, "stage.irn")
+    with pytest.raises(ConfigError, match="stage.irn.beta = 'ten'"):
+        irn.IRNSettings.load({"beta": "ten"}, "stage.irn")
+    with pytest.raises(ConfigError, match="stage.psa.background = 'median': must be 'power' or 'constant'"):
+        psa.PSASettings.load({"background": "median"}, "stage.psa")
+    with pytest.raises(ConfigError, match="low_alpha \\(12\\) must be below high_alpha \\(4\\)"):
+        psa.PSASettings.load({"low_alpha": 12, "high_alpha": 4}, "stage.psa")
 
 
 def test_affinity_sample_crops_and_reduces_labels() -> None:
@@ -298,18 +300,20 @@ def test_affinity_sample_crops_and_reduces_labels() -> None:
 
 
 def test_threshold_and_alpha_presets() -> None:
-    rib = irn.IRNSettings.from_config({"preset": "rib", "sem_seg_bg_threshold": 0.3})
+    rib = irn.IRNSettings.load({"preset": "rib", "sem_seg_bg_threshold": 0.3})
     assert (rib.conf_fg_threshold, rib.conf_bg_threshold, rib.cam_power) == (0.35, 0.17, 1.3)
     assert rib.sem_seg_bg_threshold == 0.3  # an explicit key wins over the preset
-    original = irn.IRNSettings.from_config({"preset": "irn"})
+    original = irn.IRNSettings.load({"preset": "irn"})
     assert (original.conf_fg_threshold, original.conf_bg_threshold, original.sem_seg_bg_threshold) == (0.30, 0.05, 0.25)
-    assert irn.IRNSettings.from_config({"preset": "rib_coco"}).sem_seg_bg_threshold == 0.22
-    mctformer = psa.PSASettings.from_config({"preset": "mctformer"})
+    assert irn.IRNSettings.load({"preset": "rib_coco"}).sem_seg_bg_threshold == 0.22
+    mctformer = psa.PSASettings.load({"preset": "mctformer"})
     assert (mctformer.low_alpha, mctformer.high_alpha, mctformer.background, mctformer.logt) == (1, 12, "constant", 6)
     from wsss_core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="stage.psa.preset"):
-        psa.PSASettings.from_config({"preset": "seam"})
+    with pytest.raises(ConfigError, match="stage.psa.preset = 'seam'"):
+        psa.PSASettings.load({"preset": "seam"}, "stage.psa")
+    # an int stays an int (``beta: 10`` reaches pow as before); the defaults are the type's
+    assert type(irn.IRNSettings.load({"beta": 10}).beta) is int and irn.IRNSettings().exp_times == 8
 
 
 def test_color_jitter_of_zero_strength_is_the_identity_and_brightness_scales() -> None:

@@ -113,16 +113,20 @@ def test_job_config_holds_only_what_the_stage_needs(tmp_path):
 
 def test_refine_overrides_apply_to_their_refinement_only(tmp_path):
     config = make_config(tmp_path)
-    config["stages"]["refine"] = {"crf": {"crf": {"iterations": 10, "bilateral_sxy": 80}},
+    config["stages"]["refine"] = {"crf": {"iterations": 10, "bilateral_sxy": 80, "background": {"mode": "threshold"}},
                                   "irn": {"settings": {"beta": 10}, "label_crf": None}}
-    config["methods"]["cti"]["pipeline"]["refine_overrides"] = {"crf": {"crf": {"bilateral_sxy": 67}}}
-    assert resolve.refine_params(config, "synth", "cti", "crf")["crf"] == {"iterations": 10, "bilateral_sxy": 67}
+    config["methods"]["cti"]["pipeline"]["refine_overrides"] = {"crf": {"bilateral_sxy": 67}}
+    assert resolve.refine_params(config, "synth", "cti", "crf") == {
+        "iterations": 10, "bilateral_sxy": 67, "background": {"mode": "threshold"}}
+    # the job of refine_crf gets the CRF's parameters under ``crf``, as before they moved up in config.yaml
+    assert resolve.refine_crf_params(config, "synth", "cti") == {
+        "crf": {"iterations": 10, "bilateral_sxy": 67}, "background": {"mode": "threshold"}}
     assert resolve.refine_params(config, "synth", "cti", "irn") == {"settings": {"beta": 10}, "label_crf": None}
     config["methods"]["cti"]["pipeline"]["refine_overrides"] = {"crff": {}}
     with pytest.raises(ConfigError, match="refine_overrides names \\['crff'\\]"):
         resolve.refine_params(config, "synth", "cti", "crf")
-    config["methods"]["cti"]["pipeline"]["refine_overrides"] = {"crf": {"crf": {"bilateral_sxyy": 1}}}
-    with pytest.raises(ConfigError, match="refine_overrides.crf.crf.bilateral_sxyy"):
+    config["methods"]["cti"]["pipeline"]["refine_overrides"] = {"crf": {"bilateral_sxyy": 1}}
+    with pytest.raises(ConfigError, match="refine_overrides.crf.bilateral_sxyy"):
         resolve.refine_params(config, "synth", "cti", "crf")
 
 

@@ -197,6 +197,7 @@ def config_problem(config: Mapping[str, Any]) -> str | None:
                     name = resolve.method_config(config, dataset, run)["name"]
                     return (f"config.yaml: methods.{name}.pipeline.route is missing (multi_stage or own_decoder): "
                             f"give the method a pipeline, or a base method to take it from")
+                _check_overrides(config, dataset, run)
                 method = METHODS.get(resolve.method_config(config, dataset, run)["name"])
                 if resolve.pipeline_choice(config, dataset, run).get("refine") == "own" and method.pseudo_labels is None:
                     return (
@@ -206,6 +207,22 @@ def config_problem(config: Mapping[str, Any]) -> str | None:
     except InputError as error:
         return f"config.yaml: {error}"
     return None
+
+
+def _check_overrides(config: Mapping[str, Any], dataset: str, run: str) -> None:
+    """A method's ``refine_overrides`` / ``decoder_overrides`` on their ``stages:`` blocks, checked by the
+    blocks' types (ViT-PCM's CRF kernel): a bad value names the override's key path."""
+    from wsss_core.stages.settings import check_overrides
+
+    choice = resolve.pipeline_choice(config, dataset, run)
+    variant = (config.get("variants", {}) or {}).get(resolve.split_run(run)[0], {}) or {}
+    owner = f"variants.{run}" if variant.get("pipeline") else f"methods.{resolve.method_config(config, dataset, run)['name']}"
+    for refine in choice["refine_overrides"] or {}:
+        check_overrides(resolve.refine_params(config, dataset, run, refine), ("refine", refine),
+                        f"{owner}.pipeline.refine_overrides.{refine}")
+    if choice["decoder_overrides"]:
+        check_overrides(resolve.decoder_params(config, dataset, run), ("decoder_inference",),
+                        f"{owner}.pipeline.decoder_overrides")
 
 
 def parse_time_problem(config: Mapping[str, Any], schema_path: str | Path, argv: Sequence[str] = (),

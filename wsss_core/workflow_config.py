@@ -368,6 +368,18 @@ def refine_params(config: Mapping[str, Any], dataset: str, run: str, refine: str
     return deep_merge(params, overrides, where) if overrides else params
 
 
+def refine_crf_params(config: Mapping[str, Any], dataset: str, run: str) -> dict[str, Any]:
+    """Stage ``refine_crf``'s parameters: ``stages.refine.crf`` (with the method's overrides) as the stage
+    reads it, the CRF's parameters under ``crf`` beside ``background``. config.yaml writes them directly
+    under ``stages.refine.crf`` (no ``crf: {crf: ...}``); the job keeps the shape, and so the identity, it
+    had before they moved up."""
+    params = refine_params(config, dataset, run, "crf")
+    job = {"crf": {key: value for key, value in params.items() if key != "background"}}
+    if "background" in params:
+        job["background"] = params["background"]
+    return job
+
+
 def decoder_params(config: Mapping[str, Any], dataset: str, run: str) -> dict[str, Any]:
     """``stages.decoder_inference`` with the method's ``pipeline.decoder_overrides`` on top (its CRF)."""
     params = stage_params(config, dataset, "decoder_inference")

@@ -133,7 +133,7 @@ def evaluate_seeds_job(wildcards):
 
 
 def refine_crf_job(wildcards):
-    params = resolve.refine_params(config, wildcards.dataset, wildcards.method, "crf")
+    params = resolve.refine_crf_params(config, wildcards.dataset, wildcards.method)
     return _job(wildcards, "train", None, with_weights=False, **params)
 
 

@@ -363,7 +363,7 @@ def _dense_crf(variant: str, args: Mapping[str, Any], queue: Any) -> None:
     """Runs in a fresh process: the dense CRF of ``infer_segmentation`` on one image (CPU, pydensecrf)."""
     from wsss_core.refine.crf import CRFParams, crf_probabilities
 
-    params = CRFParams.from_config(args["crf"], key="stages.segmentation.deeplab_v1_resnet38.inference.crf")
+    params = CRFParams.load(args["crf"], "stages.segmentation.deeplab_v1_resnet38.inference.crf")
     rng = np.random.default_rng(args["seed"])
     sample = generate_sample(args["seed"], 0, SynthParams(image_size=tuple(args["image_size"])))
     logits = rng.standard_normal((args["num_classes"] + 1, *args["image_size"])).astype(np.float32)

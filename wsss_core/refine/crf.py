@@ -3,7 +3,7 @@
 * ``crf_probabilities``: unary ``-log p`` from class probabilities, a Gaussian (smoothness) and a
   bilateral (appearance) kernel, mean-field for ``iterations`` steps; returns the marginals. This is
   PSA's ``crf_inference`` (also MCTformer's and CTI's ``--crf``), whose kernel settings are the
-  ``CRFParams`` defaults: Gaussian sxy 3 / compat 3, bilateral sxy 80 / srgb 13 / compat 10, 10 steps.
+  ``CRFParams`` defaults (``refine/settings.py``): Gaussian sxy 3 / compat 3, bilateral sxy 80 / srgb 13 / compat 10, 10 steps.
 * ``crf_labels``: unary from a hard labelling (each pixel's label has probability ``gt_probability``,
   the rest shared by the others), as IRN's ``crf_inference_label`` does to clean its confident fg/bg
   regions; IRN's kernels (bilateral sxy 50, srgb 5) are ``LABEL_CRF_PARAMS``, the default there.
@@ -19,19 +19,16 @@ bug), made C-contiguous because pydensecrf reads its buffer directly.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from wsss_core.errors import ConfigError
+from wsss_core.refine.settings import LABEL_CRF_PARAMS, CRFParams
 
 
 def _pydensecrf() -> Any:
     """The ``pydensecrf`` package (``densecrf``, ``utils``), imported on first use: the modules that only
-    need ``CRFParams`` (IRN, PSA, DeepLab inference, the benchmarks) then import on a machine without the
+    need the CRF's code (IRN, PSA, DeepLab inference, the benchmarks) then import on a machine without the
     compiled extension, such as a lent GPU machine with no compiler."""
     try:
         import pydensecrf.densecrf
@@ -41,42 +38,6 @@ def _pydensecrf() -> Any:
             f"the dense CRF needs pydensecrf ({error}); install it with pip install pydensecrf2 (compiles, needs g++)"
         ) from None
     return pydensecrf
-
-
-@dataclass(frozen=True)
-class CRFParams:
-    """Mean-field steps and kernel parameters (defaults: PSA's probability CRF)."""
-
-    iterations: int = 10
-    gaussian_sxy: float = 3.0
-    gaussian_compat: float = 3.0
-    bilateral_sxy: float = 80.0
-    bilateral_srgb: float = 13.0
-    bilateral_compat: float = 10.0
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None, key: str = "stage.crf") -> "CRFParams":
-        """Build from a config mapping; an unknown field raises ConfigError naming ``key``."""
-        config = dict(config or {})
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ConfigError(f"{key}: unknown CRF parameter(s) {unknown}; known: {sorted(known)}")
-        values: dict[str, Any] = {}
-        for name, value in config.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{key}.{name} must be a number, got {value!r}")
-            if name == "iterations" and value != int(value):
-                raise ConfigError(f"{key}.iterations must be a whole number, got {value!r}")
-            values[name] = int(value) if name == "iterations" else float(value)
-        params = cls(**values)
-        if params.iterations < 1:
-            raise ConfigError(f"{key}.iterations must be at least 1, got {params.iterations}")
-        return params
-
-
-# IRN's label CRF (misc/imutils.py crf_inference_label): bilateral sxy 50, srgb 5
-LABEL_CRF_PARAMS = CRFParams(bilateral_sxy=50, bilateral_srgb=5)
 
 
 def _checked_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -142,3 +103,6 @@ def crf_labels(
     )
     marginals = _mean_field(image, unary, num_labels, params)
     return np.argmax(marginals, axis=0).astype(np.uint8)
+
+
+__all__ = ["CRFParams", "LABEL_CRF_PARAMS", "crf_labels", "crf_probabilities"]

@@ -27,9 +27,7 @@ also lets 640-pixel COCO images through); the random walk is the sparse one of
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsss_core.errors import ConfigError
 from wsss_core.losses.affinity import irn_loss
 from wsss_core.models.backbones import create_backbone, set_last_stage_stride_one
 from wsss_core.models.weights import WeightsCatalog
@@ -52,77 +49,11 @@ from wsss_core.refine.crf import LABEL_CRF_PARAMS, CRFParams, crf_labels
 from wsss_core.refine.path_index import PathIndex
 from wsss_core.refine.random_walk import random_walk
 from wsss_core.refine.seed_adapter import RefinementSeeds
+from wsss_core.refine.settings import IRNSettings
 from wsss_core.training.progress import TrainingProgress
 
 FEATURE_STRIDE = 4
-SOURCE_REGIONS = ("irn_crop", "in_bounds")
 LabelCRF = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image, labels, num_labels) -> labels
-
-
-# ---------------------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class IRNSettings:
-    """IRN hyper-parameters (``stage.irn`` in the stage JSON; defaults = RIB's VOC preset)."""
-
-    conf_fg_threshold: float = 0.35
-    conf_bg_threshold: float = 0.17
-    sem_seg_bg_threshold: float = 0.27
-    cam_power: float = 1.3
-    train_radius: float = 10
-    walk_radius: float = 5
-    beta: float = 10
-    exp_times: int = 8
-    backbone: str = "resnet50"
-    backbone_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    weights: str | None = "resnet50"
-    freeze_backbone: bool = True
-    # training pairs: IRN's source region [0, h - r') x [r', w - r') ("irn_crop"), or every pair whose
-    # two ends lie in the crop ("in_bounds"; for crops not much larger than 2 * train_radius at stride 4)
-    source_region: str = "irn_crop"
-
-    def __post_init__(self) -> None:
-        if self.source_region not in SOURCE_REGIONS:
-            raise ConfigError(f"stage.irn.source_region is '{self.source_region}'; use one of {SOURCE_REGIONS}")
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None, key: str = "stage.irn") -> "IRNSettings":
-        """Settings from ``stage.irn``; ``preset`` (``irn`` | ``rib`` | ``rib_coco``) supplies the
-        thresholds that explicit keys do not set."""
-        return settings_from_config(cls, config, key, THRESHOLD_PRESETS)
-
-
-# IRN's defaults (run_sample.py) and RIB's retuned ones (VOC; COCO lowers the random-walk threshold)
-THRESHOLD_PRESETS: dict[str, dict[str, float]] = {
-    "irn": {"conf_fg_threshold": 0.30, "conf_bg_threshold": 0.05, "sem_seg_bg_threshold": 0.25, "cam_power": 1.0},
-    "rib": {"conf_fg_threshold": 0.35, "conf_bg_threshold": 0.17, "sem_seg_bg_threshold": 0.27, "cam_power": 1.3},
-    "rib_coco": {"conf_fg_threshold": 0.35, "conf_bg_threshold": 0.17, "sem_seg_bg_threshold": 0.22,
-                 "cam_power": 1.3},
-}
-
-
-def settings_from_config(cls: type, config: Mapping[str, Any] | None, key: str,
-                         presets: Mapping[str, Mapping[str, Any]]) -> Any:
-    """A settings dataclass from a mapping: the named ``preset`` first, then the explicit keys; unknown
-    keys, unknown presets and non-numbers for numeric fields raise ConfigError naming ``key``."""
-    config = dict(config or {})
-    preset = config.pop("preset", None)
-    if preset is not None:
-        if preset not in presets:
-            raise ConfigError(f"{key}.preset is {preset!r}; use one of {', '.join(presets)}")
-        config = {**presets[preset], **config}
-    known = {field.name for field in dataclasses.fields(cls)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ConfigError(f"{key}: unknown key(s) {unknown}; known: {sorted(known)}")
-    defaults = {field.name: field.default for field in dataclasses.fields(cls)}
-    for name, value in config.items():
-        default = defaults[name]
-        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
-        if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ConfigError(f"{key}.{name} must be a number, got {value!r}")
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{key}.{name} must be true or false, got {value!r}")
-    return cls(**config)
 
 
 # --------------------------------------------------------------------------------- relation labels
@@ -301,7 +232,7 @@ class IRNRefiner(AffinityRefiner):
     default_crf = LABEL_CRF_PARAMS
 
     def settings(self, stage: Mapping[str, Any]) -> IRNSettings:
-        return IRNSettings.from_config(stage.get("irn"))
+        return IRNSettings.load(stage.get("irn"), "stage.irn")
 
     def relation_labels(self, image: np.ndarray, seeds: RefinementSeeds, settings: IRNSettings,
                         crf: CRFParams) -> np.ndarray:

@@ -23,8 +23,7 @@ two ends lie in the image, as IRN's does (PSA's dense build only has pairs whose
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,9 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsss_core.errors import ConfigError
 from wsss_core.losses.affinity import psa_loss
-from wsss_core.models.resnet38 import PSA_FROZEN_STAGES, ResNet38, create_resnet38
+from wsss_core.models.resnet38 import ResNet38, create_resnet38
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.refine.affinity import (
     AFFINITY_REFINERS,
@@ -44,55 +42,14 @@ from wsss_core.refine.affinity import (
     pair_labels,
 )
 from wsss_core.refine.crf import CRFParams, crf_probabilities
-from wsss_core.refine.irn import SOURCE_REGIONS, settings_from_config
 from wsss_core.refine.path_index import PathIndex
 from wsss_core.refine.random_walk import random_walk
 from wsss_core.refine.seed_adapter import RefinementSeeds, background_from_power
+from wsss_core.refine.settings import PSASettings
 from wsss_core.training.progress import TrainingProgress
 
 FEATURE_STRIDE = 8
-BACKGROUNDS = ("power", "constant")
 ProbabilityCRF = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (image, probabilities) -> probabilities
-
-
-@dataclass(frozen=True)
-class PSASettings:
-    """PSA hyper-parameters (``stage.psa``; defaults = PSA's own, README "beta=8, gamma=5, t=256")."""
-
-    low_alpha: float = 4
-    high_alpha: float = 32
-    radius: float = 5
-    beta: float = 8
-    logt: int = 8
-    background: str = "power"
-    background_alpha: float = 16
-    background_constant: float = 0.39
-    width: float = 1.0
-    weights: str | None = "resnet38"
-    freeze_batch_norm: bool = True
-    frozen_stages: Sequence[str] = PSA_FROZEN_STAGES
-    source_region: str = "irn_crop"
-
-    def __post_init__(self) -> None:
-        if self.background not in BACKGROUNDS:
-            raise ConfigError(f"stage.psa.background is '{self.background}'; use one of {BACKGROUNDS}")
-        if self.source_region not in SOURCE_REGIONS:
-            raise ConfigError(f"stage.psa.source_region is '{self.source_region}'; use one of {SOURCE_REGIONS}")
-        if not self.low_alpha < self.high_alpha:
-            raise ConfigError(f"stage.psa.low_alpha ({self.low_alpha}) must be below high_alpha ({self.high_alpha})")
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None, key: str = "stage.psa") -> "PSASettings":
-        """Settings from ``stage.psa``; ``preset`` (``psa`` | ``mctformer``) supplies the CRF α, the
-        random-walk background and ``logt`` that explicit keys do not set."""
-        return settings_from_config(cls, config, key, PSA_PRESETS)
-
-
-# PSA's own settings (infer_cls.py, infer_aff.py, README) and MCTformer's run_psa.sh (G16)
-PSA_PRESETS: dict[str, dict[str, Any]] = {
-    "psa": {"low_alpha": 4, "high_alpha": 32, "background": "power", "background_alpha": 16, "logt": 8},
-    "mctformer": {"low_alpha": 1, "high_alpha": 12, "background": "constant", "background_constant": 0.39, "logt": 6},
-}
 
 
 # --------------------------------------------------------------------------------- relation labels
@@ -221,7 +178,7 @@ class PSARefiner(AffinityRefiner):
     default_crf = CRFParams()
 
     def settings(self, stage: Mapping[str, Any]) -> PSASettings:
-        return PSASettings.from_config(stage.get("psa"))
+        return PSASettings.load(stage.get("psa"), "stage.psa")
 
     def relation_labels(self, image: np.ndarray, seeds: RefinementSeeds, settings: PSASettings,
                         crf: CRFParams) -> np.ndarray:

@@ -20,11 +20,10 @@ The run-time ``num_workers`` (``--runtime``) > 1 spreads the CRF over processes.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import multiprocessing
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,12 @@ def refiner_from_stage(stage: dict[str, Any]) -> AffinityRefiner:
     if name not in AFFINITY_REFINERS:
         raise ConfigError(f"stage.refine is {name!r}; use one of {', '.join(AFFINITY_REFINERS.names())}")
     return AFFINITY_REFINERS.get(name)()  # type: ignore[operator]
+
+
+def label_crf(refiner: AffinityRefiner, fields: Mapping[str, Any] | None) -> CRFParams:
+    """The CRF of the relation labels: the refiner's kernels (IRN: ``LABEL_CRF_PARAMS``; PSA: ``CRFParams()``)
+    with the fields of ``stage.crf`` (config.yaml: ``stages.refine.<refine>.label_crf``) on top."""
+    return CRFParams.load({**refiner.default_crf.model_dump(), **(fields or {})}, "stage.crf")
 
 
 def label_image(refiner: AffinityRefiner, image: np.ndarray, seeds: SeedMaps, settings: Any, crf: CRFParams,
@@ -99,7 +104,7 @@ def make_labels(config: dict[str, Any], seeds_path: Path, output: Path) -> None:
     stage = stage_config(config)
     refiner = refiner_from_stage(stage)
     settings = refiner.settings(stage)
-    crf = CRFParams.from_config({**dataclasses.asdict(refiner.default_crf), **(stage.get("crf") or {})})
+    crf = label_crf(refiner, stage.get("crf"))
     split = stage.get("split", "train_aug")
     reader = open_reader(config)
     store = SeedStore(seeds_path)
@@ -109,8 +114,8 @@ def make_labels(config: dict[str, Any], seeds_path: Path, output: Path) -> None:
     attrs = {
         "split": split,
         "refine": refiner.name,
-        "settings": dataclasses.asdict(settings),
-        "crf": dataclasses.asdict(crf),
+        "settings": settings.model_dump(),
+        "crf": crf.model_dump(),
         "seed_normalization": store.normalization,
         "seeds": source_record(seeds_path),
         "provenance": provenance(config, STAGE),

@@ -138,7 +138,7 @@ def crf_settings(stage: Mapping[str, Any]) -> CRFParams | None:
         return DEEPLAB_CRF
     if stage["crf"] is None:
         return None
-    return CRFParams.from_config(stage["crf"], key="stage.crf")
+    return CRFParams.load(stage["crf"], "stage.crf")
 
 
 def infer(

@@ -17,7 +17,6 @@ dense ``(HW/16)²`` matrix). The mask store records throughput and the source ar
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -95,7 +94,7 @@ def refine(config: dict[str, Any], seeds_path: Path, model_path: Path, output: P
     attrs = {
         "split": split,
         "refine": refiner.name,
-        "settings": dataclasses.asdict(settings),
+        "settings": settings.model_dump(),
         "seed_normalization": store.normalization,
         "seeds": source_record(seeds_path),
         "model": source_record(model_path),

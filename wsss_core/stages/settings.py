@@ -5,9 +5,8 @@ reads it (``TrainMethodStage`` → ``wsss_core.stages.train_method``), checked w
 The types live in this one module rather than in each stage module so that parsing the workflow does not
 import every stage's dependencies (matplotlib, h5py, pydensecrf). Run-time keys (``wsss_core.runtime``:
 ``log_every``, ``checkpoint_every``, ``pin_memory``, ...) are not declared here: they are checked by
-``runtime.check`` and removed before these types see a section. Three sub-blocks keep the checks of the
-dataclasses their code builds (``CRFParams``, ``IRNSettings``, ``PSASettings``: their defaults live
-there), which :func:`check_stages` runs with the full key path.
+``runtime.check`` and removed before these types see a section. The CRF, IRN and PSA blocks are the types of
+``wsss_core.refine.settings`` (``CRFParams``, ``IRNSettings``, ``PSASettings``: their defaults live there).
 """
 
 from __future__ import annotations
@@ -15,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from wsss_core import runtime
 from wsss_core.errors import ConfigError
+from wsss_core.refine.settings import CRFParams, IRNSettings, PSASettings
 from wsss_core.settings import (
     NonNegativeFloat,
     NonNegativeInt,
@@ -27,10 +27,10 @@ from wsss_core.settings import (
     Probability,
     Scales,
     Settings,
+    key_path,
 )
 
 Precision = Literal["fp32", "bf16", "auto"]
-CRFBlock = dict[str, Any]  # checked by wsss_core.refine.crf.CRFParams (its defaults)
 
 
 class TrainMethodStage(Settings):
@@ -65,19 +65,48 @@ class EvaluateSeedsStage(Settings):
 
 
 class CRFBackground(Settings):
+    """How seeds without a background map get one for the CRF refinement: ``threshold`` = the seed
+    evaluation's threshold as a constant plane (``threshold_from``: ``oracle`` = its best threshold, the
+    papers' protocol; ``held_out`` = the one its held-out protocol chose on other images); ``power`` =
+    ``(1 - max_c cam_c) ** alpha`` (PSA, MCTformer)."""
+
     mode: Literal["threshold", "power"] = "threshold"
     alpha: PositiveFloat | None = None
+    threshold_from: Literal["oracle", "held_out"] = "oracle"
+
+    @model_validator(mode="after")
+    def _alpha_for_power(self) -> "CRFBackground":
+        if self.mode == "power" and self.alpha is None:
+            raise ValueError("mode 'power' needs alpha (a positive number)")
+        return self
 
 
-class RefineCRFStage(Settings):
-    """``stages.refine.crf`` (stage ``refine_crf``)."""
+class RefineCRFStage(CRFParams):
+    """``stages.refine.crf`` (stage ``refine_crf``): the dense CRF's parameters (``CRFParams``) and, beside
+    them, ``background``. The job gets the CRF parameters under ``stage.crf`` (:class:`RefineCRFJob`)."""
 
-    crf: CRFBlock = {}
     background: CRFBackground = CRFBackground()
 
 
+class RefineCRFJob(Settings):
+    """What stage ``refine_crf`` reads from its ``stage`` mapping: ``stages.refine.crf`` with its CRF
+    parameters under ``crf`` (``workflow_config.refine_crf_params``; the job identity the stage had before
+    the parameters moved up beside ``background`` in config.yaml)."""
+
+    crf: CRFParams = CRFParams()
+    background: CRFBackground = CRFBackground()
+
+
+def _ordered_pair(name: str, pair: tuple[float, float] | None) -> None:
+    if pair is not None and not pair[0] <= pair[1]:
+        raise ValueError(f"{name} must be [low, high] with low <= high, got {list(pair)}")
+
+
 class AffinityTrain(Settings):
-    """``stages.refine.<irn|psa>.train`` (stage ``train_affinity``)."""
+    """``stages.refine.<irn|psa>.train`` (stage ``train_affinity``): ``epochs`` or ``iterations`` (iterations
+    win), SGD, poly decay, and the sample's augmentation: ``scale_range`` (IRN: a random rescale factor) or
+    ``long_side_range`` (PSA: the long side resized to a random length), flip, ``color_jitter``
+    ``[brightness, contrast, saturation, hue]`` (PSA)."""
 
     batch_size: PositiveInt
     epochs: PositiveInt | None = None
@@ -92,20 +121,38 @@ class AffinityTrain(Settings):
     flip: bool = True
     color_jitter: Annotated[list[NonNegativeFloat], Field(min_length=4, max_length=4)] | None = None
 
+    @model_validator(mode="after")
+    def _consistent(self) -> "AffinityTrain":
+        if self.epochs is None and self.iterations is None:
+            raise ValueError("set epochs (IRN 3, PSA 8, MCTformer 5) or iterations")
+        if self.scale_range is not None and self.long_side_range is not None:
+            raise ValueError("scale_range and long_side_range are exclusive; set one (IRN: scale_range, "
+                             "PSA: long_side_range)")
+        _ordered_pair("scale_range", self.scale_range)
+        _ordered_pair("long_side_range", self.long_side_range)
+        return self
 
-class AffinityRefineStage(Settings):
-    """``stages.refine.irn`` / ``stages.refine.psa`` (stages affinity_labels, train_affinity,
-    refine_random_walk)."""
 
-    settings: dict[str, Any] = {}  # checked by IRNSettings / PSASettings (their defaults and presets)
-    label_crf: CRFBlock | None = None
+class IRNRefineStage(Settings):
+    """``stages.refine.irn`` (stages affinity_labels, train_affinity, refine_random_walk)."""
+
+    settings: IRNSettings = IRNSettings()
+    label_crf: CRFParams | None = None  # null: IRN's label CRF (LABEL_CRF_PARAMS); else the fields set here
+    train: AffinityTrain
+
+
+class PSARefineStage(Settings):
+    """``stages.refine.psa`` (stages affinity_labels, train_affinity, refine_random_walk)."""
+
+    settings: PSASettings = Field(default_factory=PSASettings)
+    label_crf: CRFParams | None = None  # null: PSA's probability CRF (CRFParams()); else the fields set here
     train: AffinityTrain
 
 
 class RefineStages(Settings):
     crf: RefineCRFStage | None = None
-    irn: AffinityRefineStage | None = None
-    psa: AffinityRefineStage | None = None
+    irn: IRNRefineStage | None = None
+    psa: PSARefineStage | None = None
 
 
 class SegmentationTrain(Settings):
@@ -141,7 +188,7 @@ class SegmentationInference(Settings):
     flip: bool = True
     fuse: Literal["max", "mean"] = "max"
     fuse_space: Literal["logits", "probabilities"] = "logits"
-    crf: CRFBlock | None = None
+    crf: CRFParams | None = None
 
 
 class SegmentationNetworkStage(Settings):
@@ -152,7 +199,7 @@ class SegmentationNetworkStage(Settings):
 class DecoderInferenceStage(Settings):
     """``stages.decoder_inference`` (stage ``infer_segmentation --decoder``): the end-to-end methods' CRF."""
 
-    crf: CRFBlock | None = None
+    crf: CRFParams | None = None
 
 
 class AblationRow(Settings):
@@ -216,26 +263,20 @@ def _runtime_known(parts: Sequence[Any]) -> list[str]:
 
 
 def check_stages(stages: Mapping[str, Any], origin: Any = None) -> StagesSettings:
-    """The resolved ``stages`` mapping (one dataset's) checked against :class:`StagesSettings` and the
-    dataclasses of its CRF / IRN / PSA blocks; one ConfigError line naming the key otherwise."""
-    from wsss_core.refine.crf import CRFParams
-    from wsss_core.refine.irn import IRNSettings
-    from wsss_core.refine.psa import PSASettings
-
-    typed = StagesSettings.load(_without_runtime(stages), "stages", origin=origin, also_known=_runtime_known)
-    crf_blocks: list[tuple[str, Any]] = [("stages.decoder_inference.crf", typed.decoder_inference.crf)]
-    if typed.refine.crf is not None:
-        crf_blocks.append(("stages.refine.crf.crf", typed.refine.crf.crf))
-    for name, affinity, settings_type in (("irn", typed.refine.irn, IRNSettings), ("psa", typed.refine.psa, PSASettings)):
-        if affinity is not None:
-            settings_type.from_config(affinity.settings, key=f"stages.refine.{name}.settings")
-            crf_blocks.append((f"stages.refine.{name}.label_crf", affinity.label_crf))
-    for network, block in typed.segmentation.items():
-        crf_blocks.append((f"stages.segmentation.{network}.inference.crf", block.inference.crf))
-    for key, block in crf_blocks:
-        if block is not None:
-            CRFParams.from_config(block, key=key)
-    return typed
+    """The resolved ``stages`` mapping (one dataset's) checked against :class:`StagesSettings` (its CRF, IRN
+    and PSA blocks included); one ConfigError line naming the key otherwise."""
+    return StagesSettings.load(_without_runtime(stages), "stages", origin=origin, also_known=_runtime_known)
 
 
-__all__ = ["ConfigError", "StagesSettings", "check_stages"]
+def check_overrides(stages: Mapping[str, Any], path: Sequence[str], where: str) -> None:
+    """A ``stages:`` block with a method's ``pipeline.refine_overrides.<refine>`` (``path`` = ``("refine",
+    refine)``) or ``decoder_overrides`` (``("decoder_inference",)``) on top, checked by the block's type; a bad
+    value is reported at ``where`` (the method's overrides: the block alone was checked before)."""
+    node: Any = stages
+    for key in reversed(path):
+        node = {key: node}
+    StagesSettings.load(_without_runtime(node), "", also_known=_runtime_known,
+                        origin=lambda parts: key_path(where, parts[len(path):]) if len(parts) >= len(path) else None)
+
+
+__all__ = ["ConfigError", "StagesSettings", "check_overrides", "check_stages"]

@@ -2,7 +2,8 @@
 
     python -m wsss_core.stages.train_affinity --config JSON --labels LABELS.h5 --output model.pt
 
-Stage keys (``config["stage"]``):
+Stage keys (``config["stage"]``; their types: ``AffinityTrain`` in ``wsss_core/stages/settings.py``, the
+refiner's ``IRNSettings`` / ``PSASettings`` in ``wsss_core/refine/settings.py``):
 
 * ``refine`` (``irn`` | ``psa``) and the method block ``irn`` / ``psa`` (network, radius, ...).
 * ``split`` (default ``train_aug``), ``batch_size``, ``epochs`` or ``iterations``, ``lr``,
@@ -26,7 +27,6 @@ PIL's nearest downscale in IRN) to ``crop_size / stride``. Resume state lives in
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import time
@@ -42,13 +42,14 @@ import torch.nn.functional as F
 
 import wsss_core.data
 from wsss_core import runtime
-from wsss_core.errors import ConfigError, StoreError
+from wsss_core.errors import StoreError
 from wsss_core.io.seed_store import MaskStore
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.segmentation import NORMALIZATIONS, InputNormalization
 from wsss_core.stages import _cli
 from wsss_core.stages.affinity_labels import refiner_from_stage
-from wsss_core.stages._shared import missing_ids, source_record, stage_config
+from wsss_core.stages._shared import missing_ids, section_settings, source_record, stage_config
+from wsss_core.stages.settings import AffinityTrain
 from wsss_core.training.checkpoint import ResumeState
 from wsss_core.training.loop import LoopSettings, images_per_second, run_training
 from wsss_core.training.schedulers import PolyLRScheduler
@@ -61,7 +62,6 @@ LOG = logging.getLogger(__name__)
 STAGE = "wsss_core.stages.train_affinity"
 SECTION = "refine.*.train"  # its run-time keys (wsss_core.runtime)
 IGNORE_LABEL = 255
-REQUIRED_KEYS = ("refine", "batch_size", "lr", "weight_decay", "crop_size")
 
 
 def color_jitter(image: np.ndarray, strengths: Sequence[float], rng: np.random.Generator) -> np.ndarray:
@@ -132,37 +132,20 @@ class AffinitySample:
         return {"image": pixels.contiguous(), "labels": reduced.contiguous()}
 
 
-def _pair(stage: dict[str, Any], key: str) -> tuple[float, float] | None:
-    value = stage.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, Sequence) or len(value) != 2 or not value[0] <= value[1]:
-        raise ConfigError(f"stage.{key} must be [low, high] with low <= high, got {value!r}")
-    return (value[0], value[1])
-
-
-def sample_from_stage(stage: dict[str, Any], stride: int) -> AffinitySample:
-    if stage.get("scale_range") is not None and stage.get("long_side_range") is not None:
-        raise ConfigError("stage.scale_range and stage.long_side_range are exclusive; set one (IRN: scale_range, "
-                          "PSA: long_side_range)")
-    jitter = stage.get("color_jitter")
-    if jitter is not None and (not isinstance(jitter, Sequence) or len(jitter) != 4):
-        raise ConfigError(f"stage.color_jitter must be [brightness, contrast, saturation, hue] or null, got {jitter!r}")
-    long_side = _pair(stage, "long_side_range")
+def sample_from_settings(train: AffinityTrain, stride: int) -> AffinitySample:
+    """The training sample of ``stages.refine.<refine>.train`` (its type checked the pairs and their order)."""
     return AffinitySample(
-        crop_size=int(stage["crop_size"]), stride=stride, normalization=NORMALIZATIONS["imagenet"],
-        scale_range=_pair(stage, "scale_range"),
-        long_side_range=(int(long_side[0]), int(long_side[1])) if long_side else None,
-        flip=bool(stage.get("flip", True)), jitter=tuple(float(v) for v in jitter) if jitter else None,  # type: ignore[arg-type]
+        crop_size=train.crop_size, stride=stride, normalization=NORMALIZATIONS["imagenet"],
+        scale_range=train.scale_range, long_side_range=train.long_side_range, flip=train.flip,
+        jitter=tuple(train.color_jitter) if train.color_jitter is not None else None,  # type: ignore[arg-type]
     )
 
 
-def total_steps(stage: dict[str, Any], size: int, batch_size: int) -> int:
-    if stage.get("iterations"):
-        return int(stage["iterations"])
-    if not stage.get("epochs"):
-        raise ConfigError("set stage.epochs (IRN 3, PSA 8, MCTformer 5) or stage.iterations")
-    return int(stage["epochs"]) * max(1, size // batch_size)
+def total_steps(train: AffinityTrain, size: int) -> int:
+    """``iterations`` when set, else ``epochs`` × the batches of ``size`` images (at least one)."""
+    if train.iterations is not None:
+        return train.iterations
+    return train.epochs * max(1, size // train.batch_size)  # type: ignore[operator]  (the type: one is set)
 
 
 def train(config: dict[str, Any], labels_path: Path, output: Path) -> dict[str, Any]:
@@ -170,11 +153,9 @@ def train(config: dict[str, Any], labels_path: Path, output: Path) -> dict[str, 
     run_time = runtime.settings(config, SECTION)  # how it runs: not in the resume key or the provenance hash
     config = runtime.identity(config, SECTION)
     stage = stage_config(config)
-    missing = [key for key in REQUIRED_KEYS if key not in stage]
-    if missing:
-        raise ConfigError(f"stage keys {missing} are missing for train_affinity; set them in config.yaml")
     refiner = refiner_from_stage(stage)
     settings = refiner.settings(stage)
+    train = section_settings(stage, AffinityTrain)
     seed = int(config.get("seed", 0))
     seed_everything(seed)
     reader = wsss_core.data.open_dataset(config["dataset"])
@@ -189,15 +170,15 @@ def train(config: dict[str, Any], labels_path: Path, output: Path) -> dict[str, 
                          "re-run affinity_labels with this refiner")
 
     model = refiner.build_model(settings, WeightsCatalog.from_config(config.get("weights")))
-    lr, weight_decay = float(stage["lr"]), float(stage["weight_decay"])
-    optimizer = torch.optim.SGD(refiner.parameter_groups(model, lr, weight_decay), lr=lr,
-                                momentum=float(stage.get("momentum", 0.0)), weight_decay=weight_decay)
-    batch_size = int(stage["batch_size"])
-    steps = total_steps(stage, len(ids), batch_size)
-    scheduler = PolyLRScheduler(optimizer, steps, power=float(stage.get("poly_power", 0.9)))
+    optimizer = torch.optim.SGD(refiner.parameter_groups(model, train.lr, train.weight_decay), lr=train.lr,
+                                momentum=train.momentum, weight_decay=train.weight_decay)
+    batch_size = train.batch_size
+    steps = total_steps(train, len(ids))
+    scheduler = PolyLRScheduler(optimizer, steps, power=train.poly_power)
     from wsss_core.data.datasets import SegmentationTrainingDataset
 
-    dataset = SegmentationTrainingDataset(reader, split, labels.get, sample_from_stage(stage, refiner.feature_stride), seed)
+    sample = sample_from_settings(train, refiner.feature_stride)
+    dataset = SegmentationTrainingDataset(reader, split, labels.get, sample, seed)
     loop = LoopSettings(
         batch_size=batch_size, num_workers=int(run_time.get("num_workers", 0)), seed=seed,
         log_every=int(run_time.get("log_every", 20)), checkpoint_every=int(run_time.get("checkpoint_every", 0)),
@@ -210,7 +191,7 @@ def train(config: dict[str, Any], labels_path: Path, output: Path) -> dict[str, 
                            dataset=dataset, total_steps=steps, settings=loop, state=state, device=device)
     payload = {
         "refine": refiner.name,
-        "settings": dataclasses.asdict(settings),
+        "settings": settings.model_dump(),
         "num_classes": reader.num_classes,
         "model": {key: value.cpu() for key, value in model.state_dict().items()},
         "stage_config": stage,
