@@ -20,7 +20,8 @@ from wsss_core.segmentation import (
 )
 from wsss_core.segmentation.deeplab_v2 import ASPPv2
 from wsss_core.segmentation.inference import predict_probabilities
-from wsss_core.stages.train_segmentation import SegmentationSample, resize_labels, segmentation_loss
+from wsss_core.losses.segmentation import resize_labels, segmentation_loss
+from wsss_core.segmentation.training import SegmentationSample
 
 torch.set_num_threads(1)
 

@@ -1,7 +1,7 @@
 """The package's layers, read from the import statements (ast: nothing is imported).
 
 From the bottom up: the shared machinery (``training/``, ``io/``, ``evaluation/``, ``refine/``,
-``losses/``) knows nothing of the methods or the stages; the methods know nothing of the stages; every
+``segmentation/``, ``losses/``) knows nothing of the methods or the stages; the methods know nothing of the stages; every
 loss function lives in ``losses/`` (one module per method family). A lower layer that needed
 a method would put every method's code into its code fingerprint and an import cycle one edit away.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "wsss_core"
-LOWER_LAYERS = ("training", "io", "evaluation", "refine", "losses")
+LOWER_LAYERS = ("training", "io", "evaluation", "refine", "segmentation", "losses")
 
 
 def imported_modules(source: str, module: str) -> set[str]:
@@ -84,10 +84,10 @@ def test_losses_is_a_lower_layer() -> None:
     assert len(files_of("losses")) > 2
 
 
-# Packages whose loss functions have moved to ``losses/``; ``stages/`` and ``reporting/`` are left to
-# their own checks (a stage's loss belongs in ``losses/`` too, but it is moved with its stage).
+# Packages whose loss functions have moved to ``losses/`` (DeepLab's from ``stages/train_segmentation.py``
+# too); ``reporting/`` is left out: ``_plot_losses`` draws loss curves.
 LOSS_FREE = ("methods", "refine", "pretraining", "single_stage", "models", "training", "io", "evaluation", "data",
-             "segmentation")
+             "segmentation", "stages")
 
 
 def module_level_losses(source: str) -> list[str]:
@@ -113,6 +113,21 @@ def test_loss_functions_live_in_losses() -> None:
         if (names := module_level_losses(path.read_text()))
     }
     assert not offenders
+
+
+def test_the_stage_settings_import_no_heavy_dependency() -> None:
+    """Parsing the workflow checks ``stages:`` with ``wsss_core.stages.settings`` (and the refinements' and
+    networks' types it uses): it must not import the compiled CRF, HDF5 or plotting; and the CRF worker
+    processes of refine_crf unpickle ``CRFParams`` without torch."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, wsss_core.refine.settings; light = 'torch' not in sys.modules; "
+             "import wsss_core.stages.settings; "
+             "print(light, sorted(m for m in ('pydensecrf', 'h5py', 'matplotlib') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=PACKAGE.parent, env={"PYTHONPATH": str(PACKAGE.parent), "PATH": "/usr/bin:/bin"})
+    assert result.stdout.split() == ["True", "[]"], result.stdout + result.stderr
 
 
 def test_methods_import_no_stage() -> None:

@@ -158,7 +158,7 @@ def test_bad_input_exits_with_one_line(workspace, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         train(config, workspace["masks"], workspace["root"] / "x" / "model.pt")
     assert exit_info.value.code == 1
-    assert "ConfigError: stage keys" in capsys.readouterr().err
+    assert "ConfigError: config key stage.batch_size is missing" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------- inference

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsss_core.errors import ConfigError
 from wsss_core.models.resnet38 import ResNet38, create_resnet38
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.refine.crf import CRFParams
 from wsss_core.segmentation import NORMALIZATIONS, SEGMENTATION_NETWORKS
+from wsss_core.segmentation.settings import SegmentationNetworkSettings, network_settings
 
 INFERENCE_DEFAULTS: dict[str, Any] = {
     "scales": (0.5, 0.75, 1.0, 1.25, 1.5),
@@ -71,18 +71,14 @@ class DeepLabV1ResNet38(nn.Module):
 
 
 @SEGMENTATION_NETWORKS.register("deeplab_v1_resnet38")
-def deeplab_v1_resnet38(num_labels: int, config: Mapping[str, Any], weights_catalog: WeightsCatalog) -> DeepLabV1ResNet38:
-    """From the stage config: ``weights`` (key of a converted ResNet-38 file, or null), ``width`` (1.0 =
+def deeplab_v1_resnet38(num_labels: int, config: Mapping[str, Any] | SegmentationNetworkSettings,
+                        weights_catalog: WeightsCatalog) -> DeepLabV1ResNet38:
+    """From the stage config (``SegmentationNetworkSettings``): ``weights`` (key of a converted ResNet-38 file, or null), ``width`` (1.0 =
     the published network; smaller for the synthetic preset), ``batch_norm`` (frozen | train),
     ``frozen_stages`` (default ``[conv1a]``). The head's 512 channels scale with ``width`` too."""
-    batch_norm = config.get("batch_norm", "frozen")
-    if batch_norm not in ("frozen", "train"):
-        raise ConfigError(f"stage.batch_norm is '{batch_norm}'; use frozen or train")
-    width = float(config.get("width", 1.0))
-    if width <= 0:
-        raise ConfigError(f"stage.width must be positive, got {width}")
+    settings = network_settings("deeplab_v1_resnet38", config)
     backbone = create_resnet38(
-        weights_catalog.get(config.get("weights")), width=width, freeze_batch_norm=batch_norm == "frozen",
-        frozen_stages=tuple(config.get("frozen_stages", ("conv1a",))),
+        weights_catalog.get(settings.weights), width=settings.width,
+        freeze_batch_norm=settings.batch_norm == "frozen", frozen_stages=tuple(settings.frozen_stages),
     )
-    return DeepLabV1ResNet38(backbone, num_labels, head_channels=max(8, round(512 * width)))
+    return DeepLabV1ResNet38(backbone, num_labels, head_channels=max(8, round(512 * settings.width)))

@@ -35,9 +35,9 @@ from torch import nn
 from wsss_core.errors import ConfigError
 from wsss_core.models.weights import PretrainedWeights, WeightsCatalog
 from wsss_core.segmentation import NORMALIZATIONS, SEGMENTATION_NETWORKS, InputNormalization
+from wsss_core.segmentation.settings import SegmentationNetworkSettings, network_settings
 
 LOG = logging.getLogger(__name__)
-BATCH_NORM_MODES = ("frozen", "train")
 
 
 class ASPPv2(nn.Module):
@@ -124,25 +124,16 @@ def create_dilated_resnet(
 
 
 @SEGMENTATION_NETWORKS.register("deeplab_v2")
-def deeplab_v2(num_labels: int, config: Mapping[str, Any], weights_catalog: WeightsCatalog) -> DeepLabV2:
-    """DeepLab-V2 from the stage config: ``backbone`` (timm ResNet name), ``backbone_args`` (timm
-    kwargs, e.g. narrower ``channels`` for the synthetic preset), ``weights`` (key or null),
-    ``batch_norm`` (frozen | train), ``normalization`` (imagenet | caffe), ``aspp_rates``."""
-    batch_norm = config.get("batch_norm", "frozen")
-    if batch_norm not in BATCH_NORM_MODES:
-        raise ConfigError(f"stage.batch_norm is '{batch_norm}'; use one of {', '.join(BATCH_NORM_MODES)}")
-    normalization = config.get("normalization", "imagenet")
-    if normalization not in NORMALIZATIONS:
-        raise ConfigError(
-            f"stage.normalization is '{normalization}'; use one of {', '.join(sorted(NORMALIZATIONS))}"
-        )
-    if "backbone" not in config:
-        raise ConfigError("stage.backbone is missing: name a timm ResNet, e.g. resnet101")
+def deeplab_v2(num_labels: int, config: Mapping[str, Any] | SegmentationNetworkSettings,
+               weights_catalog: WeightsCatalog) -> DeepLabV2:
+    """DeepLab-V2 from the stage config (``SegmentationNetworkSettings``: ``backbone`` (timm ResNet name),
+    ``backbone_args`` (timm kwargs, e.g. narrower ``channels`` for the synthetic preset), ``weights`` (key
+    or null), ``batch_norm`` (frozen | train), ``normalization`` (imagenet | caffe), ``aspp_rates``)."""
+    settings = network_settings("deeplab_v2", config)
     backbone = create_dilated_resnet(
-        config["backbone"],
-        weights_catalog.get(config.get("weights")),
-        config.get("backbone_args"),
-        frozen_batch_norm=batch_norm == "frozen",
+        settings.backbone,  # type: ignore[arg-type]  (the type requires it for deeplab_v2)
+        weights_catalog.get(settings.weights),
+        settings.backbone_args,
+        frozen_batch_norm=settings.batch_norm == "frozen",
     )
-    rates = tuple(int(rate) for rate in config.get("aspp_rates", (6, 12, 18, 24)))
-    return DeepLabV2(backbone, num_labels, rates, NORMALIZATIONS[normalization])
+    return DeepLabV2(backbone, num_labels, tuple(settings.aspp_rates), NORMALIZATIONS[settings.normalization])

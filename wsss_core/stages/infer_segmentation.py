@@ -24,7 +24,6 @@ With ``--shard I --shards N`` only the images ``ids[I::N]`` are segmented (attri
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -170,7 +169,7 @@ def infer(
         "provenance": provenance(config, STAGE),
         "split": split,
         "model_config_hash": (checkpoint.get("provenance") or {}).get("config_hash", ""),
-        "crf": None if crf is None else dataclasses.asdict(crf),
+        "crf": None if crf is None else crf.model_dump(),
     }
     if shards > 1:
         attrs["shard"] = f"{shard}/{shards}"

@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 from wsss_core import runtime
 from wsss_core.errors import ConfigError
 from wsss_core.refine.settings import CRFParams, IRNSettings, PSASettings
+from wsss_core.segmentation.settings import SegmentationNetworkSettings
 from wsss_core.settings import (
     NonNegativeFloat,
     NonNegativeInt,
@@ -155,18 +156,12 @@ class RefineStages(Settings):
     psa: PSARefineStage | None = None
 
 
-class SegmentationTrain(Settings):
-    """``stages.segmentation.<network>.train`` (stage ``train_segmentation``)."""
+class SegmentationTrain(SegmentationNetworkSettings):
+    """``stages.segmentation.<network>.train`` (stage ``train_segmentation``): the network's keys
+    (``SegmentationNetworkSettings``, beside the networks in ``wsss_core/segmentation/settings.py``) and the
+    training recipe (deeplab-pytorch's: SGD, poly decay stepped every ``lr_update_every`` iterations, a
+    random scale of ``scales``, a ``crop_size`` crop, flip)."""
 
-    network: Literal["deeplab_v2", "deeplab_v1_resnet38"]
-    backbone: str | None = None
-    backbone_args: dict[str, Any] = {}
-    weights: str | None = None
-    width: PositiveFloat | None = None
-    frozen_stages: list[str] | None = None
-    batch_norm: Literal["frozen", "train"] = "frozen"
-    normalization: Literal["imagenet", "caffe"] = "imagenet"
-    aspp_rates: Annotated[list[PositiveInt], Field(min_length=1)] | None = None
     batch_size: PositiveInt
     iterations: PositiveInt
     lr: PositiveFloat
