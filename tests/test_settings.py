@@ -104,6 +104,10 @@ BAD_VALUES = [
     ("stages.refine.psa.train.color_jitter", [0.3, 0.3], "stages.refine.psa.train.color_jitter = [0.3, 0.3]"),
     ("stages.segmentation.deeplab_v1_resnet38.inference.crf.bilateral_srgb", -5, "stages.segmentation.deeplab_v1_resnet38.inference.crf.bilateral_srgb = -5: must be greater than 0"),
     ("stages.decoder_inference.crf.iterations", 2.5, "stages.decoder_inference.crf.iterations = 2.5: must be a valid integer"),
+    # the segmentation network's keys (wsss_core/segmentation/settings.py), which train_segmentation reads
+    ("stages.segmentation.deeplab_v2.train.aspp_rates", [], "stages.segmentation.deeplab_v2.train.aspp_rates = []: List should have at least 1 item"),
+    ("stages.segmentation.deeplab_v2.train.backbone", None, "stages.segmentation.deeplab_v2.train = a mapping: deeplab_v2 needs backbone"),
+    ("stages.segmentation.deeplab_v1_resnet38.train.width", 0, "stages.segmentation.deeplab_v1_resnet38.train.width = 0: must be greater than 0"),
     # run-time values (wsss_core.runtime)
     ("num_workers", -1, "config.yaml: num_workers: -1 is less than the minimum of 0"),
     ("stages.train_method.log_every", 0, "stages.train_method.log_every is 0; a run-time setting that must be an integer >= 1"),
@@ -148,6 +152,7 @@ TYPOS = [
     ("stages.refine.psa.train.epoch", 3, "unknown key 'stages.refine.psa.train.epoch' in config (known keys there: batch_size,"),
     ("stages.segmentation.deeplab_v1_resnet38.inference.crf.iteration", 3, "unknown key 'stages.segmentation.deeplab_v1_resnet38.inference.crf.iteration' in config"),
     ("stages.decoder_inference.crf.bilateral_rgb", 3, "unknown key 'stages.decoder_inference.crf.bilateral_rgb' in config"),
+    ("stages.segmentation.deeplab_v1_resnet38.train.widht", 0.5, "unknown key 'stages.segmentation.deeplab_v1_resnet38.train.widht' in config (known keys there: "),
     ("methods.vitpcm.pipeline.refine_overrides.crf.bilateral_sxyy", 67, "unknown key 'methods.vitpcm.pipeline.refine_overrides.crf.bilateral_sxyy' in config (known keys there: background,"),
 ]
 
@@ -261,6 +266,7 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
      "config.yaml: pretraining.backbones.vit_synth.epochs = 0: must be greater than or equal to 1"),
     ({"pretraining": {"backbones": {"vit_synth": {"epoch": 3}}}},
      "config.yaml: unknown key 'pretraining.backbones.vit_synth.epoch' in config"),
+    ({"stages": {"refine": {"crf": {"iteration": 5}}}}, "config.yaml: unknown key 'stages.refine.crf.iteration' in config"),
 ])
 def test_snakemake_dry_run_stops_before_any_job(tmp_path: Path, overlay: dict[str, Any], expected: str) -> None:
     path = tmp_path / "overlay.yaml"
