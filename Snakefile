@@ -4,6 +4,9 @@
 #   snakemake --cores 2 results/synth/cti/miou.json       # the embedded synthetic dataset, CPU, minutes
 #
 # Rules live in workflow/rules/<stage>.smk; every rule calls one stage module, `python -m wsss_core.stages.X`.
+# Before them: checks.smk (what would go wrong silently), config.smk (config.yaml validated and resolved),
+# resources.smk (GPUs, memory, SLURM), paths.smk (input functions over wsss_core.artefacts), jobs.smk (each
+# job's --config identity and code fingerprint).
 
 from snakemake.utils import min_version
 
@@ -17,7 +20,10 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/checks.smk"
-include: "workflow/rules/common.smk"
+include: "workflow/rules/config.smk"
+include: "workflow/rules/resources.smk"
+include: "workflow/rules/paths.smk"
+include: "workflow/rules/jobs.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/prepare.smk"

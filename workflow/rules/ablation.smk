@@ -6,8 +6,8 @@ rule ablation_table:
     input:
         unpack(ablation_inputs),
     output:
-        markdown="results/{dataset}/{ablation}/ablation.md",
-        table="results/{dataset}/{ablation}/ablation.csv",
+        markdown=paths.ABLATION,
+        table=paths.ABLATION_TABLE,
     params:
         config=ablation_job,
         rows=ablation_rows_argument,

@@ -3,7 +3,7 @@
 
 rule synth_dataset:
     output:
-        directory("results/{dataset}/dataset"),
+        directory(paths.GENERATED_DATASET),
     params:
         config=synth_job,
         code=code_fingerprint("wsss_core.stages.synth_dataset"),
@@ -54,7 +54,7 @@ def fingerprint_job(wildcards):
 
 rule dataset_fingerprint:
     output:
-        "results/{dataset}/dataset.fingerprint.json",
+        paths.DATASET_FINGERPRINT,
     params:
         config=fingerprint_job,
         digest=dataset_digest,

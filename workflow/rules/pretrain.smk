@@ -6,9 +6,9 @@
 
 rule pretrain_pool:
     output:
-        train="results/synth/pretrain_pool/train.npz",
-        val="results/synth/pretrain_pool/val.npz",
-        classes="results/synth/pretrain_pool/classes.json",
+        train=paths.PRETRAIN_POOL_TRAIN,
+        val=paths.PRETRAIN_POOL_VAL,
+        classes=paths.PRETRAIN_POOL_CLASSES,
     params:
         config=pretrain_pool_job,
         code=code_fingerprint("wsss_core.stages.pretrain_pool"),
@@ -37,8 +37,8 @@ rule pretrain_backbone:
     input:
         rules.pretrain_pool.output,
     output:
-        weights="results/synth/pretrained/{backbone}.safetensors",
-        report="results/synth/pretrained/{backbone}.json",
+        weights=paths.PRETRAINED_WEIGHTS,
+        report=paths.PRETRAINED_REPORT,
     params:
         config=pretrain_backbone_identity,
         code=code_fingerprint("wsss_core.stages.pretrain_backbone"),

@@ -5,10 +5,10 @@
 rule refine_crf:
     input:
         dataset=dataset_input,
-        seeds="results/{dataset}/{method}/seeds/cams.h5",
-        seed_eval="results/{dataset}/{method}/seeds/eval.json",
+        seeds=paths.SEEDS,
+        seed_eval=paths.SEED_EVAL,
     output:
-        "results/{dataset}/{method}/masks/crf/masks.h5",
+        paths.path(paths.MASKS, refine="crf"),
     params:
         config=refine_crf_job,
         code=stage_code("wsss_core.stages.refine_crf"),
@@ -31,9 +31,9 @@ rule refine_crf:
 rule export_pseudo_labels:
     input:
         dataset=dataset_input,
-        model="results/{dataset}/{method}/train/model.pt",
+        model=paths.MODEL,
     output:
-        "results/{dataset}/{method}/masks/own/masks.h5",
+        paths.path(paths.MASKS, refine="own"),
     params:
         config=export_pseudo_labels_job,
         code=stage_code("wsss_core.stages.export_pseudo_labels"),
@@ -56,9 +56,9 @@ rule export_pseudo_labels:
 rule evaluate_masks:
     input:
         dataset=dataset_input,
-        masks="results/{dataset}/{method}/masks/{refine}/masks.h5",
+        masks=paths.MASKS,
     output:
-        "results/{dataset}/{method}/masks/{refine}/eval.json",
+        paths.MASK_EVAL,
     params:
         config=evaluate_masks_job,
         code=stage_code("wsss_core.stages.evaluate_masks"),
@@ -84,9 +84,9 @@ rule evaluate_masks:
 rule affinity_labels:
     input:
         dataset=dataset_input,
-        seeds="results/{dataset}/{method}/seeds/cams.h5",
+        seeds=paths.SEEDS,
     output:
-        "results/{dataset}/{method}/masks/{refine}/relation_labels.h5",
+        paths.RELATION_LABELS,
     params:
         config=affinity_labels_job,
         code=stage_code("wsss_core.stages.affinity_labels"),
@@ -111,10 +111,10 @@ rule affinity_labels:
 rule train_affinity:
     input:
         dataset=dataset_input,
-        labels="results/{dataset}/{method}/masks/{refine}/relation_labels.h5",
+        labels=paths.RELATION_LABELS,
         weights=get_weight_files(train_affinity_job),
     output:
-        "results/{dataset}/{method}/masks/{refine}/model.pt",
+        paths.AFFINITY_MODEL,
     params:
         config=train_affinity_job,
         code=stage_code("wsss_core.stages.train_affinity"),
@@ -139,10 +139,10 @@ rule train_affinity:
 rule refine_random_walk:
     input:
         dataset=dataset_input,
-        seeds="results/{dataset}/{method}/seeds/cams.h5",
-        model="results/{dataset}/{method}/masks/{refine}/model.pt",
+        seeds=paths.SEEDS,
+        model=paths.AFFINITY_MODEL,
     output:
-        "results/{dataset}/{method}/masks/{refine}/masks.h5",
+        paths.MASKS,
     params:
         config=refine_random_walk_job,
         code=stage_code("wsss_core.stages.refine_random_walk"),

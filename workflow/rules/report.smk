@@ -9,16 +9,16 @@ rule summary:
     input:
         summary_input,
     output:
-        markdown="results/{dataset}/summary.md",
+        markdown=paths.SUMMARY,
         table=report(
-            "results/{dataset}/summary.csv",
+            paths.SUMMARY_TABLE,
             caption="../report/summary.rst",
             category="{dataset}",
             subcategory="summary",
             labels={"table": "summary (CSV)"},
         ),
         page=report(
-            "results/{dataset}/summary.html",
+            paths.SUMMARY_PAGE,
             caption="../report/summary.rst",
             category="{dataset}",
             subcategory="summary",
@@ -48,7 +48,7 @@ rule class_iou_chart:
         class_iou_input,
     output:
         report(
-            "results/{dataset}/figures/class_iou.png",
+            paths.CLASS_IOU_CHART,
             caption="../report/class_iou_chart.rst",
             category="{dataset}",
             subcategory="per-class IoU",
@@ -78,7 +78,7 @@ rule sample_grid:
         unpack(sample_grid_input),
     output:
         report(
-            "results/{dataset}/{method}/figures/samples.png",
+            paths.SAMPLE_GRID,
             caption="../report/sample_grid.rst",
             category="{dataset}",
             subcategory="samples",
@@ -109,7 +109,7 @@ rule training_curves:
         unpack(training_curves_input),
     output:
         report(
-            "results/{dataset}/{method}/figures/training_curves.png",
+            paths.TRAINING_CURVES,
             caption="../report/training_curves.rst",
             category="{dataset}",
             subcategory="training curves",
@@ -136,10 +136,10 @@ rule training_curves:
 
 rule figure_index:
     input:
-        summary="results/{dataset}/summary.md",
+        summary=paths.SUMMARY,
         figures=reporting_figures,
     output:
-        "results/{dataset}/figures/index.md",
+        paths.FIGURE_INDEX,
     params:
         config=figure_index_job,
         code=code_fingerprint("wsss_core.stages.figure_index"),
@@ -164,7 +164,7 @@ rule compare_seeds:
         comparison_inputs,
     output:
         report(
-            "results/{dataset}/comparisons{level}.md",
+            paths.COMPARISONS,
             caption="../report/summary.rst",
             category="{dataset}",
             subcategory="summary",

@@ -4,9 +4,9 @@
 rule evaluate_segmentation:
     input:
         dataset=dataset_input,
-        predictions="results/{dataset}/{method}/{route_dir}/predictions.h5",
+        predictions=paths.PREDICTIONS,
     output:
-        "results/{dataset}/{method}/{route_dir}/miou.json",
+        paths.ROUTE_RESULT,
     params:
         config=evaluate_final_job,
         code=stage_code("wsss_core.stages.evaluate_masks"),
@@ -15,7 +15,7 @@ rule evaluate_segmentation:
     benchmark:
         "benchmarks/{dataset}/{method}/evaluate_segmentation_{route_dir}.tsv"
     wildcard_constraints:
-        route_dir="decoder|seg/[a-z]+\.[a-z0-9_]+",
+        route_dir=paths.ROUTE_DIRS,
     threads: 1
     resources:
         mem_mb=4000,
@@ -31,7 +31,7 @@ rule final_result:
     input:
         unpack(final_result_sources),
     output:
-        "results/{dataset}/{method}/miou.json",
+        paths.FINAL_RESULT,
     params:
         code=code_fingerprint("wsss_core.stages.final_result"),
         pipeline=pipeline_json,

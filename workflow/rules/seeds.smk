@@ -6,9 +6,9 @@
 rule export_seeds:
     input:
         dataset=dataset_input,
-        model="results/{dataset}/{method}/train/model.pt",
+        model=paths.MODEL,
     output:
-        "results/{dataset}/{method}/seeds/cams.h5",
+        paths.SEEDS,
     params:
         config=export_seeds_job,
         code=stage_code("wsss_core.stages.export_seeds"),
@@ -33,9 +33,9 @@ rule export_seeds:
 rule export_seeds_shard:
     input:
         dataset=dataset_input,
-        model="results/{dataset}/{method}/train/model.pt",
+        model=paths.MODEL,
     output:
-        temp("results/{dataset}/{method}/seeds/shards/cams.{shard}of{shards}.h5"),
+        temp(paths.SEED_SHARD),
     params:
         config=export_seeds_job,
         code=stage_code("wsss_core.stages.export_seeds"),
@@ -62,9 +62,9 @@ rule export_seeds_shard:
 rule evaluate_seeds:
     input:
         dataset=dataset_input,
-        seeds="results/{dataset}/{method}/seeds/cams.h5",
+        seeds=paths.SEEDS,
     output:
-        "results/{dataset}/{method}/seeds/eval.json",
+        paths.SEED_EVAL,
     params:
         config=evaluate_seeds_job,
         code=stage_code("wsss_core.stages.evaluate_seeds"),

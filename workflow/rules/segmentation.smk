@@ -7,10 +7,10 @@
 rule train_segmentation:
     input:
         dataset=dataset_input,
-        masks="results/{dataset}/{method}/masks/{refine}/masks.h5",
+        masks=paths.MASKS,
         weights=get_weight_files(train_segmentation_job),
     output:
-        "results/{dataset}/{method}/seg/{refine}.{network}/model.pt",
+        paths.SEGMENTATION_MODEL,
     params:
         config=train_segmentation_distributed_job,
         code=stage_code("wsss_core.stages.train_segmentation"),
@@ -33,9 +33,9 @@ rule train_segmentation:
 rule infer_segmentation:
     input:
         dataset=dataset_input,
-        model="results/{dataset}/{method}/seg/{refine}.{network}/model.pt",
+        model=paths.SEGMENTATION_MODEL,
     output:
-        "results/{dataset}/{method}/seg/{refine}.{network}/predictions.h5",
+        paths.path(paths.PREDICTIONS, route_dir=paths.SEGMENTATION_ROUTE),
     params:
         config=infer_segmentation_job,
         code=stage_code("wsss_core.stages.infer_segmentation"),
@@ -60,9 +60,9 @@ rule infer_segmentation:
 rule infer_segmentation_shard:
     input:
         dataset=dataset_input,
-        model="results/{dataset}/{method}/seg/{refine}.{network}/model.pt",
+        model=paths.SEGMENTATION_MODEL,
     output:
-        temp("results/{dataset}/{method}/seg/{refine}.{network}/shards/predictions.{shard}of{shards}.h5"),
+        temp(paths.path(paths.PREDICTION_SHARD, route_dir=paths.SEGMENTATION_ROUTE)),
     params:
         config=infer_segmentation_job,
         code=stage_code("wsss_core.stages.infer_segmentation"),
@@ -89,9 +89,9 @@ rule infer_segmentation_shard:
 rule infer_decoder:
     input:
         dataset=dataset_input,
-        model="results/{dataset}/{method}/train/model.pt",
+        model=paths.MODEL,
     output:
-        "results/{dataset}/{method}/decoder/predictions.h5",
+        paths.path(paths.PREDICTIONS, route_dir=paths.DECODER_ROUTE),
     params:
         config=infer_decoder_job,
         code=stage_code("wsss_core.stages.infer_segmentation"),
@@ -116,9 +116,9 @@ rule infer_decoder:
 rule infer_decoder_shard:
     input:
         dataset=dataset_input,
-        model="results/{dataset}/{method}/train/model.pt",
+        model=paths.MODEL,
     output:
-        temp("results/{dataset}/{method}/decoder/shards/predictions.{shard}of{shards}.h5"),
+        temp(paths.path(paths.PREDICTION_SHARD, route_dir=paths.DECODER_ROUTE)),
     params:
         config=infer_decoder_job,
         code=stage_code("wsss_core.stages.infer_segmentation"),

@@ -9,7 +9,7 @@ rule merge_seed_shards:
         dataset=dataset_input,
         shards=seed_shards,
     output:
-        "results/{dataset}/{method}/seeds/cams.h5",
+        paths.SEEDS,
     params:
         config=merge_seeds_job,
         code=code_fingerprint("wsss_core.stages.merge_stores"),
@@ -35,7 +35,7 @@ rule merge_prediction_shards:
         dataset=dataset_input,
         shards=prediction_shards,
     output:
-        "results/{dataset}/{method}/{route_dir}/predictions.h5",
+        paths.PREDICTIONS,
     params:
         config=merge_predictions_job,
         code=code_fingerprint("wsss_core.stages.merge_stores"),
@@ -45,7 +45,7 @@ rule merge_prediction_shards:
         "benchmarks/{dataset}/{method}/merge_prediction_shards_{route_dir}.tsv"
     wildcard_constraints:
         dataset=SHARDED,
-        route_dir="decoder|seg/[a-z]+\.[a-z0-9_]+",
+        route_dir=paths.ROUTE_DIRS,
     threads: 1
     resources:
         mem_mb=4000,

@@ -7,7 +7,7 @@ rule train_method:
         dataset=dataset_input,
         weights=get_weight_files(train_job),
     output:
-        "results/{dataset}/{method}/train/model.pt",
+        paths.MODEL,
     params:
         config=train_distributed_job,
         code=stage_code("wsss_core.stages.train_method"),
@@ -30,9 +30,9 @@ rule evaluate_classifier:
     """Classification mAP of each head of the trained network on the score split: a chain whose
     classifier has not learned the labels is visible before its seeds are read."""
     input:
-        model="results/{dataset}/{method}/train/model.pt",
+        model=paths.MODEL,
     output:
-        "results/{dataset}/{method}/train/classification.json",
+        paths.CLASSIFICATION,
     params:
         config=evaluate_classifier_job,
         code=stage_code("wsss_core.stages.evaluate_classifier"),
