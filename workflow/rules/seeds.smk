@@ -1,6 +1,6 @@
 # CAM seeds: export to the HDF5 seed store, and their evaluation (background-threshold sweep, P/R).
-# A dataset with `sharding.shards` N > 1 exports N shards in parallel (rule export_seeds_shard) that
-# rule merge_seed_shards (sharding.smk) joins into the same cams.h5.
+# A dataset with `sharding.shards` N > 1 exports N shards in parallel (rule export_seeds_shard, this rule
+# with a shard's output: sharding.smk) that rule merge_seed_shards joins into the same cams.h5.
 
 
 rule export_seeds:
@@ -12,6 +12,7 @@ rule export_seeds:
     params:
         config=export_seeds_job,
         code=stage_code("wsss_core.stages.export_seeds"),
+        shards="",  # sharding.smk: "--shard K --shards N " in export_seeds_shard
     log:
         "logs/{dataset}/{method}/export_seeds.log",
     benchmark:
@@ -27,36 +28,7 @@ rule export_seeds:
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.export_seeds --config {params.config:q} "
         "--runtime {RUNTIME:q} "
-        "--model {input.model} --output {output} > {log} 2>&1"
-
-
-rule export_seeds_shard:
-    input:
-        dataset=dataset_input,
-        model=paths.MODEL,
-    output:
-        temp(paths.SEED_SHARD),
-    params:
-        config=export_seeds_job,
-        code=stage_code("wsss_core.stages.export_seeds"),
-    log:
-        "logs/{dataset}/{method}/export_seeds.{shard}of{shards}.log",
-    benchmark:
-        "benchmarks/{dataset}/{method}/export_seeds.{shard}of{shards}.tsv"
-    wildcard_constraints:
-        dataset=SHARDED,
-        shard="[0-9]+",
-        shards="[0-9]+",
-    threads: 4
-    resources:
-        gpu=heavy_gpu,
-        mem_mb=heavy_mem_mb,
-        runtime=heavy_runtime,
-        **SLURM_HEAVY,
-    shell:
-        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.export_seeds --config {params.config:q} "
-        "--runtime {RUNTIME:q} "
-        "--model {input.model} --shard {wildcards.shard} --shards {wildcards.shards} --output {output} > {log} 2>&1"
+        "--model {input.model} {params.shards}--output {output} > {log} 2>&1"
 
 
 rule evaluate_seeds:

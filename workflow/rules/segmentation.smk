@@ -1,7 +1,7 @@
 # Segmentation: a DeepLab network trained on the pseudo-masks and evaluated on the evaluation split with
 # multi-scale + flip + dense CRF inference; or, for end-to-end methods, the method's own decoder.
-# A dataset with `sharding.shards` N > 1 runs inference as N parallel shard jobs (rules *_shard) that
-# rule merge_prediction_shards (sharding.smk) joins into the same predictions.h5.
+# A dataset with `sharding.shards` N > 1 runs inference as N parallel shard jobs (rules *_shard, these rules
+# with a shard's output: sharding.smk) that rule merge_prediction_shards joins into the same predictions.h5.
 
 
 rule train_segmentation:
@@ -39,6 +39,7 @@ rule infer_segmentation:
     params:
         config=infer_segmentation_job,
         code=stage_code("wsss_core.stages.infer_segmentation"),
+        shards="",  # sharding.smk: "--shard K --shards N " in the *_shard rule
     log:
         "logs/{dataset}/{method}/infer_segmentation_{refine}.{network}.log",
     benchmark:
@@ -54,36 +55,7 @@ rule infer_segmentation:
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
         "--runtime {RUNTIME:q} --runtime-section segmentation.{wildcards.network}.inference "
-        "--model {input.model} --output {output} > {log} 2>&1"
-
-
-rule infer_segmentation_shard:
-    input:
-        dataset=dataset_input,
-        model=paths.SEGMENTATION_MODEL,
-    output:
-        temp(paths.path(paths.PREDICTION_SHARD, route_dir=paths.SEGMENTATION_ROUTE)),
-    params:
-        config=infer_segmentation_job,
-        code=stage_code("wsss_core.stages.infer_segmentation"),
-    log:
-        "logs/{dataset}/{method}/infer_segmentation_{refine}.{network}.{shard}of{shards}.log",
-    benchmark:
-        "benchmarks/{dataset}/{method}/infer_segmentation_{refine}.{network}.{shard}of{shards}.tsv"
-    wildcard_constraints:
-        dataset=SHARDED,
-        shard="[0-9]+",
-        shards="[0-9]+",
-    threads: 4
-    resources:
-        gpu=heavy_gpu,
-        mem_mb=heavy_mem_mb,
-        runtime=heavy_runtime,
-        **SLURM_HEAVY,
-    shell:
-        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
-        "--runtime {RUNTIME:q} --runtime-section segmentation.{wildcards.network}.inference "
-        "--model {input.model} --shard {wildcards.shard} --shards {wildcards.shards} --output {output} > {log} 2>&1"
+        "--model {input.model} {params.shards}--output {output} > {log} 2>&1"
 
 
 rule infer_decoder:
@@ -95,6 +67,7 @@ rule infer_decoder:
     params:
         config=infer_decoder_job,
         code=stage_code("wsss_core.stages.infer_segmentation"),
+        shards="",  # sharding.smk: "--shard K --shards N " in the *_shard rule
     log:
         "logs/{dataset}/{method}/infer_decoder.log",
     benchmark:
@@ -110,33 +83,4 @@ rule infer_decoder:
     shell:
         "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
         "--runtime {RUNTIME:q} "
-        "--model {input.model} --output {output} > {log} 2>&1"
-
-
-rule infer_decoder_shard:
-    input:
-        dataset=dataset_input,
-        model=paths.MODEL,
-    output:
-        temp(paths.path(paths.PREDICTION_SHARD, route_dir=paths.DECODER_ROUTE)),
-    params:
-        config=infer_decoder_job,
-        code=stage_code("wsss_core.stages.infer_segmentation"),
-    log:
-        "logs/{dataset}/{method}/infer_decoder.{shard}of{shards}.log",
-    benchmark:
-        "benchmarks/{dataset}/{method}/infer_decoder.{shard}of{shards}.tsv"
-    wildcard_constraints:
-        dataset=SHARDED,
-        shard="[0-9]+",
-        shards="[0-9]+",
-    threads: 4
-    resources:
-        gpu=heavy_gpu,
-        mem_mb=heavy_mem_mb,
-        runtime=heavy_runtime,
-        **SLURM_HEAVY,
-    shell:
-        "OMP_NUM_THREADS={threads} {PYTHON:q} -m wsss_core.stages.infer_segmentation --config {params.config:q} "
-        "--runtime {RUNTIME:q} "
-        "--model {input.model} --shard {wildcards.shard} --shards {wildcards.shards} --output {output} > {log} 2>&1"
+        "--model {input.model} {params.shards}--output {output} > {log} 2>&1"

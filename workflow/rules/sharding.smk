@@ -1,7 +1,55 @@
-# Merging of sharded stages: N shard stores (temporary) → the one store that an unsharded job writes,
-# image by image bit-identical, in the order of the split list. Only for datasets with sharding.shards > 1
-# (wildcard constraint SHARDED); the shards come from export_seeds_shard (seeds.smk) and
-# infer_segmentation_shard / infer_decoder_shard (segmentation.smk).
+# Sharded stages: a dataset with sharding.shards N > 1 (wildcard constraint SHARDED; config.smk) runs seed
+# export and segmentation/decoder inference as N parallel jobs, each the unsharded rule (seeds.smk,
+# segmentation.smk) with a shard's temporary output and `--shard K --shards N`; rules merge_* join the N shard
+# stores into the one store an unsharded job writes, image by image bit-identical, in the order of the split
+# list. Included after the rules it reuses.
+
+
+def shard_arguments(wildcards):
+    """``--shard K --shards N `` in a shard job's command (the unsharded rule's ``params.shards`` is empty)."""
+    return f"--shard {wildcards.shard} --shards {wildcards.shards} "
+
+
+SHARD_CONSTRAINTS = {"dataset": SHARDED, "shard": "[0-9]+", "shards": "[0-9]+"}
+
+
+use rule export_seeds as export_seeds_shard with:
+    output:
+        temp(paths.SEED_SHARD),
+    params:
+        shards=shard_arguments,
+    log:
+        "logs/{dataset}/{method}/export_seeds.{shard}of{shards}.log",
+    benchmark:
+        "benchmarks/{dataset}/{method}/export_seeds.{shard}of{shards}.tsv"
+    wildcard_constraints:
+        **SHARD_CONSTRAINTS,
+
+
+use rule infer_segmentation as infer_segmentation_shard with:
+    output:
+        temp(paths.path(paths.PREDICTION_SHARD, route_dir=paths.SEGMENTATION_ROUTE)),
+    params:
+        shards=shard_arguments,
+    log:
+        "logs/{dataset}/{method}/infer_segmentation_{refine}.{network}.{shard}of{shards}.log",
+    benchmark:
+        "benchmarks/{dataset}/{method}/infer_segmentation_{refine}.{network}.{shard}of{shards}.tsv"
+    wildcard_constraints:
+        **SHARD_CONSTRAINTS,
+
+
+use rule infer_decoder as infer_decoder_shard with:
+    output:
+        temp(paths.path(paths.PREDICTION_SHARD, route_dir=paths.DECODER_ROUTE)),
+    params:
+        shards=shard_arguments,
+    log:
+        "logs/{dataset}/{method}/infer_decoder.{shard}of{shards}.log",
+    benchmark:
+        "benchmarks/{dataset}/{method}/infer_decoder.{shard}of{shards}.tsv"
+    wildcard_constraints:
+        **SHARD_CONSTRAINTS,
 
 
 rule merge_seed_shards:
