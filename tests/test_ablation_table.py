@@ -28,9 +28,9 @@ STAGE = {
     "title": "Table 1",
     "components": ["L_bcam", "L_i-cti", "L_c-cti"],
     "rows": {
-        "Baseline": {"components": [], "paper": {"miou": 64.7}},
-        "(a)": {"components": ["L_bcam"], "paper": {"miou": 67.6}},
-        "(d)": {"components": ["L_bcam", "L_i-cti", "L_c-cti"], "paper": {"miou": 69.5}},
+        "Baseline": {"run": "mctformer", "components": [], "paper": {"miou": 64.7}},
+        "(a)": {"run": "cti_bcam", "components": ["L_bcam"], "paper": {"miou": 67.6}},
+        "(d)": {"run": "cti", "components": ["L_bcam", "L_i-cti", "L_c-cti"], "paper": {"miou": 69.5}},
     },
 }
 
@@ -99,7 +99,7 @@ def test_duplicate_labels_and_unknown_components_are_rejected(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="twice"):
         build_rows([f"x={source}", f"x={source}"], {})
     with pytest.raises(ConfigError, match="L_cti"):
-        build_rows([f"x={source}"], {"components": ["L_bcam"], "rows": {"x": {"components": ["L_cti"]}}})
+        build_rows([f"x={source}"], {"components": ["L_bcam"], "rows": {"x": {"run": "cti", "components": ["L_cti"]}}})
 
 
 def test_stage_reports_bad_input_as_one_line_exit(tmp_path: Path) -> None:
@@ -123,7 +123,8 @@ def test_rows_from_final_results_add_pseudo_mask_and_final_columns(tmp_path: Pat
     full_seeds = write_eval(tmp_path / "full_seeds.json", 0.736, 0.75, 0.80, 0.45)
     base = write_final(tmp_path / "base.json", base_seeds, 0.557, 0.600)
     full = write_final(tmp_path / "full.json", full_seeds, 0.696, None)  # a run without pseudo-mask scores
-    stage = {"components": ["L_aff"], "rows": {"Baseline": {"components": []}, "MCC": {"components": ["L_aff"]}}}
+    stage = {"components": ["L_aff"], "rows": {"Baseline": {"run": "mcc_baseline", "components": []},
+                                                "MCC": {"run": "mcc", "components": ["L_aff"]}}}
     output = tmp_path / "ablation.md"
     ablation_table.main(["--config", json.dumps({"stage": stage}), "--rows", f"Baseline={base}", f"MCC={full}",
                          "--output", str(output)])
@@ -138,3 +139,13 @@ def test_rows_from_final_results_add_pseudo_mask_and_final_columns(tmp_path: Pat
     broken = write_final(tmp_path / "broken.json", tmp_path / "absent.json", 0.5, 0.5)
     with pytest.raises(EvaluationFileError, match="absent.json"):
         build_rows([f"X={broken}"], {})
+
+
+def test_the_stage_reads_its_block_as_its_type(tmp_path: Path) -> None:
+    """``stage`` is ``AblationTable``: a value out of range is one ConfigError naming the key, before any
+    row is read; a row's components come from the typed row."""
+    source = write_eval(tmp_path / "e.json", 0.6, 0.7, 0.8, 0.4)
+    with pytest.raises(ConfigError, match=r"stage\.percent_scale = 0: must be greater than 0"):
+        build_rows([f"x={tmp_path / 'missing.json'}"], {"percent_scale": 0})
+    (row,) = build_rows([f"x={source}"], {"components": ["L_bcam"], "rows": {"x": {"run": "cti", "components": ["L_bcam"]}}})
+    assert row.components == frozenset({"L_bcam"}) and row.miou == pytest.approx(60.0)

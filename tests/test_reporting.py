@@ -346,6 +346,11 @@ def test_figures_stage_subcommands(dataset, stores, tmp_path, capsys):
                             "--seeds", str(stores["seeds"]), "--seed-eval", str(stores["seed_eval"]),
                             "--output", str(tmp_path / "bad.png")])
     assert "stage.sample_ids" in capsys.readouterr().err
+    # the stage keys are ReportingStage's: a bad value is one line naming the key, before any store is read
+    with pytest.raises(SystemExit):
+        figures_stage.main(["class-iou", "--config", json.dumps({"dataset": dataset, "stage": {"classes_per_panel": 0}}),
+                            "--scores", f"cti={scores}", "--output", str(tmp_path / "bad.png")])
+    assert "stage.classes_per_panel = 0: must be greater than 0" in capsys.readouterr().err
 
 
 def test_figure_index_embeds_the_summary_and_links_figures_relative_to_the_page(tmp_path):

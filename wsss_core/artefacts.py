@@ -101,6 +101,17 @@ def in_run(run_dir: str | Path, pattern: str, **fields: Any) -> Path:
     return Path(run_dir) / path(pattern.removeprefix(prefix), **fields)
 
 
+def run_dir_of(file: str | Path, pattern: str) -> Path | None:
+    """The run directory whose ``pattern`` file (one without wildcards below the run) ``file`` is, or None
+    (``run_dir_of("results/synth/cti@seed1/seeds/eval.json", SEED_EVAL)`` → ``results/synth/cti@seed1``)."""
+    relative = Path(path(pattern.removeprefix(RUN + "/")))
+    file = Path(file)
+    depth = len(relative.parts)
+    if len(file.parts) <= depth or file.parts[-depth:] != relative.parts:
+        return None
+    return Path(*file.parts[:-depth])
+
+
 # Names right under results/<dataset>/ that are not runs (workflow_checks.target_problem).
 DATASET_LEVEL_NAMES = frozenset(
     Path(pattern.removeprefix(DATASET + "/")).parts[0]

@@ -133,8 +133,8 @@ def comparison_seeded_runs(dataset):
     comparisons = {}
     for key, entry in settings.comparisons.items():
         _check_runs(entry.runs, f"stages.reporting.comparisons.{key}.runs")
-        comparisons[entry.title] = {run: [resolve.seeded_run(config, run, seed) for seed in settings.seeds]
-                                    for run in entry.runs}
+        seeds = settings.seeds or [config.get("seed", 0)]
+        comparisons[entry.title] = {run: [resolve.seeded_run(config, run, seed) for seed in seeds] for run in entry.runs}
     return comparisons
 
 

@@ -1,6 +1,7 @@
 """The results summary of a dataset: one row per run × refinement × segmentation network.
 
-A row gathers what the stages already wrote for one route of one run (``results/{ds}/{run}``):
+A row gathers what the stages already wrote for one route of one run (``results/{ds}/{run}``; the files'
+paths are ``wsss_core.artefacts``'):
 
 * classifier: ``train/classification.json`` (mAP of each head on the score split; optional, older runs
   have none), flagged ``near_chance_classifier`` when no head is halfway from chance to 100 %;
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wsss_core import artefacts as paths
 from wsss_core.errors import InputError
 from wsss_core.reporting.reported_numbers import ReportedNumber, reported_numbers
 
@@ -270,18 +272,19 @@ def read_rows(
     """Rows of one run: its configured route (from ``miou.json``) and ``extra_routes``
     (``REFINE.NETWORK``, multi-stage). ``label_space`` (voc/coco/synth) selects reported numbers."""
     run = run_dir.name
-    final = read_json(run_dir / "miou.json")
+    final_path = paths.in_run(run_dir, paths.FINAL_RESULT)
+    final = read_json(final_path)
     pipeline = final.get("pipeline") or {}
     if "route" not in pipeline:
-        raise SummaryInputError(f"'{run_dir / 'miou.json'}' has no pipeline.route: re-run rule final_result")
-    seeds_path = run_dir / "seeds" / "eval.json"
+        raise SummaryInputError(f"'{final_path}' has no pipeline.route: re-run rule final_result")
+    seeds_path = paths.in_run(run_dir, paths.SEED_EVAL)
     seeds = read_json(seeds_path)
     seed_scores = scores_of(seeds.get("best", seeds), seeds_path)
     threshold = _number(seeds, "best_threshold", seeds_path)
     held_out = held_out_of(seeds, seeds_path)
     method_name = method or _method_name(seeds) or run
     reported = reported_numbers(run, method_name, label_space)
-    classification = classification_of(run_dir / "train" / "classification.json")
+    classification = classification_of(paths.in_run(run_dir, paths.CLASSIFICATION))
 
     routes: list[tuple[str, str | None, str | None]] = []
     if pipeline["route"] == "own_decoder":
@@ -298,20 +301,19 @@ def read_rows(
         sources = {"seeds": str(seeds_path)}
         splits: dict[str, str | None] = {"seed": seeds.get("split"), "mask": None}
         mask_scores = Scores()
+        mask_path = paths.in_run(run_dir, paths.MASK_EVAL, refine=refine if route == "multi_stage" else "own")
+        result_path = paths.in_run(run_dir, paths.ROUTE_RESULT, route_dir=paths.route_dir(
+            refine if route == "multi_stage" else None, network))
         if route == "multi_stage":
-            mask_path = run_dir / "masks" / str(refine) / "eval.json"
             mask_eval = read_json(mask_path)
             mask_scores, splits["mask"] = scores_of(mask_eval, mask_path), mask_eval.get("split")
             sources["masks"] = str(mask_path)
-            result_path = run_dir / "seg" / f"{refine}.{network}" / "miou.json"
         else:
-            # the method's own PAR/CARM pseudo-labels, scored when the method makes them (ToCo, MCC, AFA, ECA)
-            mask_path = run_dir / "masks" / "own" / "eval.json"
+            # the method's own PAR/CARM pseudo-labels, scored when the method makes them (Method.pseudo_labels)
             if mask_path.is_file():
                 mask_eval = read_json(mask_path)
                 mask_scores, splits["mask"] = scores_of(mask_eval, mask_path), mask_eval.get("split")
                 sources["masks"] = str(mask_path)
-            result_path = run_dir / "decoder" / "miou.json"
         result = read_json(result_path)
         sources["result"] = str(result_path)
         splits["final"] = result.get("split")

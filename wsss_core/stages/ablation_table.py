@@ -16,13 +16,14 @@ config): the seed scores are then read from the seed evaluation it names (``sour
 table gains the pseudo-mask mIoU (``mask_miou``) and the final mIoU (``miou``) columns — the layout of
 MCC's Table III and ECA's Table 4 (CAM, pseudo-label, segmentation).
 
-Stage parameters (``config["stage"]``, all optional):
+Stage parameters (``config["stage"]``: the ``stages.ablations.<name>`` block, read as its type
+``wsss_core.stages.settings.AblationTable``, whose defaults are the only ones; ``rows`` may be left out here):
 
 * ``title``: a heading above the Markdown table.
 * ``components``: ordered column names for the ✓ marks, e.g. ``["L_bcam", "L_i-cti", "L_c-cti"]``.
-* ``rows``: per row label, ``{"components": [...names that are on...], "paper": {"precision": 75.2,
+* ``rows``: per row label, ``{"run": ..., "components": [...names that are on...], "paper": {"precision": 75.2,
   "recall": 81.8, "miou": 64.7}}``; ``paper`` values (percent) add a "paper mIoU" column to compare with.
-* ``percent_scale``: factor from the JSON values to the printed ones (default 100: fractions).
+* ``percent_scale``: factor from the JSON values to the printed ones (100: fractions).
 
 Table 2 (the infusion-layer sweep) is the same stage with one row per infusion layer and no components.
 """
@@ -40,6 +41,9 @@ from typing import Any
 
 from wsss_core.errors import ConfigError, InputError
 from wsss_core.stages._cli import run, stage_parser
+from wsss_core.stages._shared import section_settings, stage_config
+from wsss_core.stages.settings import AblationRow as RowSettings
+from wsss_core.stages.settings import AblationTable
 from wsss_core.utils.atomic import write_text
 from wsss_core.utils.provenance import provenance
 
@@ -109,8 +113,14 @@ def _optional_fraction(payload: Mapping[str, Any], key: str, source: Path, perce
     return None if payload.get(key) is None else _lookup(payload, key, source) * percent_scale
 
 
+def table_settings(stage: Mapping[str, Any]) -> AblationTable:
+    """``stage`` as its type; the stage lays out any ``--rows`` label, so ``rows`` (the workflow's list of
+    runs, and each label's components and paper numbers) may be missing here."""
+    return section_settings({"rows": {}, **stage}, AblationTable)
+
+
 def read_row(
-    label: str, source: Path, row_config: Mapping[str, Any], percent_scale: float
+    label: str, source: Path, row_config: RowSettings | None, percent_scale: float
 ) -> AblationRow:
     """Scores of one variant in percent, from its seed evaluation JSON or from its final ``miou.json``."""
     payload = _read_json(source, label)
@@ -132,13 +142,13 @@ def read_row(
                 f"{origin}: {name} prints as {value:.2f} %, outside 0..100: set stage.percent_scale to 1 "
                 "when the evaluation JSON stores percent instead of fractions"
             )
-    paper = row_config.get("paper") or {}
+    paper = row_config.paper if row_config is not None else {}
     return AblationRow(
         label=label,
         source=source,
         **later,
         threshold=None if payload.get("best_threshold", 0.0) is None else _lookup(payload, "best_threshold", seed_source),
-        components=frozenset(row_config.get("components", [])),
+        components=frozenset(row_config.components if row_config is not None else ()),
         paper_miou=float(paper["miou"]) if "miou" in paper else None,
         **scores,
     )
@@ -213,23 +223,22 @@ def render_csv(rows: Sequence[AblationRow], components: Sequence[str]) -> str:
 
 def build_rows(row_arguments: Sequence[str], stage: Mapping[str, Any]) -> list[AblationRow]:
     """Read every ``LABEL=path`` row, checking labels and the components they name."""
-    components = list(stage.get("components", []))
-    row_configs = stage.get("rows", {}) or {}
-    percent_scale = float(stage.get("percent_scale", 100.0))
+    table = table_settings(stage)
+    components = table.components
     rows, seen = [], set()
     for argument in row_arguments:
         label, source = parse_row_argument(argument)
         if label in seen:
             raise ConfigError(f"--rows names the label '{label}' twice; give each variant its own label")
         seen.add(label)
-        row_config = row_configs.get(label, {})
-        unknown = set(row_config.get("components", [])) - set(components)
+        row_config = table.rows.get(label)
+        unknown = set(row_config.components if row_config is not None else ()) - set(components)
         if unknown:
             raise ConfigError(
                 f"stage.rows.{label}.components names {sorted(unknown)}, not in stage.components {components}: "
                 "add them to stage.components or fix the spelling"
             )
-        rows.append(read_row(label, source, row_config, percent_scale))
+        rows.append(read_row(label, source, row_config, table.percent_scale))
     if not rows:
         raise ConfigError("--rows is empty: pass at least one LABEL=eval.json")
     return rows
@@ -237,14 +246,14 @@ def build_rows(row_arguments: Sequence[str], stage: Mapping[str, Any]) -> list[A
 
 def write_tables(rows: Sequence[AblationRow], stage: Mapping[str, Any], output: Path, config: Mapping[str, Any]) -> None:
     """Write ``output`` (.md) and its ``.csv`` sibling atomically."""
-    components = list(stage.get("components", []))
+    table = table_settings(stage)
     origin = provenance(dict(config), STAGE_MODULE)
     footer = (
         f"\n<!-- provenance: stage {origin['stage']}, code {origin['code_fingerprint']}, "
         f"commit {origin['git_commit']}, config {origin['config_hash']} -->\n"
     )
-    write_text(output, render_markdown(rows, components, stage.get("title")) + footer)
-    write_text(output.with_suffix(".csv"), render_csv(rows, components))
+    write_text(output, render_markdown(rows, table.components, table.title) + footer)
+    write_text(output.with_suffix(".csv"), render_csv(rows, table.components))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -257,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     def execute() -> None:
         if args.output.suffix != ".md":
             raise ConfigError(f"--output '{args.output}' must end in .md (the CSV is written next to it)")
-        stage = args.config.get("stage", {}) or {}
+        stage = stage_config(args.config)
         write_tables(build_rows(args.rows, stage), stage, args.output, args.config)
 
     run(execute)

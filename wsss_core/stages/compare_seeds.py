@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from wsss_core import artefacts as paths
 from wsss_core.errors import InputError
 from wsss_core.reporting.comparison import RULE, comparison_table
 from wsss_core.stages._cli import run, stage_parser
@@ -39,12 +40,12 @@ def load_result(path: Path) -> dict[str, object]:
     """The levels of one seed's run: ``miou.json`` as written by final_result, or ``seeds/eval.json``
     (seed mIoU only); plus ``classification_map`` (the best head's) from the run's ``train/classification.json``."""
     payload = json.loads(path.read_text())
-    if path.name == "eval.json" and path.parent.name == "seeds":
+    run_dir = paths.run_dir_of(path, paths.SEED_EVAL)
+    if run_dir is not None:
         result: dict[str, object] = {"seed_miou": (payload.get("best") or {}).get("miou")}
-        run_dir = path.parent.parent
     else:
         result, run_dir = dict(payload), path.parent
-    classification = run_dir / "train" / "classification.json"
+    classification = paths.in_run(run_dir, paths.CLASSIFICATION)
     if classification.is_file():
         heads = json.loads(classification.read_text()).get("heads") or {}
         maps = [block["map"] for block in heads.values() if block.get("map") is not None]

@@ -13,15 +13,16 @@
         --output results/{ds}/{m}/figures/training_curves.png
 
 Configuration keys read: ``dataset`` (the reader; ``roles.score`` and ``roles.evaluate`` name the splits
-the default sample is drawn from), ``run`` (titles), and ``stage``:
+the default sample is drawn from), ``run`` (titles), and ``stage`` (keys of ``stages.reporting``, read as
+its type ``wsss_core.stages.settings.ReportingStage``, whose defaults are the only ones):
 
 * ``sample_ids``: the images of the sample grid, a list of ids of the score split (rows with seeds and
   pseudo-masks) and/or of the evaluation split (rows with predictions); empty = the first
   ``num_samples`` ids of each of the two splits, so the sample is the same for every method;
-* ``num_samples`` (default 3);
-* ``classes_per_panel`` (default 21) for the class IoU chart;
-* ``diagnostics`` (default ``["memory_full_classes"]``): logged values that are not losses, drawn on a
-  second axis of the training-curve loss panel.
+* ``num_samples``;
+* ``classes_per_panel`` for the class IoU chart;
+* ``diagnostics``: logged values that are not losses, drawn on a second axis of the training-curve loss
+  panel.
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ from wsss_core.registry import Registry
 from wsss_core.reporting import figures
 from wsss_core.reporting.summary import read_json
 from wsss_core.stages._cli import parse_config, run
+from wsss_core.stages._shared import section_settings, stage_config
+from wsss_core.stages.settings import ReportingStage
 
 LOG = logging.getLogger(__name__)
 STAGE = "wsss_core.stages.figures"
-# values the methods log next to their losses that are not losses (CTI: classes with a full token memory)
-DEFAULT_DIAGNOSTICS = ("memory_full_classes",)
 
 # subcommand name → (add its arguments, draw the figure)
 SUBCOMMANDS: Registry[tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]] = (
@@ -54,8 +55,9 @@ SUBCOMMANDS: Registry[tuple[Callable[[argparse.ArgumentParser], None], Callable[
 )
 
 
-def _stage(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    return config.get("stage") or {}
+def _settings(config: Mapping[str, Any]) -> ReportingStage:
+    """The ``stage`` keys of ``stages.reporting`` that this job got, as their type."""
+    return section_settings(stage_config(config), ReportingStage)
 
 
 def _title(config: Mapping[str, Any], what: str) -> str:
@@ -68,16 +70,15 @@ def _title(config: Mapping[str, Any], what: str) -> str:
 def sample_ids(config: Mapping[str, Any], reader: Any) -> list[tuple[str, str]]:
     """(image id, split) of the grid's rows: ``stage.sample_ids``, or the first ``num_samples`` of the
     score split and of the evaluation split."""
-    stage = _stage(config)
+    settings = _settings(config)
     roles = (config.get("dataset") or {}).get("roles") or {}
     splits = [roles[role] for role in ("score", "evaluate") if role in roles]
     if not splits:
         raise ConfigError("dataset.roles has neither 'score' nor 'evaluate': pass the dataset block of config.yaml")
     members = {split: reader.ids(split) for split in dict.fromkeys(splits)}
-    requested = stage.get("sample_ids") or []
+    requested = settings.sample_ids
     if not requested:
-        count = int(stage.get("num_samples", 3))
-        return [(image_id, split) for split, ids in members.items() for image_id in ids[:count]]
+        return [(image_id, split) for split, ids in members.items() for image_id in ids[:settings.num_samples]]
     chosen = []
     for image_id in requested:
         split = next((split for split, ids in members.items() if image_id in ids), None)
@@ -182,7 +183,7 @@ def _class_iou_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _class_iou(args: argparse.Namespace) -> None:
     iou = class_iou(args.scores)
-    per_panel = int(_stage(args.config).get("classes_per_panel", 21))
+    per_panel = _settings(args.config).classes_per_panel
     size = figures.class_iou_chart(iou, args.output, title=_title(args.config, "per-class IoU"),
                                    classes_per_panel=per_panel)
     LOG.info("wrote %s (%d runs, %dx%d px)", args.output, len(iou), *size)
@@ -217,7 +218,7 @@ def _training(args: argparse.Namespace) -> None:
         evaluation = read_json(args.seed_eval)
         seed_miou = (evaluation.get("best") or evaluation).get("miou")
     segmentation = training_history(args.segmentation_model) if args.segmentation_model else None
-    diagnostics = _stage(args.config).get("diagnostics", DEFAULT_DIAGNOSTICS)
+    diagnostics = _settings(args.config).diagnostics
     size = figures.training_curves(training_history(args.model), args.output, title=_title(args.config, "training"),
                                    seed_miou=seed_miou, segmentation_history=segmentation,
                                    diagnostics=frozenset(diagnostics))

@@ -226,8 +226,9 @@ class ReportingStage(Settings):
     sample_ids: list[str] = []
     num_samples: NonNegativeInt = 3
     classes_per_panel: PositiveInt = 21
-    diagnostics: list[str] = []
-    seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] = [0]
+    # logged values that are not losses, drawn on a second axis of the training curves (CTI: full token memory)
+    diagnostics: list[str] = ["memory_full_classes"]
+    seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] | None = None  # None: the top-level seed
     comparisons: dict[str, Comparison] = {}
 
 

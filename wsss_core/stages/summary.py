@@ -10,9 +10,10 @@ exist; ``--benchmarks`` is the dataset's benchmark folder (``benchmarks/{ds}``, 
 
 Configuration keys read: ``dataset.name`` (the table's title), ``dataset.roles`` (split names in the
 text), ``dataset.classes`` (``voc``/``coco``
-print the papers' reported numbers beside the measured ones), ``stage.routes`` (``{run: ["irn.deeplab_v1",
-...]}``: further multi-stage routes of a run to list besides its configured one) and ``stage.methods``
-(``{run: method name}``, for variants; else taken from the seed evaluation's provenance).
+print the papers' reported numbers beside the measured ones), ``stage.routes`` (``stages.reporting.routes``,
+read as ``ReportingStage``: ``{run: ["irn.deeplab_v1", ...]}``, further multi-stage routes of a run to list
+besides its configured one) and ``stage.methods`` (``{run: method name}``, which the rule adds, for variants;
+else taken from the seed evaluation's provenance).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from wsss_core.errors import ConfigError
 from wsss_core.reporting.reported_numbers import DATASETS
 from wsss_core.reporting.summary import SummaryRow, read_rows, render_csv, render_html, render_markdown
 from wsss_core.stages._cli import run, stage_parser
+from wsss_core.stages._shared import section_settings, stage_config
+from wsss_core.stages.settings import ReportingStage
 from wsss_core.utils.atomic import write_text
 from wsss_core.utils.provenance import provenance
 
@@ -45,8 +48,8 @@ def build_rows(config: Mapping[str, Any], run_dirs: Sequence[Path], benchmarks: 
     dataset = config.get("dataset") or {}
     if "name" not in dataset:
         raise ConfigError("the stage configuration has no dataset.name; pass the dataset block of config.yaml")
-    stage = config.get("stage") or {}
-    routes, methods = _mapping(stage, "routes"), _mapping(stage, "methods")
+    stage = stage_config(config)
+    routes, methods = section_settings(stage, ReportingStage).routes, _mapping(stage, "methods")
     unknown = set(routes) - {path.name for path in run_dirs}
     if unknown:
         raise ConfigError(
