@@ -192,3 +192,21 @@ def test_the_pool_workers_are_no_part_of_the_pool_or_backbone_identity(tmp_path)
         assert json.loads((output / "classes.json").read_text())["params"]["workers"] == workers
         outputs[workers] = np.load(output / "train.npz")
     assert all(np.array_equal(outputs[1][key], outputs[2][key]) for key in outputs[1].files)
+
+
+def test_the_methods_with_own_pseudo_labels_are_those_whose_class_declares_them():
+    """No list of names: a method class that sets ``pseudo_labels`` is one (``refine: own`` is allowed for it)."""
+    from wsss_core.methods import METHODS, Method
+
+    assert {"toco", "mcc", "afa", "eca"} <= set(resolve.own_pseudo_label_methods())
+    assert "cti" not in resolve.own_pseudo_label_methods()
+
+    @METHODS.register("own_labels_probe")
+    class Probe(Method):  # noqa: F841 — registered for the test only
+        name = "own_labels_probe"
+        pseudo_labels = "par"
+
+    try:
+        assert "own_labels_probe" in resolve.own_pseudo_label_methods()
+    finally:
+        del METHODS._entries["own_labels_probe"]

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from wsss_core import artefacts as paths
 from wsss_core import workflow_config as resolve
 from wsss_core.errors import ConfigError
 
@@ -181,7 +182,7 @@ def schema_problem(config: Mapping[str, Any], schema_path: str | Path) -> str | 
 
 
 def config_problem(config: Mapping[str, Any]) -> str | None:
-    """One line for the first problem of a schema-valid ``config`` that only resolving it shows (common.smk
+    """One line for the first problem of a schema-valid ``config`` that only resolving it shows (config.smk
     stops the workflow with it); None if every method, variant and pipeline resolves for every dataset."""
     from wsss_core.errors import InputError
     from wsss_core.methods import METHODS
@@ -202,7 +203,8 @@ def config_problem(config: Mapping[str, Any]) -> str | None:
                 if resolve.pipeline_choice(config, dataset, run).get("refine") == "own" and method.pseudo_labels is None:
                     return (
                         f"config.yaml: methods.{run}.pipeline.refine is 'own', but method '{method.name}' makes no "
-                        "pseudo-labels of its own (only ToCo, MCC, AFA and ECA do): use crf, irn or psa"
+                        f"pseudo-labels of its own (only {', '.join(resolve.own_pseudo_label_methods())} do): use "
+                        "crf, irn or psa"
                     )
     except InputError as error:
         return f"config.yaml: {error}"
@@ -229,7 +231,7 @@ def parse_time_problem(config: Mapping[str, Any], schema_path: str | Path, argv:
                        environ: Mapping[str, str] | None = None, workdir: Path | None = None,
                        cuda_devices: int | None = None) -> str | None:
     """The first one-line message the workflow stops with when it parses ``config``, from the checks its
-    rule files run in this order (``checks.smk``: schema, device; ``common.smk``: resolution and typed
+    rule files run in this order (``checks.smk``: schema, device; ``config.smk``: resolution and typed
     settings of every method, variant, stage section and pretraining recipe, then run-time values); None when
     the workflow would go on to build the DAG. Tests run each bad value through this."""
     from wsss_core import runtime
@@ -259,12 +261,6 @@ def command_line_targets(argv: Sequence[str]) -> list[str]:
     return [str(target) for target in (arguments.targets or [])]
 
 
-DATASET_LEVEL_NAMES = frozenset({
-    "dataset", "dataset.fingerprint.json", "figures", "summary.md", "summary.csv", "comparisons.md", "comparisons_seeds.md",
-    "pretrain_pool", "pretrained",
-})
-
-
 def target_problem(config: Mapping[str, Any], target: str) -> str | None:
     """Why ``results/<dataset>/<run>/...`` names something the config does not know, or None."""
     parts = Path(target).parts
@@ -275,7 +271,8 @@ def target_problem(config: Mapping[str, Any], target: str) -> str | None:
     if dataset not in datasets:
         return f"target '{target}' names dataset '{dataset}'; known datasets: {', '.join(datasets)}"
     ablations = set(config.get("stages", {}).get("ablations", {}) or {})
-    if run in DATASET_LEVEL_NAMES or (run in ablations and rest in (("ablation.md",), ("ablation.csv",))):
+    ablation_files = {(Path(pattern).name,) for pattern in (paths.ABLATION, paths.ABLATION_TABLE)}
+    if run in paths.DATASET_LEVEL_NAMES or (run in ablations and rest in ablation_files):
         return None
     if resolve.split_run(run)[0] not in resolve.run_names(config):
         variants = sorted(config.get("variants", {}) or {})

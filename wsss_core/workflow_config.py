@@ -1,7 +1,7 @@
 """Resolution of ``config.yaml`` into the per-job configuration each stage receives.
 
-The Snakemake rules call these functions (through ``workflow/rules/common.smk``) so that no logic hides
-in the rule files. Two conventions:
+The Snakemake rules call these functions (through ``workflow/rules/config.smk``, ``paths.smk`` and
+``jobs.smk``) so that no logic hides in the rule files. Two conventions:
 
 * **Presets.** Any mapping in the config may hold ``presets: {<dataset>: {...}}``. Resolving it for a
   dataset deep-merges that preset over the rest of the mapping and drops ``presets``. A preset may only
@@ -324,7 +324,15 @@ def pipeline_choice(config: Mapping[str, Any], dataset: str, run: str) -> dict[s
     return pipeline
 
 
-OWN_REFINEMENT = "own"  # a method's own pseudo-labels (ToCo, MCC, AFA, ECA)
+OWN_REFINEMENT = "own"  # a method's own pseudo-labels (own_pseudo_label_methods)
+
+
+def own_pseudo_label_methods() -> list[str]:
+    """The registered methods that export pseudo-labels of their own (``refine: own``): those whose class
+    declares ``Method.pseudo_labels`` (its rule, "par" or "carm")."""
+    from wsss_core.methods import METHODS
+
+    return [name for name in METHODS.names() if METHODS.get(name).pseudo_labels is not None]
 
 
 def refinement_names(config: Mapping[str, Any]) -> list[str]:

@@ -4,7 +4,8 @@
         --output .../masks/own/masks.h5
 
 The single-stage methods train their decoder on labels they make themselves: PAR-refined CAM labels
-(ToCo, MCC, AFA) or CARM labels (ECA). ``Method.infer_pseudo_labels`` makes that label for a whole
+(ToCo, MCC, AFA) or CARM labels (ECA), declared by their class (``Method.pseudo_labels``: the rule's name;
+the workflow and this stage read that). ``Method.infer_pseudo_labels`` makes that label for a whole
 image with the evaluation rule (one background threshold, no ignore band), so the same store can be
 scored by ``evaluate_masks`` (the papers' "pseudo-label mIoU") and train DeepLab on the multi-stage
 route (``pipeline.refine: own``). Reads ``dataset``, ``method``, ``stage.split`` (the training split),
@@ -31,6 +32,7 @@ from wsss_core.stages.export_seeds import load_trained_model, prefetched_images
 from wsss_core.utils.device import resolve_device, set_torch_threads
 from wsss_core.utils.progress import progress
 from wsss_core.utils.provenance import provenance
+from wsss_core.workflow_config import own_pseudo_label_methods
 
 LOG = logging.getLogger(__name__)
 STAGE = "wsss_core.stages.export_pseudo_labels"
@@ -47,7 +49,7 @@ def export_pseudo_labels(config: Mapping[str, Any], model_path: Path, output: Pa
     if method.pseudo_labels is None:
         raise ConfigError(
             f"method '{method.name}' makes no pseudo-labels of its own: set its pipeline.refine to crf, irn or "
-            "psa in config.yaml (refine: own is for ToCo, MCC, AFA and ECA)"
+            f"psa in config.yaml (refine: own is for {', '.join(own_pseudo_label_methods())})"
         )
     device = resolve_device(run_time.get("device", "auto"))
     model.to(device).eval()
