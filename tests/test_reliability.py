@@ -414,7 +414,7 @@ def test_matrix_rows_break_what_they_say(trained: tuple[dict[str, Any], Path], t
 def _load_like_the_snakefile(path: Path) -> dict[str, Any]:
     """What the Snakefile does with a config file, through the functions its rules call: snakemake's
     ``configfile:`` loader, ``schema_problem`` (workflow/rules/checks.smk), then Snakemake's ``validate``
-    and ``config_problem`` (workflow/rules/common.smk: every method, variant and pipeline resolved for
+    and ``config_problem`` (workflow/rules/config.smk: every method, variant and pipeline resolved for
     every dataset); a problem becomes the one-line WorkflowError the workflow stops with."""
     from snakemake.common.configfile import load_configfile
     from snakemake.exceptions import WorkflowError
@@ -465,7 +465,7 @@ CONFIG_BREAKS = [
       "own",)),
     ("two label spaces", lambda config: config["datasets"]["voc"].update(class_names=["cell", "nucleus"]),
      ("config.yaml: datasets.voc needs exactly one of classes", "it has both")),
-    # a refinement the schema allows but the method cannot feed (common.smk checked it; a copy here missed it)
+    # a refinement the schema allows but the method cannot feed (config.smk checks it; a copy here missed it)
     ("own pseudo-labels of a method without them", lambda config: config["methods"]["cti"]["pipeline"]["presets"][
         "synth"].update(refine="own"),
      ("config.yaml: methods.cti.pipeline.refine is 'own', but method 'cti' makes no pseudo-labels of its own",)),

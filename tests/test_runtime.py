@@ -27,7 +27,7 @@ def shipped() -> dict:
 
 
 def _job(config: dict, *stage_path: str, run: str | None = "cti") -> str:
-    """The --config JSON common.smk's _job gives a job reading stages.<stage_path>."""
+    """The --config JSON jobs.smk's _job gives a job reading stages.<stage_path>."""
     params = resolve.stage_params(config, "synth", *stage_path)
     params["split"] = "train_aug"
     section = ".".join(stage_path)

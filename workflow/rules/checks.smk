@@ -15,7 +15,7 @@ from wsss_core.workflow_checks import (
     target_problem,
 )
 
-# config.yaml against its schema, in one line (common.smk validates again and fills in the defaults).
+# config.yaml against its schema, in one line (config.smk validates again and fills in the defaults).
 _problem = schema_problem(config, Path(workflow.main_snakefile).parent / "workflow" / "schemas" / "config.schema.yaml")
 if _problem:
     raise WorkflowError(_problem)

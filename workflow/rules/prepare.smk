@@ -1,7 +1,7 @@
 # Real datasets from their downloaded archives: a dataset with `prepare: {archives: {...}}` in config.yaml
 # gets one rule, prepare_<dataset>, that writes its root (VOC 2012 + SBD → SegmentationClassAug and
 # train_aug; COCO 2014 → semantic PNGs, cls_labels, lists) and <root>/prepared.json last. Every job that
-# reads the dataset takes that file as input (dataset_input in common.smk), so
+# reads the dataset takes that file as input (dataset_input in paths.smk), so
 #   snakemake --cores 8 results/voc/cti/miou.json
 # starts from the archives. Checksums, counts and the COCO mask rule: wsss_core.stages.prepare_{voc,coco}.
 

@@ -1,7 +1,7 @@
 # Pretrained stand-ins for the synthetic presets: a pool of object-centric images of many classes (the
 # ImageNet stand-in), and one backbone per family trained on it (supervised, or DINO for ECA's guide).
 # The methods load the results through weights.files exactly as they load real checkpoints; every job
-# whose configuration names such a key gets the file as an input (get_weight_files in common.smk).
+# whose configuration names such a key gets the file as an input (get_weight_files in jobs.smk).
 
 
 rule pretrain_pool:

@@ -2,7 +2,7 @@
 # training curves). Which runs they cover is config (stages.reporting.runs), so the DAG stays static.
 # `snakemake --report report.html results/<dataset>/figures/index.md` collects every output wrapped in
 # report() below (rule figure_index depends on all of them);
-# reporting_targets(dataset) in common.smk lists them all.
+# reporting_targets(dataset) in paths.smk lists them all.
 
 
 rule summary:
