@@ -271,6 +271,11 @@ def _declared_threads() -> dict[str, int]:
         for rule, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", path.read_text(), re.MULTILINE):
             declared = re.search(r"^\s+threads: (\d+)", body, re.MULTILINE)
             threads[rule] = int(declared.group(1)) if declared else 1
+    for path in (REPOSITORY / "workflow" / "rules").glob("*.smk"):  # `use rule X as Y with:` keeps X's threads
+        for base, rule, body in re.findall(r"^use rule (\w+) as (\w+) with:\n((?:[ \t]+.*\n|\n)*)", path.read_text(),
+                                           re.MULTILINE):
+            declared = re.search(r"^\s+threads: (\d+)", body, re.MULTILINE)
+            threads[rule] = int(declared.group(1)) if declared else threads[base]
     return threads
 
 
