@@ -15,7 +15,7 @@ and a killed training job resumes from its checkpoint with new values.
   (``pretraining.backbones.*``: a backbone's pretraining recipe); their typo check is their settings
   type's (``pretraining.settings``).
 
-The workflow (``workflow/rules/common.smk``) builds the ``--runtime`` JSON with :func:`workflow_runtime`
+The workflow (``workflow/rules/config.smk``) builds the ``--runtime`` JSON with :func:`workflow_runtime`
 once, at parse time, after :func:`check` has rejected unknown keys, wrong values and dataset presets that
 set a run-time key (a run-time value is one value for every dataset: it is not resolved per job). A stage
 gets its section with ``--runtime-section`` (:func:`attach`, called by ``stages._cli``), reads the values
