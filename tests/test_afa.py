@@ -26,15 +26,25 @@ from wsss_core.single_stage.segformer_head import SegFormerHead
 
 
 def tiny_config(**overrides: Any) -> dict[str, Any]:
+    """A tiny AFA block; ``overrides`` (sections) are merged into it key by key."""
     config: dict[str, Any] = {
-        "backbone": "mit_synth", "weights": None, "crop_size": 64, "rescale_range": [0.5, 1.5],
-        "cam_scales": [1.0, 0.5], "par": {"dilations": [1, 2, 4], "iterations": 3}, "decoder": {"embedding_dim": 16},
-        "schedule": {"cam_iters": 1}, "propagation": {"after": 2},
-        "train": {"iterations": 10, "batch_size": 2, "lr": 1e-3, "warmup_steps": 0},
+        "model": {"backbone": "mit_synth", "weights": None, "decoder": {"embedding_dim": 16}},
+        "train": {"iterations": 10, "batch_size": 2, "lr": 1e-3, "warmup_steps": 0,
+                  "crop_size": 64, "rescale_range": [0.5, 1.5]},
+        "losses": {"par": {"dilations": [1, 2, 4], "iterations": 3}, "schedule": {"cam_iters": 1},
+                   "propagation": {"after": 2}},
+        "seeds": {"scales": [1.0, 0.5]},
         "inference": {"long_side": 48, "scales": [1.0, 0.5]},
     }
-    config.update(overrides)
-    return config
+    return _merged(config, overrides)
+
+
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` written over it, mapping by mapping."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def tiny_batch(method: AFA) -> dict[str, Any]:
@@ -109,11 +119,11 @@ def test_segformer_head_shapes_and_fusion_order() -> None:
 
 
 def test_loss_weights_warm_up_and_unknown_key() -> None:
-    method = build_method("afa", tiny_config(schedule={"cam_iters": 2000}), 3)
+    method = build_method("afa", tiny_config(losses={"schedule": {"cam_iters": 2000}}), 3)
     assert method.active_loss_weights(2000) == {"cls": 1.0, "segmentation": 0.0, "affinity": 0.0}
     assert method.active_loss_weights(2001) == {"cls": 1.0, "segmentation": 0.1, "affinity": 0.1}
-    with pytest.raises(ConfigError, match=r"unknown key 'method.loss_weights.seg'"):
-        build_method("afa", tiny_config(loss_weights={"seg": 1.0}), 3)
+    with pytest.raises(ConfigError, match=r"unknown key 'method.losses.weights.seg'"):
+        build_method("afa", tiny_config(losses={"weights": {"seg": 1.0}}), 3)
 
 
 def test_training_steps_freeze_norms_and_infer() -> None:

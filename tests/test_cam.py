@@ -20,13 +20,12 @@ from wsss_core.models.weights import WeightsCatalog
 torch.set_num_threads(1)
 
 CONFIG = {
-    "backbone": "resnet_synth",
-    "weights": None,
+    "model": {"backbone": "resnet_synth", "weights": None},
     "train": {"batch_size": 2, "epochs": 1, "crop_size": 64, "resize_long": [48, 96], "lr": 0.1},
-    "inference": {"scales": [1.0, 0.5]},
+    "seeds": {"scales": [1.0, 0.5]},
 }
 # identity normalisation: a normalised pixel is its value / 255
-PLAIN = {**CONFIG, "image_mean": [0.0, 0.0, 0.0], "image_std": [1.0, 1.0, 1.0]}
+PLAIN = {**CONFIG, "model": {**CONFIG["model"], "image_mean": [0.0, 0.0, 0.0], "image_std": [1.0, 1.0, 1.0]}}
 
 
 def network(frozen_stages: int = 2, batch_norm: str = "fixed", num_classes: int = 3) -> CAMNet:
@@ -107,22 +106,22 @@ def test_frozen_batch_norm_mode_fixes_the_affine_too() -> None:
 @pytest.mark.parametrize(("key", "value"), [("batch_norm", "sync"), ("frozen_stages", 5)])
 def test_bad_settings_name_the_key(key: str, value: object) -> None:
     # checked when the method is built from its config (CAMSettings), before any network exists
-    with pytest.raises(ConfigError, match=f"method.{key} = .*must be"):
-        build_method("cam", {**CONFIG, key: value}, num_classes=3)
+    with pytest.raises(ConfigError, match=f"method.model.{key} = .*must be"):
+        build_method("cam", {**CONFIG, "model": {**CONFIG["model"], key: value}}, num_classes=3)
 
 
 def test_cam_settings_hold_the_defaults_config_leaves_out() -> None:
     method = build_method("cam", CONFIG, num_classes=3)
-    assert method.settings.frozen_stages == 2 and method.settings.batch_norm == "fixed"
+    assert method.settings.model.frozen_stages == 2 and method.settings.model.batch_norm == "fixed"
     assert method.settings.train.interpolation == "bicubic" and method.settings.train.poly_power == 0.9
-    assert method.settings.inference.scales == [1.0, 0.5] and method.settings.inference.interpolation == "bicubic"
+    assert method.settings.seeds.scales == [1.0, 0.5] and method.settings.seeds.interpolation == "bicubic"
     with pytest.raises(ConfigError, match="unknown key 'method.train.epoch'"):
         build_method("cam", {**CONFIG, "train": {**CONFIG["train"], "epoch": 3}}, num_classes=3)
 
 
 def test_unknown_interpolation_names_the_key() -> None:
-    with pytest.raises(ConfigError, match="method.inference.interpolation"):
-        build_method("cam", {**CONFIG, "inference": {"interpolation": "lanczos"}}, num_classes=3)
+    with pytest.raises(ConfigError, match="method.seeds.interpolation"):
+        build_method("cam", {**CONFIG, "seeds": {"interpolation": "lanczos"}}, num_classes=3)
 
 
 # ------------------------------------------------------------------------------------------ loss
@@ -181,7 +180,7 @@ def two_cell_image(left_red: int, right_red: int) -> np.ndarray:
 def test_flip_pair_adds_the_reflipped_mirror_map_after_relu() -> None:
     """Grid 1×2, cells a | b. The view gives [a, 0]; the mirror (cells b | a) gives [b, 0], re-flipped
     [0, b]; sum [a, b], upsampled bilinearly to 16×32 (the 8 outer columns of each side exact)."""
-    method = build_method("cam", {**PLAIN, "inference": {"scales": [1.0]}}, num_classes=3)
+    method = build_method("cam", {**PLAIN, "seeds": {"scales": [1.0]}}, num_classes=3)
     cams = method.multi_scale_cams(KnownCAM("left"), two_cell_image(255, 51)).numpy()
     a, b = 1.0, 0.2
     assert cams.shape == (3, 16, 32)
@@ -195,7 +194,7 @@ def test_flip_pair_adds_the_reflipped_mirror_map_after_relu() -> None:
 def test_scales_are_summed_at_the_image_size() -> None:
     """Constant maps of value h/16 per view: scales (1, 0.5, 1.5, 2) of a 32-px image give views of
     height 32, 16, 48, 64 → 2·(2 + 1 + 3 + 4) = 20 everywhere (each scale counted for both flips)."""
-    method = build_method("cam", {**PLAIN, "inference": {"scales": [1.0, 0.5, 1.5, 2.0]}}, num_classes=3)
+    method = build_method("cam", {**PLAIN, "seeds": {"scales": [1.0, 0.5, 1.5, 2.0]}}, num_classes=3)
     cams = method.multi_scale_cams(KnownCAM("height"), np.full((32, 40, 3), 90, np.uint8))
     assert cams.shape == (3, 32, 40)
     torch.testing.assert_close(cams, torch.full((3, 32, 40), 20.0))
@@ -210,7 +209,7 @@ def test_strided_up_size() -> None:
 def test_upsampling_goes_to_the_strided_size_then_crops() -> None:
     """A 20×40 image has a 2×3 grid: IRN upsamples it to 32×48 and crops, so the first 8 rows and
     columns are exactly the first cell (a plain resize to 20×40 would blend them)."""
-    method = build_method("cam", {**PLAIN, "inference": {"scales": [1.0]}}, num_classes=3)
+    method = build_method("cam", {**PLAIN, "seeds": {"scales": [1.0]}}, num_classes=3)
     image = np.zeros((20, 40, 3), np.uint8)
     image[:16, :16, 0] = 255
     cams = method.multi_scale_cams(KnownCAM("left"), image)
@@ -219,7 +218,7 @@ def test_upsampling_goes_to_the_strided_size_then_crops() -> None:
 
 
 def test_seeds_are_max_normalised_present_classes_without_background() -> None:
-    method = build_method("cam", {**PLAIN, "inference": {"scales": [1.0]}}, num_classes=3)
+    method = build_method("cam", {**PLAIN, "seeds": {"scales": [1.0]}}, num_classes=3)
     seeds = method.infer_seeds(KnownCAM("left"), two_cell_image(255, 51), np.array([1.0, 1.0, 1.0], np.float32))
     assert seeds.keys.tolist() == [1, 2, 3] and not seeds.has_background
     # class 0 max a + ... = 1.0 → 1 / (1 + 1e-5); class 2 is half of class 0: the same after normalisation
@@ -249,7 +248,7 @@ def test_training_sample_is_an_irn_crop() -> None:
 
 def test_training_step_trains_with_irn_param_groups() -> None:
     torch.manual_seed(0)
-    method = build_method("cam", {**CONFIG, "frozen_stages": 2, "batch_norm": "fixed"}, num_classes=3)
+    method = build_method("cam", {**CONFIG, "model": {**CONFIG["model"], "frozen_stages": 2, "batch_norm": "fixed"}}, num_classes=3)
     model = method.build_model(WeightsCatalog({})).train()
     rng = np.random.default_rng(1)
     samples = [

@@ -25,16 +25,26 @@ JS_HALF_VS_ONE_HOT = 0.311278
 
 
 def tiny_config(**overrides: Any) -> dict[str, Any]:
+    """A tiny ECA block; ``overrides`` (sections) are merged into it key by key."""
     config: dict[str, Any] = {
-        "backbone": "mit_synth", "weights": None, "crop_size": 64, "rescale_range": [0.5, 1.5],
-        "cam_scales": [1.0, 0.5], "par": {"dilations": [1, 2, 4], "iterations": 3}, "decoder": {"embedding_dim": 16},
-        "dino": {"backbone": "vit_synth", "weights": None, "backbone_args": {"depth": 2}},
-        "correspondence": {"num_views": 2, "view_size": 32}, "schedule": {"cam_iters": 1},
-        "train": {"iterations": 10, "batch_size": 2, "lr": 1e-3, "warmup_steps": 0},
+        "model": {"backbone": "mit_synth", "weights": None, "decoder": {"embedding_dim": 16},
+                  "dino": {"backbone": "vit_synth", "weights": None, "backbone_args": {"depth": 2}}},
+        "train": {"iterations": 10, "batch_size": 2, "lr": 1e-3, "warmup_steps": 0,
+                  "crop_size": 64, "rescale_range": [0.5, 1.5]},
+        "losses": {"par": {"dilations": [1, 2, 4], "iterations": 3}, "schedule": {"cam_iters": 1},
+                   "correspondence": {"num_views": 2, "view_size": 32}},
+        "seeds": {"scales": [1.0, 0.5]},
         "inference": {"long_side": 48, "scales": [1.0]},
     }
-    config.update(overrides)
-    return config
+    return _merged(config, overrides)
+
+
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` written over it, mapping by mapping."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def tiny_batch(method: ECA) -> dict[str, Any]:
@@ -115,20 +125,20 @@ def test_view_corners_centre_on_foreground_and_clip() -> None:
 
 # -------------------------------------------------------------------------------------- method
 def test_config_defaults_and_errors() -> None:
-    method = build_method("eca", tiny_config(thresholds={"low": 0.3}), 3)
+    method = build_method("eca", tiny_config(losses={"thresholds": {"low": 0.3}}), 3)
     assert (method.thresholds.low, method.thresholds.high, method.thresholds.background) == (0.3, 0.55, 0.5)
     assert method.propagation_after is None and method.seed_fraction == 0.3 and method.graph_threshold == 0.15
     terms = ("segmentation", "carm_segmentation", "correspondence", "affinity")
     assert method.loss_weights == {"cls": 1.0, **{term: 0.1 for term in terms}}
     assert method.active_loss_weights(1) == {"cls": 1.0, **{term: 0.0 for term in terms}}
-    with pytest.raises(ConfigError, match="correspondence.sign"):
-        build_method("eca", tiny_config(correspondence={"sign": "minus"}), 3)
+    with pytest.raises(ConfigError, match="losses.correspondence.sign"):
+        build_method("eca", tiny_config(losses={"correspondence": {"sign": "minus"}}), 3)
     with pytest.raises(ConfigError, match="view_size"):
-        build_method("eca", tiny_config(correspondence={"view_size": 128}), 3)
-    with pytest.raises(ConfigError, match="seed_selection.fraction"):
-        build_method("eca", tiny_config(seed_selection={"fraction": 30}), 3)
+        build_method("eca", tiny_config(losses={"correspondence": {"view_size": 128}}), 3)
+    with pytest.raises(ConfigError, match="losses.seed_selection.fraction"):
+        build_method("eca", tiny_config(losses={"seed_selection": {"fraction": 30}}), 3)
     with pytest.raises(ConfigError, match="multiple of the DINO patch"):
-        build_method("eca", tiny_config(crop_size=60), 3).build_model(WeightsCatalog({}))
+        build_method("eca", tiny_config(train={"crop_size": 60}), 3).build_model(WeightsCatalog({}))
 
 
 def test_training_sample_local_views() -> None:
@@ -186,7 +196,7 @@ def test_dino_frozen_prototypes_updated_and_inference() -> None:
 
 
 def test_background_threshold_label_rule() -> None:
-    method = build_method("eca", tiny_config(cam_label={"rule": "background_threshold"}), 2)
+    method = build_method("eca", tiny_config(losses={"cam_label": {"rule": "background_threshold"}}), 2)
     cams = torch.tensor([[[[0.9, 0.2], [0.6, 0.4]], [[0.1, 0.7], [0.3, 0.45]]]])
     label = method.cam_label(torch.zeros(1, 3, 2, 2), cams, torch.tensor([[1.0, 1.0]]), torch.tensor([[0, 2, 0, 1]]))
     # α = 0.5: (0,0) class 1 (0.9), (1,0) class 1 (0.6); column 1 is outside the box
@@ -194,7 +204,7 @@ def test_background_threshold_label_rule() -> None:
 
 
 def test_misspelt_section_key_is_named() -> None:
-    with pytest.raises(ConfigError, match=r"unknown key 'method.graph.treshold' .*known keys there: clamp_foreground_cue, threshold"):
-        build_method("eca", tiny_config(graph={"treshold": 0.2}), 3)
-    with pytest.raises(ConfigError, match=r"unknown key 'method.loss_weights.corr'"):
-        build_method("eca", tiny_config(loss_weights={"corr": 0.1}), 3)
+    with pytest.raises(ConfigError, match=r"unknown key 'method.losses.graph.treshold' .*known keys there: clamp_foreground_cue, threshold"):
+        build_method("eca", tiny_config(losses={"graph": {"treshold": 0.2}}), 3)
+    with pytest.raises(ConfigError, match=r"unknown key 'method.losses.weights.corr'"):
+        build_method("eca", tiny_config(losses={"weights": {"corr": 0.1}}), 3)

@@ -19,17 +19,26 @@ from wsss_core.single_stage.decoders import Projector, ema_update, make_teacher
 
 
 def tiny_config(**overrides: Any) -> dict[str, Any]:
+    """A tiny MCC block; ``overrides`` (sections) are merged into it key by key."""
     config: dict[str, Any] = {
-        "backbone": "vit_synth", "weights": None, "backbone_args": {"depth": 2}, "aux_layer": -1,
-        "crop_size": 48, "rescale_range": [0.5, 1.5], "cam_scales": [1.0],
-        "par": {"dilations": [1, 2], "iterations": 2},
-        "contrast": {"num_local": 3, "temperature": 0.5},
-        "masking": {"ratio": 0.5, "scale": 2, "aux_cam_until": 10},
-        "projector": {"out_dim": 32, "hidden_dim": 32, "bottleneck_dim": 16}, "decoder": {"channels": 32},
-        "train": {"iterations": 4, "batch_size": 2, "lr": 1e-4, "warmup_steps": 2},
+        "model": {"backbone": "vit_synth", "weights": None, "backbone_args": {"depth": 2}, "aux_layer": -1,
+                  "projector": {"out_dim": 32, "hidden_dim": 32, "bottleneck_dim": 16}, "decoder": {"channels": 32}},
+        "train": {"iterations": 4, "batch_size": 2, "lr": 1e-4, "warmup_steps": 2,
+                  "crop_size": 48, "rescale_range": [0.5, 1.5]},
+        "losses": {"par": {"dilations": [1, 2], "iterations": 2},
+                   "contrast": {"num_local": 3, "temperature": 0.5},
+                   "masking": {"ratio": 0.5, "scale": 2, "aux_cam_until": 10}},
+        "seeds": {"scales": [1.0]},
     }
-    config.update(overrides)
-    return config
+    return _merged(config, overrides)
+
+
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` written over it, mapping by mapping."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 # ------------------------------------------------------------------------------------------ masks
@@ -97,12 +106,12 @@ def test_projector_magnitude_is_frozen_at_one_and_teacher_starts_equal() -> None
 
 # ------------------------------------------------------------------------------------- method
 def test_default_mask_ratio_is_the_authors_run_and_invalid_ratio_is_rejected() -> None:
-    method = MCC({"backbone": "vit_synth", "train": {"batch_size": 2}}, 2)
+    method = MCC({"model": {"backbone": "vit_synth"}, "train": {"batch_size": 2}}, 2)
     assert method.mask_ratio == 0.95 and method.mask_scale == 4 and method.mask_aux_cam_until == 12000
     assert method.temperature == 0.5 and method.momentum == 0.9
     assert method.loss_weights["affinity"] == 0.2 and method.loss_weights["contrast"] == 0.5
-    with pytest.raises(ConfigError, match="masking.ratio"):
-        MCC(tiny_config(masking={"ratio": 1.5}), 2)
+    with pytest.raises(ConfigError, match="losses.masking.ratio"):
+        MCC(tiny_config(losses={"masking": {"ratio": 1.5}}), 2)
 
 
 def test_mask_cam_switches_from_aux_to_final() -> None:
@@ -135,7 +144,7 @@ def test_training_step_with_masked_views() -> None:
 
 def test_fully_masked_views_are_all_negative() -> None:
     torch.manual_seed(0)
-    method = build_method("mcc", tiny_config(masking={"ratio": 1.0, "scale": 2}), 2)
+    method = build_method("mcc", tiny_config(losses={"masking": {"ratio": 1.0, "scale": 2}}), 2)
     model = method.build_model(WeightsCatalog({}))
     batch = make_batch(method)
     out = model(batch["image"])

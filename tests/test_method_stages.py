@@ -119,10 +119,12 @@ def test_export_pseudo_labels_writes_a_mask_per_image_and_refuses_methods_withou
 
     config = _config(_write_dataset(tmp_path / "dataset"))
     config["method"] = {
-        "name": "toco", "backbone": "vit_synth", "weights": None, "backbone_args": {"depth": 2}, "aux_layer": -1,
-        "crop_size": 32, "par": {"dilations": [1, 2], "iterations": 2},
-        "projector": {"out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8}, "decoder": {"channels": 16},
-        "train": {"iterations": 1, "batch_size": 2}, "inference": {"seed_resize": 32, "scales": [1.0]},
+        "name": "toco",
+        "model": {"backbone": "vit_synth", "weights": None, "backbone_args": {"depth": 2}, "aux_layer": -1,
+                  "projector": {"out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8}, "decoder": {"channels": 16}},
+        "train": {"iterations": 1, "batch_size": 2, "crop_size": 32},
+        "losses": {"par": {"dilations": [1, 2], "iterations": 2}},
+        "seeds": {"resize": 32}, "inference": {"scales": [1.0]},
     }
     torch.manual_seed(0)
     network = build_method("toco", config["method"], 2).build_model(WeightsCatalog({}))

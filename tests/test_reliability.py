@@ -721,11 +721,11 @@ def test_afa_propagation_par_switch_is_checked() -> None:
     from wsss_core.errors import ConfigError
     from wsss_core.methods.afa import AFA
 
-    base = {"backbone": "mit_synth", "weights": None, "train": {"batch_size": 2}}
+    base = {"model": {"backbone": "mit_synth", "weights": None}, "train": {"batch_size": 2}}
     assert AFA(base, 2).propagation_par == "box"
-    assert AFA({**base, "propagation": {"par": "crop"}}, 2).propagation_par == "crop"
-    with pytest.raises(ConfigError, match="method.propagation.par = 'half': must be 'box' or 'crop'"):
-        AFA({**base, "propagation": {"par": "half"}}, 2)
+    assert AFA({**base, "losses": {"propagation": {"par": "crop"}}}, 2).propagation_par == "crop"
+    with pytest.raises(ConfigError, match="method.losses.propagation.par = 'half': must be 'box' or 'crop'"):
+        AFA({**base, "losses": {"propagation": {"par": "half"}}}, 2)
 
 
 # ------------------------------------------------------ resume state of other code (issue 15, item 2)

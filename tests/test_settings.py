@@ -59,22 +59,22 @@ BAD_VALUES = [
     ("methods.swtformer.params.train.lr", 0, "methods.swtformer.params.train.lr = 0: must be greater than 0"),
     ("methods.vitpcm.params.train.epochs", -2, "methods.vitpcm.params.train.epochs = -2"),
     ("methods.afa.params.train.iterations", -5, "methods.afa.params.train.iterations = -5"),
-    ("methods.eca.params.seed_selection.fraction", 1.5, "methods.eca.params.seed_selection.fraction = 1.5: must be less than or equal to 1"),
+    ("methods.eca.params.losses.seed_selection.fraction", 1.5, "methods.eca.params.losses.seed_selection.fraction = 1.5: must be less than or equal to 1"),
     ("methods.toco.params.train.iterations", -5, "methods.toco.params.train.iterations = -5: must be greater than 0"),
-    ("methods.mcc.params.masking.ratio", 2.0, "methods.mcc.params.masking.ratio = 2.0: must be less than or equal to 1"),
+    ("methods.mcc.params.losses.masking.ratio", 2.0, "methods.mcc.params.losses.masking.ratio = 2.0: must be less than or equal to 1"),
     ("methods.cti.params.presets.synth.train.epochs", -1,
      "methods.cti.params.presets.synth.train.epochs = -1: must be greater than 0"),
     ("variants.cti_bcam.params", {"train": {"lr": -1.0}}, "variants.cti_bcam.params.train.lr = -1.0: must be greater than 0"),
     ("methods.toco.params.inference.flip_fuse", "product", "methods.toco.params.inference.flip_fuse = 'product': must be 'sum', 'max' or 'mean'"),
-    ("methods.cam.params.batch_norm", "sync", "methods.cam.params.batch_norm = 'sync': must be 'fixed', 'frozen' or 'train'"),
+    ("methods.cam.params.model.batch_norm", "sync", "methods.cam.params.model.batch_norm = 'sync': must be 'fixed', 'frozen' or 'train'"),
     ("methods.cti.params.train.epochs", "ten", "methods.cti.params.train.epochs = 'ten': must be a valid integer"),
     # a rule across two keys: the dual-threshold band (ToCo's type, MCC through its base, AFA's and so ECA's)
-    ("methods.toco.params.thresholds.low", 0.8, "methods.toco.params.thresholds = a mapping: low (0.8) must not exceed high (0.7)"),
-    ("methods.eca.params.thresholds.high", 0.2, "methods.eca.params.thresholds = a mapping: low (0.35) must not exceed high (0.2)"),
-    ("methods.toco.params.loss_weights.reg", 0.05, "methods.toco.params.loss_weights = a mapping: loss_weights.reg must be 0"),
-    ("methods.eca.params.correspondence.sign", "minus", "methods.eca.params.correspondence.sign = 'minus': must be 'corrected' or 'printed'"),
-    ("methods.eca.params.correspondence.view_size", 1024,
-     "methods.eca.params = a mapping: correspondence.view_size (1024) must not exceed crop_size (512)"),
+    ("methods.toco.params.losses.thresholds.low", 0.8, "methods.toco.params.losses.thresholds = a mapping: low (0.8) must not exceed high (0.7)"),
+    ("methods.eca.params.losses.thresholds.high", 0.2, "methods.eca.params.losses.thresholds = a mapping: low (0.35) must not exceed high (0.2)"),
+    ("methods.toco.params.losses.weights.reg", 0.05, "methods.toco.params.losses.weights = a mapping: losses.weights.reg must be 0"),
+    ("methods.eca.params.losses.correspondence.sign", "minus", "methods.eca.params.losses.correspondence.sign = 'minus': must be 'corrected' or 'printed'"),
+    ("methods.eca.params.losses.correspondence.view_size", 1024,
+     "methods.eca.params = a mapping: losses.correspondence.view_size (1024) must not exceed train.crop_size (512)"),
     ("methods.cti.params.train.scale", [1.0, 0.3], "methods.cti.params.train.scale = [1.0, 0.3]: must satisfy 0 < low ≤ high"),
     ("methods.cti.params.train.rand_augment", "augmix-m5", "methods.cti.params.train.rand_augment = 'augmix-m5': must be a timm RandAugment string"),
     ("methods.cti.params.model.blocks.train_class_patch", "last3",
@@ -129,8 +129,16 @@ TYPOS = [
     ("datasets.synth.rooot", "x", "datasets.synth: Additional properties are not allowed ('rooot' was unexpected); known keys there: "),
     ("methods.cti.params.train.epoch", 5, "unknown key 'methods.cti.params.train.epoch' in config (known keys there: batch_size, crop_size, epochs,"),
     ("methods.cti.params.epochs", 5, "unknown key 'methods.cti.params.epochs' in config (known keys there: losses, model, seeds, train)"),
-    ("methods.toco.params.contrast.temprature", 0.5, "unknown key 'methods.toco.params.contrast.temprature' in config (known keys there: "),
-    ("methods.mcc.params.masking.ratoi", 0.5, "unknown key 'methods.mcc.params.masking.ratoi' in config (known keys there: aux_cam_until, ratio, scale)"),
+    # each nesting level of one method block (model / train / losses / seeds / inference), its preset, a variant
+    ("methods.toco.params.crop_size", 64, "unknown key 'methods.toco.params.crop_size' in config (known keys there: inference, losses, model, seeds, train)"),
+    ("methods.toco.params.model.backbon", "vit_synth", "unknown key 'methods.toco.params.model.backbon' in config (known keys there: aux_layer, backbone, "),
+    ("methods.toco.params.model.projector.out_dims", 8, "unknown key 'methods.toco.params.model.projector.out_dims' in config (known keys there: bottleneck_dim, "),
+    ("methods.toco.params.losses.contrast.temprature", 0.5, "unknown key 'methods.toco.params.losses.contrast.temprature' in config (known keys there: "),
+    ("methods.toco.params.seeds.scale", [1.0], "unknown key 'methods.toco.params.seeds.scale' in config (known keys there: resize, scales)"),
+    ("methods.afa.params.presets.synth.losses.schedul", {}, "unknown key 'methods.afa.params.presets.synth.losses.schedul' in config (known keys there: "),
+    ("variants.mcc_baseline.params.losses.weights.afinity", 0.0, "unknown key 'variants.mcc_baseline.params.losses.weights.afinity' in config (known keys there: "),
+    ("methods.mcc.params.losses.masking.ratoi", 0.5, "unknown key 'methods.mcc.params.losses.masking.ratoi' in config (known keys there: aux_cam_until, ratio, scale)"),
+    ("methods.cam.params.seeds.scale", [1.0], "unknown key 'methods.cam.params.seeds.scale' in config (known keys there: interpolation, scales)"),
     ("methods.cti.params.presets.synth.train.epoch", 1, "unknown key 'methods.cti.params.presets.synth.train.epoch' in config (known keys there: "),
     ("variants.cti_bcam.params.losses.icti.enabeld", False, "unknown key 'variants.cti_bcam.params.losses.icti.enabeld' in config (known keys there: enabled, weight)"),
     ("stages.train_method.log_evry", 5, "unknown key 'stages.train_method.log_evry' in config (known keys there: channels_last, checkpoint_every,"),
@@ -201,7 +209,7 @@ def test_cam_reads_its_values_through_its_settings() -> None:
     params = resolve.method_config(CONFIG, "synth", "cam")
     method = build_method("cam", params, num_classes=20)
     assert method.settings.train.epochs == 8 and method.settings.train.crop_size == 96
-    assert method.settings.train.resize_long == (96, 160) and method.settings.backbone == "resnet_synth"
+    assert method.settings.train.resize_long == (96, 160) and method.settings.model.backbone == "resnet_synth"
     with pytest.raises(ConfigError, match=r"^method.train.lr = -1: must be greater than 0$"):
         build_method("cam", {**params, "train": {**params["train"], "lr": -1}}, num_classes=20)
 
@@ -220,13 +228,15 @@ def test_mcc_extends_toco_dataset_by_dataset() -> None:
     for dataset in ("synth", "voc", "coco"):
         toco = resolve.method_config(CONFIG, dataset, "toco")
         mcc = resolve.method_config(CONFIG, dataset, "mcc")
-        assert mcc.pop("masking") and mcc.pop("name") == "mcc" and toco.pop("name") == "toco"
-        differing = sorted(key for key in toco if toco[key] != mcc[key])
+        assert mcc["losses"].pop("masking") and mcc.pop("name") == "mcc" and toco.pop("name") == "toco"
+        assert sorted(mcc) == sorted(toco), (dataset, sorted(mcc))
+        differing = sorted(f"{section}.{key}" for section in toco for key in toco[section]
+                           if toco[section][key] != mcc[section][key])
         # MCC's own COCO values where ToCo's COCO preset differs (token losses, temperature)
-        assert differing == (["contrast", "schedule"] if dataset == "coco" else []), (dataset, differing)
+        assert differing == (["losses.contrast", "losses.schedule"] if dataset == "coco" else []), (dataset, differing)
         assert resolve.pipeline_choice(CONFIG, dataset, "mcc") == resolve.pipeline_choice(CONFIG, dataset, "toco")
-    assert resolve.method_config(CONFIG, "synth", "mcc")["masking"] == {"ratio": 0.95, "scale": 2, "aux_cam_until": 360}
-    assert resolve.method_config(CONFIG, "coco", "mcc")["schedule"] == {
+    assert resolve.method_config(CONFIG, "synth", "mcc")["losses"]["masking"] == {"ratio": 0.95, "scale": 2, "aux_cam_until": 360}
+    assert resolve.method_config(CONFIG, "coco", "mcc")["losses"]["schedule"] == {
         "segmentation_after": 8000, "token_losses_after": -1, "segmentation_aux_cam_until": 12000}
 
 

@@ -43,7 +43,7 @@ def test_affinity_absolute_versus_relu_cosine() -> None:
     relu = token_affinity(features, "relu_cosine")[0]
     torch.testing.assert_close(absolute, torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), atol=1e-4, rtol=0)
     torch.testing.assert_close(relu, torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), atol=1e-4, rtol=0)
-    with pytest.raises(ConfigError, match="seed_similarity"):
+    with pytest.raises(ConfigError, match="seeds.similarity"):
         token_affinity(features, "dot")
 
 
@@ -150,19 +150,18 @@ def test_ccl_loss_per_channel_and_masking() -> None:
     positive = (0.0 + 0.5 * (4 / 13) ** 2) / 2
     negative = (0.5 * (9 / 13 - 2 / 3) ** 2 + 0.5 * (1 / 3) ** 2) / 2
     assert ccl_loss(cams, rcams, mask, "contrastive").item() == pytest.approx(positive + negative, abs=1e-6)
-    with pytest.raises(ConfigError, match="ccl_mode"):
+    with pytest.raises(ConfigError, match="losses.ccl.mode"):
         ccl_loss(cams, rcams, mask, "bogus")
 
 
 # ---------------------------------------------------------------------------------------- method
 CONFIG = {
-    "backbone": "swin_synth",
-    "weights": None,
-    "hff": {"local_channels": 8, "fused_channels": 16},
+    "model": {"backbone": "swin_synth", "weights": None, "hff": {"local_channels": 8, "fused_channels": 16}},
     "train": {"batch_size": 2, "resize_long": [40, 80], "crop_size": 64, "lr": 1e-3, "epochs": 1, "warmup_epochs": 0},
-    "inference": {"scales": [1.0, 0.5]},
+    "seeds": {"scales": [1.0, 0.5]},
 }
-V1_CONFIG = {key: value for key, value in CONFIG.items() if key != "hff"}  # V1 has no fusion (an unknown key)
+# V1 has no fusion (an unknown key)
+V1_CONFIG = {**CONFIG, "model": {key: value for key, value in CONFIG["model"].items() if key != "hff"}}
 
 
 def test_registry_names() -> None:
@@ -221,7 +220,7 @@ def test_training_step_and_seed_export(name: str) -> None:
 def test_gsc_alone_trains_fusion_and_cam_head() -> None:
     """GSC compares CAM with R-CAM: both the CAM head and the HFF convs receive its gradient."""
     torch.manual_seed(0)
-    config = {**CONFIG, "loss_weights": {"cls": 0.0, "gsc": 1.0, "ccl": 0.0}}
+    config = {**CONFIG, "losses": {"weights": {"cls": 0.0, "gsc": 1.0, "ccl": 0.0}}}
     method = build_method("swtformer", config, num_classes=3)
     model = method.build_model(WeightsCatalog({}))
     losses = method.training_step(model, make_batch(method), TrainingProgress(0, 0, 1, 1))
@@ -232,10 +231,10 @@ def test_gsc_alone_trains_fusion_and_cam_head() -> None:
 
 
 def test_unknown_ccl_mode_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="method.ccl_mode"):
-        build_method("swtformer", {**CONFIG, "ccl_mode": "hadsell"}, num_classes=3)
+    with pytest.raises(ConfigError, match="method.losses.ccl.mode"):
+        build_method("swtformer", {**CONFIG, "losses": {"ccl": {"mode": "hadsell"}}}, num_classes=3)
 
 
 def test_missing_backbone_key_names_it() -> None:
-    with pytest.raises(ConfigError, match="method.backbone"):
-        build_method("swtformer_v1", {"train": CONFIG["train"]}, num_classes=3).build_model(WeightsCatalog({}))
+    with pytest.raises(ConfigError, match="method.model.backbone"):
+        build_method("swtformer_v1", {"train": CONFIG["train"], "model": {}}, num_classes=3).build_model(WeightsCatalog({}))

@@ -21,18 +21,27 @@ from wsss_core.single_stage.decoders import GMPClassifier, LargeFOV
 
 
 def tiny_config(**overrides: Any) -> dict[str, Any]:
+    """A tiny ToCo block; ``overrides`` (sections) are merged into it key by key."""
     config: dict[str, Any] = {
-        "backbone": "vit_synth", "weights": None, "backbone_args": {"depth": 2}, "aux_layer": -1,
-        "crop_size": 48, "rescale_range": [0.5, 1.5], "cam_scales": [1.0, 0.5],
-        "par": {"dilations": [1, 2, 4], "iterations": 3},
-        "contrast": {"num_local": 3, "local_crop_size": 16, "temperature": 0.5},
-        "projector": {"out_dim": 32, "hidden_dim": 32, "bottleneck_dim": 16}, "decoder": {"channels": 32},
-        "schedule": {"segmentation_after": 0},
-        "train": {"iterations": 4, "batch_size": 2, "lr": 1e-4, "warmup_steps": 2},
-        "inference": {"seed_resize": 48, "scales": [1.0, 1.5]},
+        "model": {"backbone": "vit_synth", "weights": None, "backbone_args": {"depth": 2}, "aux_layer": -1,
+                  "projector": {"out_dim": 32, "hidden_dim": 32, "bottleneck_dim": 16}, "decoder": {"channels": 32}},
+        "train": {"iterations": 4, "batch_size": 2, "lr": 1e-4, "warmup_steps": 2,
+                  "crop_size": 48, "rescale_range": [0.5, 1.5]},
+        "losses": {"par": {"dilations": [1, 2, 4], "iterations": 3},
+                   "contrast": {"num_local": 3, "local_crop_size": 16, "temperature": 0.5},
+                   "schedule": {"segmentation_after": 0}},
+        "seeds": {"scales": [1.0, 0.5], "resize": 48},
+        "inference": {"scales": [1.0, 1.5]},
     }
-    config.update(overrides)
-    return config
+    return _merged(config, overrides)
+
+
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` written over it, mapping by mapping."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def tiny_batch(method: ToCo, batch_size: int = 2) -> dict[str, Any]:
@@ -160,20 +169,20 @@ def test_local_crops_fall_back_to_anywhere_when_all_foreground() -> None:
 
 # ------------------------------------------------------------------------------------- config
 def test_loss_schedule_voc_and_toco_coco() -> None:
-    voc = ToCo(tiny_config(schedule={"segmentation_after": 2000}), 2)
+    voc = ToCo(tiny_config(losses={"schedule": {"segmentation_after": 2000}}), 2)
     assert voc.active_loss_weights(2000)["segmentation"] == 0.0
     assert voc.active_loss_weights(2001) == {"cls": 1.0, "cls_aux": 1.0, "affinity": 0.2, "contrast": 0.5,
                                              "segmentation": 0.1}
-    coco = ToCo(tiny_config(schedule={"segmentation_after": 8000, "token_losses_after": 12000}), 2)
+    coco = ToCo(tiny_config(losses={"schedule": {"segmentation_after": 8000, "token_losses_after": 12000}}), 2)
     assert coco.active_loss_weights(10000)["affinity"] == 0.0 and coco.active_loss_weights(10000)["segmentation"] == 0.1
     assert coco.active_loss_weights(12001)["contrast"] == 0.5
 
 
 def test_reg_loss_and_unknown_box_units_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="loss_weights.reg"):
-        ToCo(tiny_config(loss_weights={"reg": 0.05}), 2)
-    with pytest.raises(ConfigError, match="affinity_box_units"):
-        ToCo(tiny_config(affinity_box_units="px"), 2)
+    with pytest.raises(ConfigError, match="losses.weights.reg"):
+        ToCo(tiny_config(losses={"weights": {"reg": 0.05}}), 2)
+    with pytest.raises(ConfigError, match="losses.affinity_box_units"):
+        ToCo(tiny_config(losses={"affinity_box_units": "px"}), 2)
 
 
 # ---------------------------------------------------------------------------- training/inference
@@ -248,8 +257,8 @@ def test_model_file_round_trip_rebuilds_the_same_network(
 
 
 def test_misspelt_section_keys_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match=r"unknown key 'method.contrast.temprature' .*known keys there: .*temperature"):
-        ToCo(tiny_config(contrast={"temprature": 0.5}), 2)
+    with pytest.raises(ConfigError, match=r"unknown key 'method.losses.contrast.temprature' .*known keys there: .*temperature"):
+        ToCo(tiny_config(losses={"contrast": {"temprature": 0.5}}), 2)
     with pytest.raises(ConfigError, match="method.inference.flip_fuse"):
         ToCo(tiny_config(inference={"flip_fuse": "product"}), 2)
 

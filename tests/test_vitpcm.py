@@ -178,21 +178,18 @@ def test_patch_aligned_box_is_on_grid_and_clipped() -> None:
 
 # ---------------------------------------------------------------------------------------- method
 CONFIG = {
-    "backbone": "vit_synth",
-    "weights": None,
-    "patch_size": 8,
-    "backbone_args": {"depth": 2, "embed_dim": 48, "num_heads": 2},
-    "head": {"hidden_dim": 8},
+    "model": {"backbone": "vit_synth", "weights": None, "patch_size": 8,
+              "backbone_args": {"depth": 2, "embed_dim": 48, "num_heads": 2}, "head": {"hidden_dim": 8}},
     "train": {"batch_size": 2, "image_size": 32, "view2_size": 16, "crop_size": 16, "crop_probability": 0.5,
               "lr": 1e-4, "warmup_lr": 1e-3, "warmup_epochs": 1, "epochs": 2, "unfreeze_blocks": 1},
-    "inference": {"image_size": 48},
+    "seeds": {"image_size": 48},
 }
 
 
 def test_registry_and_config_errors() -> None:
     assert METHODS.get("vitpcm") is ViTPCM
-    with pytest.raises(ConfigError, match="patch_size"):
-        build_method("vitpcm", {**CONFIG, "patch_size": 16}, 3).build_model(WeightsCatalog({}))
+    with pytest.raises(ConfigError, match="model.patch_size"):
+        build_method("vitpcm", {**CONFIG, "model": {**CONFIG["model"], "patch_size": 16}}, 3).build_model(WeightsCatalog({}))
     bad = {**CONFIG, "train": {**CONFIG["train"], "view2_size": 12}}
     with pytest.raises(ConfigError, match="view2_size"):
         build_method("vitpcm", bad, 3).training_sample(np.zeros((20, 20, 3), np.uint8), np.ones(3, np.float32), np.random.default_rng(0))

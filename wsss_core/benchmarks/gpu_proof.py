@@ -170,10 +170,10 @@ def _method_step_item(name: str, run: str, label: str, tiny_overrides: Mapping[s
         "schedule": {"first_step": total // 2, "steps_per_epoch": steps_per_epoch, "total_steps": total},
     }
     model = config.get("model", {})
-    backbone = model.get("backbone") or config.get("backbone")
-    if config.get("dino"):
-        backbone = f"{backbone} + {config['dino']['backbone']} (frozen)"
-    crop = config.get("crop_size") or config["train"].get("crop_size")
+    backbone = model.get("backbone")
+    if model.get("dino"):
+        backbone = f"{backbone} + {model['dino']['backbone']} (frozen)"
+    crop = config["train"].get("crop_size")
     title = f"{label} training step: {backbone}, crop {crop}, batch {batch}"
     return ProofItem(name, title, "train_method", stages._measure, args)
 
@@ -189,7 +189,7 @@ def mctformer_train(settings: ProofSettings) -> ProofItem:
     return _method_step_item("mctformer_train", "mctformer", "MCTformer-V2", {"train": {"crop_size": 32}}, settings)
 
 
-_SINGLE_STAGE_TINY = {"crop_size": 48, "contrast": {"num_local": 2, "local_crop_size": 16}}
+_SINGLE_STAGE_TINY = {"train": {"crop_size": 48}, "losses": {"contrast": {"num_local": 2, "local_crop_size": 16}}}
 
 
 @PROOF_ITEMS.register("toco_train")
@@ -204,7 +204,7 @@ def mcc_train(settings: ProofSettings) -> ProofItem:
 
 @PROOF_ITEMS.register("eca_train")
 def eca_train(settings: ProofSettings) -> ProofItem:
-    return _method_step_item("eca_train", "eca", "ECA", {"crop_size": 48, "correspondence": {"view_size": 24}},
+    return _method_step_item("eca_train", "eca", "ECA", {"train": {"crop_size": 48}, "losses": {"correspondence": {"view_size": 24}}},
                              settings)
 
 

@@ -3,8 +3,8 @@
 * ``L_GSC`` (general-specific consistency) = mean |CAM − R-CAM / max| over all elements (SIPE's code;
   Eq. 5's literal sum ÷ (C+1) would be ~h·w times larger);
 * ``L_CCL`` = Eq. 6 as printed, ½[(⅔ s)² + (1 − s)²] with s the cosine between CAM_c and R-CAM_c,
-  averaged over the background and present classes (``ccl_mode: literal``, default). Its minimum is at
-  s = 9/13 ≈ 0.69: above that it pushes CAM and R-CAM apart, against GSC. ``ccl_mode: contrastive``
+  averaged over the background and present classes (``losses.ccl.mode: literal``, default). Its minimum is at
+  s = 9/13 ≈ 0.69: above that it pushes CAM and R-CAM apart, against GSC. ``losses.ccl.mode: contrastive``
   is a Hadsell-style reading (positives ½(1 − s_cc)², negatives ½·max(0, s_cc' − margin)²);
   ``off`` drops the term.
 """
@@ -57,4 +57,4 @@ def ccl_loss(
         return (positive * positive_mask).sum() / positive_mask.sum().clamp_min(1.0) + (
             negative * negative_mask
         ).sum() / negative_mask.sum().clamp_min(1.0)
-    raise ConfigError(f"method.ccl_mode '{mode}' is unknown: use one of {CCL_MODES}")
+    raise ConfigError(f"method.losses.ccl.mode '{mode}' is unknown: use one of {CCL_MODES}")

@@ -12,15 +12,15 @@ A training step (authors' ``scripts/dist_train_voc.py``):
 
 1. multi-scale (1.0, 0.5, 1.5) + flip CAMs of the crop, no grad (``single_stage.cams``);
 2. L_cls: multilabel soft-margin of the GMP logits;
-3. after ``schedule.cam_iters`` (VOC 2000, COCO 5000) also
+3. after ``losses.schedule.cam_iters`` (VOC 2000, COCO 5000) also
    * the CAM label: PAR-refined dual-threshold label (``single_stage.pseudo_labels.par_refined_labels``,
      high 0.55 / low 0.35, PAR at half resolution, outside the crop's box 255);
    * L_aff (``attention_affinity_loss``) against pair labels of that label nearest-downsampled to the
      stage-4 grid: 1 same label, 0 different, ignored when either token is 255 or the pair lies outside
-     the ``affinity.radius`` (8) Chebyshev window; the diagonal counts as positive, as coded;
+     the ``losses.affinity.radius`` (8) Chebyshev window; the diagonal counts as positive, as coded;
    * L_seg: bg/fg-balanced CE of the decoder (upsampled to the crop) against the CAM label; from step
-     ``propagation.after`` (6000) against the **affinity-propagated** label instead: â of the largest
-     CAM scale, zeroed outside the window, raised to ``propagation.power`` (2), columns normalised
+     ``losses.propagation.after`` (6000) against the **affinity-propagated** label instead: â of the largest
+     CAM scale, zeroed outside the window, raised to ``losses.propagation.power`` (2), columns normalised
      (sum + 0.1), one random-walk step of the softmaxed [bg, present CAMs] (bg 0.55 / 0.35), PAR, and
      the same high/low combination.
 
@@ -35,7 +35,7 @@ Code vs paper, and the defaults chosen:
 * inference: the author's answer in rulixiang/afa#6 ("the paper used scales 0.5-1.5"): long side
   resized to 512, scales (0.5, 0.75, 1.0, 1.25, 1.5), flip averaged, scales fused by max, softmax;
   the published ``test_msc_flip.py`` uses (1, 0.5, 0.75) — set ``inference.scales`` for it.
-* the propagated label's PAR (``propagation.par``): ``box`` (default) follows the published code
+* the propagated label's PAR (``losses.propagation.par``): ``box`` (default) follows the published code
   (``dist_train_voc.py`` + ``refine_cams_with_cls_label``): the random-walk scores are upsampled to the
   full crop first, then PAR runs per image on the image box only (its pixels at half size), the result is
   upsampled back to the box and everything outside it is 255 — the zero padding never enters PAR. ``crop``
@@ -44,7 +44,7 @@ Code vs paper, and the defaults chosen:
   pixels along object and box edges. The default is the code's, since the published numbers came from it.
 
 ``infer_seeds`` exports the multi-scale + flip CAM of the present classes at the image resolution
-(``inference.seed_resize`` resizes the input first, none by default).
+(``seeds.scales``; ``seeds.resize`` resizes the input first, none by default).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ class AFANetwork(nn.Module):
         super().__init__()
         if affinity_blocks > len(encoder.block4):
             raise ConfigError(
-                f"method.affinity.blocks = {affinity_blocks} exceeds the {len(encoder.block4)} stage-4 blocks "
+                f"method.losses.affinity.blocks = {affinity_blocks} exceeds the {len(encoder.block4)} stage-4 blocks "
                 "of the encoder"
             )
         self.encoder = encoder
@@ -255,10 +255,40 @@ class AFALossWeights(Settings):
 class AFATrain(SingleStageTrain):
     norm_lr_multiplier: NonNegativeFloat = 0.0
     power: NonNegativeFloat = 1.0
+    crop_size: PositiveInt = 512
+
+
+class AFAModel(Settings):
+    """``methods.afa.params.model`` (ECA's type extends it): the MiT encoder and the SegFormer decoder."""
+
+    backbone: str = "mit_b1"
+    weights: str | None = "mit_b1"
+    backbone_args: dict[str, Any] = {}
+    decoder: AFADecoder = AFADecoder()
+
+
+class AFALosses(Settings):
+    """``methods.afa.params.losses`` (ECA's type extends it): the weights and schedule of the losses and
+    the parameters of their labels (PAR dual-threshold labels, pair labels, propagated labels)."""
+
+    weights: AFALossWeights = AFALossWeights()
+    schedule: AFASchedule = AFASchedule()
+    thresholds: AFAThresholds = AFAThresholds()
+    par: PARSettings = PARSettings()
+    affinity: AFAAffinity = AFAAffinity()
+    propagation: AFAPropagation = AFAPropagation()
+
+
+class AFASeeds(Settings):
+    """``methods.afa.params.seeds``: the multi-scale CAM (also the training CAM) and the seeds' input size."""
+
+    scales: Scales = [1.0, 0.5, 1.5]
+    resize: PositiveInt | None = None
 
 
 class AFAInference(Settings):
-    seed_resize: PositiveInt | None = None
+    """``methods.afa.params.inference``: the decoder's multi-scale + flip inference."""
+
     long_side: PositiveInt | None = 512
     scales: Scales = [0.5, 0.75, 1.0, 1.25, 1.5]
     flip: bool = True
@@ -269,20 +299,10 @@ class AFAInference(Settings):
 class AFASettings(Settings):
     """``methods.afa.params`` (ECA's type extends it)."""
 
-    backbone: str = "mit_b1"
-    weights: str | None = "mit_b1"
-    backbone_args: dict[str, Any] = {}
-    crop_size: PositiveInt = 512
-    rescale_range: tuple[PositiveFloat, PositiveFloat] = (0.5, 2.0)
-    cam_scales: Scales = [1.0, 0.5, 1.5]
-    thresholds: AFAThresholds = AFAThresholds()
-    par: PARSettings = PARSettings()
-    decoder: AFADecoder = AFADecoder()
-    affinity: AFAAffinity = AFAAffinity()
-    propagation: AFAPropagation = AFAPropagation()
-    loss_weights: AFALossWeights = AFALossWeights()
-    schedule: AFASchedule = AFASchedule()
+    model: AFAModel = AFAModel()
     train: AFATrain
+    losses: AFALosses = AFALosses()
+    seeds: AFASeeds = AFASeeds()
     inference: AFAInference = AFAInference()
 
 
@@ -297,36 +317,38 @@ class AFA(Method):
     end_to_end = True
     pseudo_labels = "par"
     seed_normalization = "minmax"
-    # the loss terms in the order they are summed (their weights: ``settings.loss_weights``)
+    # the loss terms in the order they are summed (their weights: ``settings.losses.weights``)
     loss_names: ClassVar[tuple[str, ...]] = ("cls", "segmentation", "affinity")
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
         settings = self.settings
-        self.thresholds = settings.thresholds
-        self.crop_size = settings.crop_size
-        self.rescale_range = settings.rescale_range
-        self.cam_scales = tuple(settings.cam_scales)
-        self.par = PixelAdaptiveRefinement(dilations=settings.par.dilations, num_iterations=settings.par.iterations)
-        self.par_downscale = settings.par.downscale
-        self.affinity_radius = settings.affinity.radius
-        self.affinity_blocks = settings.affinity.blocks
-        after = settings.propagation.after
+        losses = settings.losses
+        self.thresholds = losses.thresholds
+        self.crop_size = settings.train.crop_size
+        self.rescale_range = settings.train.rescale_range
+        self.cam_scales = tuple(settings.seeds.scales)
+        self.par = PixelAdaptiveRefinement(dilations=losses.par.dilations, num_iterations=losses.par.iterations)
+        self.par_downscale = losses.par.downscale
+        self.affinity_radius = losses.affinity.radius
+        self.affinity_blocks = losses.affinity.blocks
+        after = losses.propagation.after
         self.propagation_after = None if after is None or after < 0 else after
-        self.propagation_power = settings.propagation.power
-        self.propagation_par = settings.propagation.par
-        weights = settings.loss_weights.model_dump()
+        self.propagation_power = losses.propagation.power
+        self.propagation_par = losses.propagation.par
+        weights = losses.weights.model_dump()
         self.loss_weights = {name: float(weights[name]) for name in self.loss_names}
-        self.cam_iters = settings.schedule.cam_iters
+        self.cam_iters = losses.schedule.cam_iters
 
     # ------------------------------------------------------------------------------- network
     def build_encoder(self, weights: WeightsCatalog) -> MixTransformer:
         from wsss_core.models.backbones import create_backbone
 
-        name = self.settings.backbone
-        encoder = create_backbone(name, weights.get(self.settings.weights), **dict(self.settings.backbone_args))
+        model = self.settings.model
+        name = model.backbone
+        encoder = create_backbone(name, weights.get(model.weights), **dict(model.backbone_args))
         if not isinstance(encoder, MixTransformer):
-            raise ConfigError(f"method.backbone '{name}' is not a Mix Transformer; use mit_b1 or mit_synth")
+            raise ConfigError(f"method.model.backbone '{name}' is not a Mix Transformer; use mit_b1 or mit_synth")
         return encoder
 
     def build_model(self, weights: WeightsCatalog) -> nn.Module:
@@ -334,7 +356,7 @@ class AFA(Method):
 
     def network_from_encoder(self, encoder: MixTransformer) -> AFANetwork:
         """The network around an already built MiT (used by ``build_model`` and the tests)."""
-        decoder = self.settings.decoder
+        decoder = self.settings.model.decoder
         return AFANetwork(
             encoder, self.num_classes, decoder.embedding_dim, decoder.dropout,
             self.affinity_blocks,
@@ -467,9 +489,9 @@ class AFA(Method):
         return normalize(to_tensor(image)).unsqueeze(0).to(device)
 
     def _seed_input(self, model: nn.Module, image: np.ndarray) -> torch.Tensor:
-        """The normalised image as the seeds see it: resized to ``inference.seed_resize`` when set."""
+        """The normalised image as the seeds see it: resized to ``seeds.resize`` when set."""
         x = self._image_tensor(model, image)
-        resize = self.settings.inference.seed_resize
+        resize = self.settings.seeds.resize
         if resize:
             x = F.interpolate(x, size=(int(resize), int(resize)), mode="bilinear", align_corners=False)
         return x

@@ -10,9 +10,9 @@ checked line by line against it), and each other reading below is a switch.
   Scores = classifier(GAP(features)) (``torchutils.gap2d``), equal to GAP of the class maps.
 * **Frozen parts**: IRN's ``train()`` override only sets ``requires_grad = False`` on conv1/bn1, but its
   forward detaches the output of stage 2, so the stem, layer1 and layer2 never receive a gradient:
-  ``frozen_stages: 2`` (default, the code) freezes IRN's stages 1 (stem + layer1) and 2 (layer2);
-  ``frozen_stages: 1`` is the reading "conv1/bn1 and stage 1 frozen"; 0 trains everything.
-* **BatchNorm** (``batch_norm``): ``fixed`` (default, IRN's ``FixedBatchNorm``: running statistics in
+  ``model.frozen_stages: 2`` (default, the code) freezes IRN's stages 1 (stem + layer1) and 2 (layer2);
+  ``model.frozen_stages: 1`` is the reading "conv1/bn1 and stage 1 frozen"; 0 trains everything.
+* **BatchNorm** (``model.batch_norm``): ``fixed`` (default, IRN's ``FixedBatchNorm``: running statistics in
   training too, the affine scale and shift still trained in the unfrozen stages), ``frozen`` (statistics
   and affine fixed), ``train`` (ordinary BN, for a random-init backbone, whose running statistics are
   meaningless; the BN of frozen stages stays in eval). ``model.train()`` keeps fixed BN in eval mode.
@@ -80,9 +80,9 @@ class CAMNet(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: int, frozen_stages: int = 2, batch_norm: str = "fixed") -> None:
         super().__init__()
         if not 0 <= frozen_stages <= NUM_STAGES:
-            raise ConfigError(f"method.frozen_stages is {frozen_stages}; use 0..{NUM_STAGES} (IRN: 2)")
+            raise ConfigError(f"method.model.frozen_stages is {frozen_stages}; use 0..{NUM_STAGES} (IRN: 2)")
         if batch_norm not in BATCH_NORM_MODES:
-            raise ConfigError(f"method.batch_norm '{batch_norm}' is unknown: use one of {sorted(BATCH_NORM_MODES)}")
+            raise ConfigError(f"method.model.batch_norm '{batch_norm}' is unknown: use one of {sorted(BATCH_NORM_MODES)}")
         set_last_stage_stride_one(backbone)
         self.backbone = backbone
         self.classifier = nn.Conv2d(int(backbone.feature_info[-1]["num_chs"]), num_classes, 1, bias=False)
@@ -159,8 +159,20 @@ class CAMTrain(Settings):
     poly_power: NonNegativeFloat = 0.9
 
 
-class CAMInference(Settings):
-    """``methods.cam.params.inference``: multi-scale + flip CAMs."""
+class CAMModel(Settings):
+    """``methods.cam.params.model``: the network."""
+
+    backbone: str
+    weights: str | None = None
+    backbone_args: dict[str, Any] = {}
+    frozen_stages: Annotated[int, Field(ge=0, le=NUM_STAGES)] = 2  # IRN: stem, layer1, layer2
+    batch_norm: Literal[tuple(BATCH_NORM_MODES)] = "fixed"  # type: ignore[misc]
+    image_mean: tuple[float, float, float] = IMAGENET_MEAN
+    image_std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = IMAGENET_STD
+
+
+class CAMSeeds(Settings):
+    """``methods.cam.params.seeds``: multi-scale + flip CAMs."""
 
     scales: Scales = [1.0, 0.5, 1.5, 2.0]
     interpolation: Interpolation = "bicubic"
@@ -170,15 +182,9 @@ class CAMSettings(Settings):
     """``methods.cam.params``: the only copy of each default of the CAM baseline (config.yaml's block
     overrides them; IRN's values)."""
 
-    backbone: str
-    weights: str | None = None
-    backbone_args: dict[str, Any] = {}
-    frozen_stages: Annotated[int, Field(ge=0, le=NUM_STAGES)] = 2  # IRN: stem, layer1, layer2
-    batch_norm: Literal[tuple(BATCH_NORM_MODES)] = "fixed"  # type: ignore[misc]
-    image_mean: tuple[float, float, float] = IMAGENET_MEAN
-    image_std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = IMAGENET_STD
+    model: CAMModel
     train: CAMTrain
-    inference: CAMInference = CAMInference()
+    seeds: CAMSeeds = CAMSeeds()
 
 
 @METHODS.register("cam")
@@ -194,17 +200,17 @@ class CAM(Method):
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)  # checks config against CAMSettings: self.settings
-        self.mean = tuple(self.settings.image_mean)
-        self.std = tuple(self.settings.image_std)
+        self.mean = tuple(self.settings.model.image_mean)
+        self.std = tuple(self.settings.model.image_std)
 
     # ----------------------------------------------------------------------------------- network
     def build_model(self, weights: WeightsCatalog) -> nn.Module:
-        settings = self.settings
+        settings = self.settings.model
         pretrained = weights.get(settings.weights)
         batch_norm = settings.batch_norm
         if pretrained is None and batch_norm != "train":
-            LOG.warning("method.batch_norm is %s on a random-init backbone: its running statistics are 0/1; "
-                        "use batch_norm: train when method.weights is null", batch_norm)
+            LOG.warning("method.model.batch_norm is %s on a random-init backbone: its running statistics are 0/1; "
+                        "use batch_norm: train when method.model.weights is null", batch_norm)
         backbone = create_backbone(settings.backbone, pretrained, **dict(settings.backbone_args))
         return CAMNet(backbone, self.num_classes, settings.frozen_stages, batch_norm)
 
@@ -239,7 +245,7 @@ class CAM(Method):
         if scale != 1.0:
             height, width = image.shape[:2]
             size = (max(1, round(height * scale)), max(1, round(width * scale)))
-            image, _ = resize(image, size, interpolation=self.settings.inference.interpolation)
+            image, _ = resize(image, size, interpolation=self.settings.seeds.interpolation)
         tensor = normalize_to_tensor(image, self.mean, self.std).to(device)
         return torch.stack([tensor, tensor.flip(-1)])
 
@@ -250,7 +256,7 @@ class CAM(Method):
         height, width = image.shape[:2]
         up_size = strided_up_size(height, width, model.stride)
         total = torch.zeros((self.num_classes, *up_size), device=device)
-        for scale in self.settings.inference.scales:
+        for scale in self.settings.seeds.scales:
             maps = F.relu(model.class_maps(self._views(image, scale, device)))
             merged = maps[0] + maps[1].flip(-1)
             total += F.interpolate(merged[None], size=up_size, mode="bilinear", align_corners=False)[0]

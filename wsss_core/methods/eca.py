@@ -13,22 +13,22 @@ CAM of the whole image, resized to sides divisible by the DINO patch, its calibr
 prototypes read but not updated, PAR, no ignore band — the store behind ``refine: own``).
 
 Loss (Eq. 12) = L_cls + λ1·(L_seg + L̃_seg) + λ2·L_corr + λ3·L_aff, (λ1, λ2, λ3) = (0.1, 0.1, 0.1) VOC,
-(0.1, 0.05, 0.1) COCO; only L_cls during the ``schedule.cam_iters`` warm-up ("2k iterations warmed up
+(0.1, 0.05, 0.1) COCO; only L_cls during the ``losses.schedule.cam_iters`` warm-up ("2k iterations warmed up
 for the classifiers"; COCO 5000 as in AFA's COCO config, an assumption). After it, per step:
 
 1. multi-scale (1.0, 0.5, 1.5) + flip CAMs of the crop (AFA), no grad;
-2. the **CAM label** (``cam_label.rule``): ``par_dual_threshold`` (default) = AFA's PAR-refined label with
-   high 0.55 / low 0.35; ``background_threshold`` = the single hard threshold α = ``thresholds.background``
+2. the **CAM label** (``losses.cam_label.rule``): ``par_dual_threshold`` (default) = AFA's PAR-refined label with
+   high 0.55 / low 0.35; ``background_threshold`` = the single hard threshold α = ``losses.thresholds.background``
    (0.5, the paper's α) without ignore band, the other reading of §3.1. L_seg = balanced CE against it;
 3. SAE on the DINO grid (DINO sees the same normalised crop as the MiT; the CAM is resized bilinearly
    to its grid; tokens outside the crop's valid box are never seeds and are 0 in the CARM): seeds
-   (k = ``seed_selection.fraction`` 0.3 VOC / 0.15 COCO), graph (γ = ``graph.threshold`` 0.15), CARM,
-   calibration with the prototypes (τ = ``prototypes.momentum`` 0.99; features = MiT stage 4 resized to
-   the DINO grid; then updated), CARM label (PAR, ``carm_label.uncertain_margin`` 0: no ignore band).
+   (k = ``losses.seed_selection.fraction`` 0.3 VOC / 0.15 COCO), graph (γ = ``losses.graph.threshold`` 0.15), CARM,
+   calibration with the prototypes (τ = ``losses.prototypes.momentum`` 0.99; features = MiT stage 4 resized to
+   the DINO grid; then updated), CARM label (PAR, ``losses.carm_label.uncertain_margin`` 0: no ignore band).
    L̃_seg = balanced CE against it, on the same decoder output as L_seg;
 4. L_aff: AFA's affinity-from-attention loss with pair labels of the **CARM** label (Table 4 footnote;
-   ``affinity.label_source: cam`` for AFA's), radius 8;
-5. CCE: ``correspondence.num_views`` (2) local views of ``correspondence.view_size`` (256) px cut from
+   ``losses.affinity.label_source: cam`` for AFA's), radius 8;
+5. CCE: ``losses.correspondence.num_views`` (2) local views of ``losses.correspondence.view_size`` (256) px cut from
    independently re-augmented copies of the crop (colour jitter 0.4/0.4/0.2/0.1 with p 0.8, hflip p 0.5),
    centred on a random foreground pixel of the CAM label (uniform if none). Their stage-4 CAM logits
    (with gradient) give p_i = softmax over the C classes; the CAM label cropped to the view, reduced to
@@ -39,9 +39,9 @@ for the classifiers"; COCO 5000 as in AFA's COCO config, an assumption). After i
 
 ⚠ Eq. 11 as printed puts (1 − D) on positive and D on negative pairs, which with a divergence D would
 *separate* positive pairs, against the text ("maximising the similarity of positive pairs"). We treat it
-as a typo (default ``correspondence.sign: corrected``); ``sign: printed`` reproduces the printed formula.
+as a typo (default ``losses.correspondence.sign: corrected``); ``sign: printed`` reproduces the printed formula.
 
-Other defaults: AFA's affinity propagation is off (``propagation.after: null``; the paper describes only
+Other defaults: AFA's affinity propagation is off (``losses.propagation.after: null``; the paper describes only
 PAR); PAR, thresholds 0.55/0.35, radius 8, optimiser (AdamW 6e-5 poly, heads 10×, norms frozen, 1500-step
 warm-up) follow AFA as the paper says; VOC 18k iterations, batch 8, crop 512.
 
@@ -72,7 +72,9 @@ from wsss_core.losses.eca import correspondence_loss
 from wsss_core.methods.afa import (
     AFA,
     AFAAffinity,
+    AFALosses,
     AFALossWeights,
+    AFAModel,
     AFAPropagation,
     AFASettings,
     AFANetwork,
@@ -132,7 +134,7 @@ def sample_view_corners(
     batch, height, width = label.shape
     if view_size > min(height, width):
         raise ConfigError(
-            f"method.correspondence.view_size = {view_size} exceeds the {height}x{width} crop (method.crop_size)"
+            f"method.losses.correspondence.view_size = {view_size} exceeds the {height}x{width} crop (method.train.crop_size)"
         )
     corners = torch.zeros(batch, num_views, 2, dtype=torch.long)
     for index in range(batch):
@@ -215,10 +217,17 @@ class ECALossWeights(AFALossWeights):
     correspondence: NonNegativeFloat = 0.1
 
 
-class ECASettings(AFASettings):
-    """``methods.eca.params``: AFA's keys + DINO, CARM and correspondence keys."""
+class ECAModel(AFAModel):
+    """``methods.eca.params.model``: AFA's network + the frozen DINO guide."""
 
     dino: ECADino = ECADino()
+
+
+class ECALosses(AFALosses):
+    """``methods.eca.params.losses``: AFA's + the CAM and CARM labels (SAE: seeds, graph, prototypes)
+    and the CAM correspondence (CCE)."""
+
+    weights: ECALossWeights = ECALossWeights()
     cam_label: ECACamLabel = ECACamLabel()
     affinity: ECAAffinity = ECAAffinity()
     propagation: ECAPropagation = ECAPropagation()
@@ -227,13 +236,20 @@ class ECASettings(AFASettings):
     prototypes: ECAPrototypes = ECAPrototypes()
     carm_label: ECACarmLabel = ECACarmLabel()
     correspondence: ECACorrespondence = ECACorrespondence()
-    loss_weights: ECALossWeights = ECALossWeights()
+
+
+class ECASettings(AFASettings):
+    """``methods.eca.params``: AFA's sections with the DINO, CARM and correspondence keys."""
+
+    model: ECAModel = ECAModel()
+    losses: ECALosses = ECALosses()
 
     @model_validator(mode="after")
     def _views_fit_the_crop(self) -> "ECASettings":
-        if self.correspondence.view_size > self.crop_size:
-            raise ValueError(f"correspondence.view_size ({self.correspondence.view_size}) must not exceed "
-                             f"crop_size ({self.crop_size}): the local views are cut from the crop")
+        view_size, crop_size = self.losses.correspondence.view_size, self.train.crop_size
+        if view_size > crop_size:
+            raise ValueError(f"losses.correspondence.view_size ({view_size}) must not exceed "
+                             f"train.crop_size ({crop_size}): the local views are cut from the crop")
         return self
 
 
@@ -250,17 +266,18 @@ class ECA(AFA):
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
         settings = self.settings
-        self.dino_settings = settings.dino
-        self.seed_fraction = settings.seed_selection.fraction
-        self.seed_fallback = settings.seed_selection.fallback_top1
-        self.graph_threshold = settings.graph.threshold
-        self.clamp_cue = settings.graph.clamp_foreground_cue
-        self.prototype_momentum = settings.prototypes.momentum
-        self.calibrate = settings.prototypes.calibrate
-        self.carm_margin = settings.carm_label.uncertain_margin
-        self.cam_label_rule = settings.cam_label.rule
-        self.affinity_source = settings.affinity.label_source
-        cce = settings.correspondence
+        losses = settings.losses
+        self.dino_settings = settings.model.dino
+        self.seed_fraction = losses.seed_selection.fraction
+        self.seed_fallback = losses.seed_selection.fallback_top1
+        self.graph_threshold = losses.graph.threshold
+        self.clamp_cue = losses.graph.clamp_foreground_cue
+        self.prototype_momentum = losses.prototypes.momentum
+        self.calibrate = losses.prototypes.calibrate
+        self.carm_margin = losses.carm_label.uncertain_margin
+        self.cam_label_rule = losses.cam_label.rule
+        self.affinity_source = losses.affinity.label_source
+        cce = losses.correspondence
         self.num_views = cce.num_views
         self.view_size = cce.view_size
         self.correspondence_sign = cce.sign
@@ -282,8 +299,8 @@ class ECA(AFA):
         """The network around an already built MiT and ViT (used by ``build_model`` and the tests)."""
         patch = int(dino.patch_embed.patch_size[0])
         if self.crop_size % patch:
-            raise ConfigError(f"method.crop_size = {self.crop_size} must be a multiple of the DINO patch size {patch}")
-        decoder = self.settings.decoder
+            raise ConfigError(f"method.train.crop_size = {self.crop_size} must be a multiple of the DINO patch size {patch}")
+        decoder = self.settings.model.decoder
         return ECANetwork(
             encoder, dino, self.num_classes, decoder.embedding_dim, decoder.dropout,
             self.affinity_blocks, self.prototype_momentum,

@@ -15,11 +15,11 @@ loss (τ = 0.5) weighs λ_m = 0.5.
 
 Code vs paper, and the defaults chosen:
 * mask ratio: **0.95** by default (the authors' script default and their logged VOC run, i.e. what
-  produced the published numbers); the paper says 0.75 — set ``masking.ratio: 0.75`` for it.
-* the CAM that drives the masks: the aux CAM up to step ``masking.aux_cam_until`` (VOC 12000), the final
+  produced the published numbers); the paper says 0.75 — set ``losses.masking.ratio: 0.75`` for it.
+* the CAM that drives the masks: the aux CAM up to step ``losses.masking.aux_cam_until`` (VOC 12000), the final
   CAM afterwards (VOC code only, not in the paper); COCO uses the aux CAM throughout (set it to the
   number of iterations).
-* the extra log(1 + ΣNeg) term of the authors' loss is on (``contrast.negative_term``).
+* the extra log(1 + ΣNeg) term of the authors' loss is on (``losses.contrast.negative_term``).
 * the local view is flipped independently of the crop whose CAM chose the positive/negative masks,
   as coded (the flags then describe the mirrored layout half of the time).
 """
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from wsss_core.settings import PositiveInt, Probability, Settings, Step
 from wsss_core.methods.base import METHODS, TrainingProgress
-from wsss_core.methods.toco import ToCo, ToCoNetwork, ToCoSettings
+from wsss_core.methods.toco import ToCo, ToCoLosses, ToCoNetwork, ToCoSettings
 from wsss_core.models.masked_vit import EncoderOutput
 from wsss_core.single_stage.pseudo_labels import roi_map
 
@@ -68,10 +68,16 @@ class MCCMasking(Settings):
     aux_cam_until: Step = 12000
 
 
-class MCCSettings(ToCoSettings):
-    """``methods.mcc.params``: ToCo's keys + ``masking``."""
+class MCCLosses(ToCoLosses):
+    """``methods.mcc.params.losses``: ToCo's + ``masking`` (the masked views of the collaborative contrast)."""
 
     masking: MCCMasking = MCCMasking()
+
+
+class MCCSettings(ToCoSettings):
+    """``methods.mcc.params``: ToCo's sections, with ``losses.masking``."""
+
+    losses: MCCLosses = MCCLosses()
 
 
 @METHODS.register("mcc")
@@ -84,13 +90,13 @@ class MCC(ToCo):
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
-        masking = self.settings.masking
+        masking = self.settings.losses.masking
         self.mask_ratio = masking.ratio
         self.mask_scale = masking.scale
         self.mask_aux_cam_until = masking.aux_cam_until
 
     def mask_driving_cam(self, cam: torch.Tensor, aux_cam: torch.Tensor, step: int) -> torch.Tensor:
-        """The CAM whose ROI labels the masked views: aux up to ``masking.aux_cam_until``, then final."""
+        """The CAM whose ROI labels the masked views: aux up to ``losses.masking.aux_cam_until``, then final."""
         return aux_cam if step <= self.mask_aux_cam_until else cam
 
     def contrast_views(

@@ -13,8 +13,8 @@ CAM = ReLU(F_out) ÷ (spatial max + 1e-5) ("Norm" is undefined in the paper; SIP
 * ``M = [1 − max_c CAM_c ; CAM]`` (Eq. 3, background first), masked as SIPE does in training (crop box
   for every channel, image labels for the foreground channels);
 * structure-aware seed locating on ``T_out`` at the P×P grid: affinity ``|cos(T_i, T_j)|`` (Eq. 4;
-  ``seed_similarity: relu_cosine`` gives SIPE's ``ReLU(cos)``), soft IoU of each affinity row with each
-  channel of M, background score × ``bg_seed_factor`` (SIPE's hard-coded 0.5, not in either paper),
+  ``seeds.similarity: relu_cosine`` gives SIPE's ``ReLU(cos)``), soft IoU of each affinity row with each
+  channel of M, background score × ``seeds.background_factor`` (SIPE's hard-coded 0.5, not in either paper),
   one-hot argmax, × label mask. SIPE itself uses the last backbone map in training but the fused
   feature at inference; the paper's ``T_out`` is used for both;
 * prototypes = spatial mean of ``seeds ⊙ F_hie`` (SIPE's ``adaptive_avg_pool2d``: proportional to the
@@ -22,8 +22,8 @@ CAM = ReLU(F_out) ÷ (spatial max + 1e-5) ("Norm" is undefined in the paper; SIP
 * ``L_GSC`` = mean |CAM − R-CAM / max| over all elements (SIPE's code; Eq. 5's literal sum ÷ (C+1)
   would be ~h·w times larger), CAM bilinear-upsampled to the HFF grid;
 * ``L_CCL`` = Eq. 6 as printed, ½[(⅔ s)² + (1 − s)²] with s the cosine between CAM_c and R-CAM_c,
-  averaged over the background and present classes (``ccl_mode: literal``, default). Its minimum is at
-  s = 9/13 ≈ 0.69: above that it pushes CAM and R-CAM apart, against GSC. ``ccl_mode: contrastive``
+  averaged over the background and present classes (``losses.ccl.mode: literal``, default). Its minimum is at
+  s = 9/13 ≈ 0.69: above that it pushes CAM and R-CAM apart, against GSC. ``losses.ccl.mode: contrastive``
   is a Hadsell-style reading (positives ½(1 − s_cc)², negatives ½·max(0, s_cc' − margin)²);
   ``off`` drops the term;
 * seeds exported = R-CAM with an explicit background channel (key 0), multi-scale + flip as SIPE's
@@ -83,7 +83,7 @@ def token_affinity(features: torch.Tensor, similarity: str = "abs_cosine", eps: 
         return cosine.abs()
     if similarity == "relu_cosine":
         return F.relu(cosine)
-    raise ConfigError(f"method.seed_similarity '{similarity}' is unknown: use one of {SEED_SIMILARITIES}")
+    raise ConfigError(f"method.seeds.similarity '{similarity}' is unknown: use one of {SEED_SIMILARITIES}")
 
 
 def structure_aware_seeds(
@@ -180,20 +180,28 @@ class SWTformerTrain(Settings):
     clip_grad_norm: PositiveFloat | None = None
 
 
-class SWTformerInference(Settings):
-    scales: Scales = [1.0, 0.5, 1.5, 2.0]
-
-
-class SWTformerV1Settings(Settings):
-    """``methods.swtformer_v1.params``."""
+class SWTformerV1Model(Settings):
+    """``methods.swtformer_v1.params.model``: the network."""
 
     backbone: str
     weights: str | None = None
     backbone_args: dict[str, Any] = {}
     image_mean: tuple[float, float, float] = IMAGENET_MEAN
     image_std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = IMAGENET_STD
+
+
+class SWTformerV1Seeds(Settings):
+    """``methods.swtformer_v1.params.seeds``: the scales of the multi-scale + flip seed export."""
+
+    scales: Scales = [1.0, 0.5, 1.5, 2.0]
+
+
+class SWTformerV1Settings(Settings):
+    """``methods.swtformer_v1.params``."""
+
+    model: SWTformerV1Model
     train: SWTformerTrain
-    inference: SWTformerInference = SWTformerInference()
+    seeds: SWTformerV1Seeds = SWTformerV1Seeds()
 
 
 class HFFSettings(Settings):
@@ -202,21 +210,43 @@ class HFFSettings(Settings):
     detach_inputs: bool = True
 
 
+class SWTformerV2Model(SWTformerV1Model):
+    """``methods.swtformer.params.model``: V1's network + hierarchical feature fusion."""
+
+    hff: HFFSettings = HFFSettings()
+
+
+class SWTformerV2Seeds(SWTformerV1Seeds):
+    """``methods.swtformer.params.seeds``: + the SIPE-style seed affinity and the background score factor."""
+
+    similarity: Literal["abs_cosine", "relu_cosine"] = "abs_cosine"
+    background_factor: NonNegativeFloat = 0.5
+
+
 class SWTformerLossWeights(Settings):
     cls: NonNegativeFloat = 1.0
     gsc: NonNegativeFloat = 1.0
     ccl: NonNegativeFloat = 1.0
 
 
-class SWTformerV2Settings(SWTformerV1Settings):
-    """``methods.swtformer.params``: V1's keys + the fusion, seed and loss keys."""
+class SWTformerCCL(Settings):
+    mode: Literal["literal", "contrastive", "off"] = "literal"
+    margin: float = 2.0 / 3.0
 
-    hff: HFFSettings = HFFSettings()
-    seed_similarity: Literal["abs_cosine", "relu_cosine"] = "abs_cosine"
-    bg_seed_factor: NonNegativeFloat = 0.5
-    ccl_mode: Literal["literal", "contrastive", "off"] = "literal"
-    ccl_margin: float = 2.0 / 3.0
-    loss_weights: SWTformerLossWeights = SWTformerLossWeights()
+
+class SWTformerLosses(Settings):
+    """``methods.swtformer.params.losses``."""
+
+    weights: SWTformerLossWeights = SWTformerLossWeights()
+    ccl: SWTformerCCL = SWTformerCCL()
+
+
+class SWTformerV2Settings(SWTformerV1Settings):
+    """``methods.swtformer.params``: V1's sections with the fusion, seed and loss keys."""
+
+    model: SWTformerV2Model
+    losses: SWTformerLosses = SWTformerLosses()
+    seeds: SWTformerV2Seeds = SWTformerV2Seeds()
 
 
 @METHODS.register("swtformer_v1")
@@ -231,12 +261,12 @@ class SWTformerV1(Method):
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
-        self.mean = self.settings.image_mean
-        self.std = self.settings.image_std
+        self.mean = self.settings.model.image_mean
+        self.std = self.settings.model.image_std
 
     # ----------------------------------------------------------------------------------- network
     def build_model(self, weights: WeightsCatalog) -> nn.Module:
-        settings = self.settings
+        settings = self.settings.model
         overrides = dict(settings.backbone_args)
         overrides.setdefault("strict_img_size", False)  # any input size (seed export, multi-scale)
         backbone = create_backbone(settings.backbone, weights.get(settings.weights), **overrides)
@@ -305,7 +335,7 @@ class SWTformerV1(Method):
         return (pair[0] + pair[1].flip(-1)).unsqueeze(0)
 
     def _scales(self) -> list[float]:
-        return list(self.settings.inference.scales)
+        return list(self.settings.seeds.scales)
 
     @torch.no_grad()
     def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
@@ -344,11 +374,11 @@ class SWTformerV2(SWTformerV1):
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
         settings = self.settings
-        self.similarity = settings.seed_similarity
-        self.background_factor = settings.bg_seed_factor
-        self.ccl_mode = settings.ccl_mode
-        self.ccl_margin = settings.ccl_margin
-        self.loss_weights = settings.loss_weights.model_dump()
+        self.similarity = settings.seeds.similarity
+        self.background_factor = settings.seeds.background_factor
+        self.ccl_mode = settings.losses.ccl.mode
+        self.ccl_margin = settings.losses.ccl.margin
+        self.loss_weights = settings.losses.weights.model_dump()
 
     def refined_cams(self, output: SWTformerOutput, label_mask: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:
         """R-CAM at the HFF grid from M (``cams``, background first, at the token grid)."""

@@ -30,22 +30,22 @@ Code vs paper, and the defaults chosen (the code, which produced the published n
 * ⚠ Deviation: the authors flip the main view after the crop without mirroring its valid box; here the
   box is mirrored with the image (their local view's independent flip is kept, as coded).
 
-Configuration (``method`` block; defaults = the authors' VOC values): ``backbone``, ``weights`` (key of
-``weights.files``; null = random init), ``backbone_args`` (timm overrides), ``aux_layer`` (-3),
-``freeze_pos_embed`` (true), ``crop_size`` (448), ``rescale_range`` ([0.5, 2.0]), ``cam_scales``
-([1.0, 0.5, 1.5]), ``thresholds`` {low 0.25, high 0.7, background 0.5}, ``par`` {dilations
-[1, 2, 4, 8, 12, 24], iterations 10, downscale 2}, ``affinity_box_units`` (pixels), ``loss_weights``
-{cls 1, cls_aux 1, affinity 0.2, contrast 0.5, segmentation 0.1, reg 0}, ``schedule``
-{segmentation_after 2000, token_losses_after -1, segmentation_aux_cam_until -1}, ``contrast``
-{num_local 8, local_crop_size 96, temperature 0.5, momentum 0.9, positive_ratio 0.2, negative_term true},
-``projector`` {out_dim 1024, hidden_dim 2048, bottleneck_dim 256, num_layers 3}, ``decoder`` {channels 512,
-dilation 5}, ``train`` {iterations, batch_size, lr 6e-5, head_lr_multiplier 10, weight_decay 0.01, betas,
-power 0.9, warmup_steps 1500, warmup_ratio 1e-6}, ``inference`` {seed_resize 448, resize null, scales
-[1.0, 1.5, 1.25], flip true, flip_fuse sum, scale_fuse max}. A ``schedule`` bound X means "on (or
+Configuration (``method`` block; defaults = the authors' VOC values):
+``model`` {``backbone``, ``weights`` (key of ``weights.files``; null = random init), ``backbone_args`` (timm
+overrides), ``aux_layer`` (-3), ``freeze_pos_embed`` (true), ``projector`` {out_dim 1024, hidden_dim 2048,
+bottleneck_dim 256, num_layers 3}, ``decoder`` {channels 512, dilation 5}}; ``train`` {iterations,
+batch_size, lr 6e-5, head_lr_multiplier 10, weight_decay 0.01, betas, power 0.9, warmup_steps 1500,
+warmup_ratio 1e-6, crop_size 448, rescale_range [0.5, 2.0]}; ``losses`` {``weights`` {cls 1, cls_aux 1,
+affinity 0.2, contrast 0.5, segmentation 0.1, reg 0}, ``schedule`` {segmentation_after 2000,
+token_losses_after -1, segmentation_aux_cam_until -1}, ``thresholds`` {low 0.25, high 0.7, background 0.5},
+``par`` {dilations [1, 2, 4, 8, 12, 24], iterations 10, downscale 2}, ``affinity_box_units`` (pixels),
+``contrast`` {num_local 8, local_crop_size 96, temperature 0.5, momentum 0.9, positive_ratio 0.2,
+negative_term true}}; ``seeds`` {scales [1.0, 0.5, 1.5], resize 448}; ``inference`` {resize null, scales
+[1.0, 1.5, 1.25], flip true, flip_fuse sum, scale_fuse max}. A ``losses.schedule`` bound X means "on (or
 switched) once the 0-based step is > X", as the authors' ``n_iter <= X`` tests.
 
-Inference: ``infer_seeds`` = multi-scale (1.0, 0.5, 1.5) + flip CAM of the image resized to
-``seed_resize`` (448), upsampled to the image, label-masked, min-max normalised; ``segment`` = decoder
+Inference: ``infer_seeds`` = multi-scale (``seeds.scales`` 1.0, 0.5, 1.5) + flip CAM of the image resized to
+``seeds.resize`` (448), upsampled to the image, label-masked, min-max normalised; ``segment`` = decoder
 logits at ``inference.scales`` with flip, fused like the authors' VOC script (flip sum, scales max) or
 COCO script (``resize`` 448, flip max, scales sum), then softmax. Both reuse ``single_stage.cams``
 (the shared ``segmentation.inference.predict_probabilities`` fuses all views with one rule and cannot
@@ -163,7 +163,7 @@ class ToCoLossWeights(Settings):
     def _no_reg_loss(self) -> "ToCoLossWeights":
         if self.reg:
             raise ValueError(
-                "loss_weights.reg must be 0: the DenseEnergy (reg) loss needs the compiled permutohedral "
+                "losses.weights.reg must be 0: the DenseEnergy (reg) loss needs the compiled permutohedral "
                 "bilateralfilter extension, which this project does not ship (AFA README: subtle gain)"
             )
         return self
@@ -196,8 +196,40 @@ class ToCoDecoder(Settings):
     dilation: PositiveInt = 5
 
 
+class ToCoModel(Settings):
+    """``methods.toco.params.model``: the ViT, its auxiliary layer, the projector and the decoder."""
+
+    backbone: str
+    weights: str | None = None
+    backbone_args: dict[str, Any] = {}
+    aux_layer: int = -3
+    freeze_pos_embed: bool = True
+    projector: ToCoProjector = ToCoProjector()
+    decoder: ToCoDecoder = ToCoDecoder()
+
+
+class ToCoLosses(Settings):
+    """``methods.toco.params.losses`` (MCC's type extends it): the weights and schedule of the losses and
+    the parameters of their labels (PAR pseudo-labels, token-contrast crops)."""
+
+    weights: ToCoLossWeights = ToCoLossWeights()
+    schedule: ToCoSchedule = ToCoSchedule()
+    thresholds: LabelThresholdSettings = LabelThresholdSettings()
+    par: PARSettings = PARSettings()
+    affinity_box_units: Literal["pixels", "tokens"] = "pixels"
+    contrast: ToCoContrast = ToCoContrast()
+
+
+class ToCoSeeds(Settings):
+    """``methods.toco.params.seeds``: the multi-scale CAM (also the training CAM) and the seeds' input size."""
+
+    scales: Scales = [1.0, 0.5, 1.5]
+    resize: PositiveInt | None = 448
+
+
 class ToCoInference(Settings):
-    seed_resize: PositiveInt | None = 448
+    """``methods.toco.params.inference``: the decoder's multi-scale + flip inference."""
+
     resize: PositiveInt | None = None
     scales: Scales = [1.0, 1.5, 1.25]
     flip: bool = True
@@ -208,23 +240,10 @@ class ToCoInference(Settings):
 class ToCoSettings(Settings):
     """``methods.toco.params`` (MCC's type extends it)."""
 
-    backbone: str
-    weights: str | None = None
-    backbone_args: dict[str, Any] = {}
-    aux_layer: int = -3
-    freeze_pos_embed: bool = True
-    crop_size: PositiveInt = 448
-    rescale_range: tuple[PositiveFloat, PositiveFloat] = (0.5, 2.0)
-    cam_scales: Scales = [1.0, 0.5, 1.5]
-    thresholds: LabelThresholdSettings = LabelThresholdSettings()
-    par: PARSettings = PARSettings()
-    affinity_box_units: Literal["pixels", "tokens"] = "pixels"
-    loss_weights: ToCoLossWeights = ToCoLossWeights()
-    schedule: ToCoSchedule = ToCoSchedule()
-    contrast: ToCoContrast = ToCoContrast()
-    projector: ToCoProjector = ToCoProjector()
-    decoder: ToCoDecoder = ToCoDecoder()
+    model: ToCoModel
     train: SingleStageTrain
+    losses: ToCoLosses = ToCoLosses()
+    seeds: ToCoSeeds = ToCoSeeds()
     inference: ToCoInference = ToCoInference()
 
 
@@ -243,19 +262,20 @@ class ToCo(Method):
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
         settings = self.settings
-        self.thresholds = settings.thresholds
-        self.crop_size = settings.crop_size
-        self.rescale_range = settings.rescale_range
-        self.cam_scales = tuple(settings.cam_scales)
-        self.par = PixelAdaptiveRefinement(dilations=settings.par.dilations, num_iterations=settings.par.iterations)
-        self.par_downscale = settings.par.downscale
-        self.affinity_box_units = settings.affinity_box_units
-        self.loss_weights = settings.loss_weights.model_dump()
-        schedule = settings.schedule
+        losses = settings.losses
+        self.thresholds = losses.thresholds
+        self.crop_size = settings.train.crop_size
+        self.rescale_range = settings.train.rescale_range
+        self.cam_scales = tuple(settings.seeds.scales)
+        self.par = PixelAdaptiveRefinement(dilations=losses.par.dilations, num_iterations=losses.par.iterations)
+        self.par_downscale = losses.par.downscale
+        self.affinity_box_units = losses.affinity_box_units
+        self.loss_weights = losses.weights.model_dump()
+        schedule = losses.schedule
         self.segmentation_after = schedule.segmentation_after
         self.token_losses_after = schedule.token_losses_after
         self.segmentation_aux_cam_until = schedule.segmentation_aux_cam_until
-        contrast = settings.contrast
+        contrast = losses.contrast
         self.num_local = contrast.num_local
         self.temperature = contrast.temperature
         self.momentum = contrast.momentum
@@ -265,13 +285,13 @@ class ToCo(Method):
 
     # ------------------------------------------------------------------------------- network
     def build_model(self, weights: WeightsCatalog) -> nn.Module:
-        settings = self.settings
+        settings = self.settings.model
         vit = create_backbone(settings.backbone, weights.get(settings.weights), **dict(settings.backbone_args))
         return self.network_from_vit(vit)
 
     def network_from_vit(self, vit: nn.Module) -> ToCoNetwork:
         """The network around an already built timm ViT (used by ``build_model`` and the tests)."""
-        settings = self.settings
+        settings = self.settings.model
         encoder = MaskedViT(vit, aux_layer=settings.aux_layer, freeze_pos_embed=settings.freeze_pos_embed)
         return ToCoNetwork(
             encoder, self.num_classes, decoder_channels=settings.decoder.channels,
@@ -412,9 +432,9 @@ class ToCo(Method):
         return normalize(to_tensor(image)).unsqueeze(0).to(device)
 
     def _seed_input(self, model: nn.Module, image: np.ndarray) -> torch.Tensor:
-        """The normalised image as the seeds see it: resized to ``inference.seed_resize`` (the crop size)."""
+        """The normalised image as the seeds see it: resized to ``seeds.resize`` (the crop size)."""
         x = self._image_tensor(model, image)
-        resize = self.settings.inference.seed_resize
+        resize = self.settings.seeds.resize
         if resize:
             x = F.interpolate(x, size=(int(resize), int(resize)), mode="bilinear", align_corners=False)
         return x
@@ -422,7 +442,7 @@ class ToCo(Method):
     @torch.no_grad()
     def class_scores(self, model: nn.Module, image: np.ndarray) -> dict[str, np.ndarray]:
         """The final and the auxiliary classifier's logits (``cls``, ``cls_aux`` losses), on the image as
-        the seeds see it (``inference.seed_resize``)."""
+        the seeds see it (``seeds.resize``)."""
         model.eval()
         out = model(self._seed_input(model, image))
         return {"cls": model.classifier(out.patch_tokens)[0].float().cpu().numpy(),
@@ -440,7 +460,7 @@ class ToCo(Method):
 
     @torch.no_grad()
     def infer_pseudo_labels(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """PAR pseudo-mask: the seed CAM (as ``infer_seeds``), background at ``thresholds.background``,
+        """PAR pseudo-mask: the seed CAM (as ``infer_seeds``), background at ``losses.thresholds.background``,
         refined by PAR on the image (the evaluation rule of the decoder's training label)."""
         return par_pseudo_mask(
             self.par, model, image, self.infer_seeds(model, image, labels), self.num_classes,
@@ -474,8 +494,8 @@ def local_crops(
     half = crop_size // 2
     if height <= 2 * half or width <= 2 * half:
         raise ConfigError(
-            f"method.contrast.local_crop_size={crop_size} must be smaller than the {height}x{width} training "
-            "crop (method.crop_size)"
+            f"method.losses.contrast.local_crop_size={crop_size} must be smaller than the {height}x{width} training "
+            "crop (method.train.crop_size)"
         )
     crops, flags = [], []
     for index in range(batch):

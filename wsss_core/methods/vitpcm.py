@@ -10,7 +10,7 @@ the supplement (``seeds/004``); the main paper was not available. Registered as 
 * Losses (all weights 1, each switchable under ``losses``):
   ``L_MCE`` = BCE(t, y) over the K+1 classes with Keras' clipping to [1e-7, 1 − 1e-7]; the authors take
   t from the segmentation mask (so background is 1 on nearly every image); here t₀ = 1 always and
-  t₁..K are the image labels. ``L_REG`` = ``reg_weight`` · Σ W² (Keras L2 regulariser on the PC layer).
+  t₁..K are the image labels. ``L_REG`` = ``losses.reg_weight`` · Σ W² (Keras L2 regulariser on the PC layer).
   ``L_ET`` (equivariant transformation): the current network's view-1 prediction, without dropout or
   gradient, is mapped in patch space into view-2's frame (undo view-1's flip-LR/flip-UD/transpose,
   crop view-2's patch-aligned box, bilinear resize with aligned corners, apply view-2's flips and
@@ -26,7 +26,7 @@ the supplement (``seeds/004``); the main paper was not available. Registered as 
   Adam at the switch; here one Adam keeps its moments (the encoder's start at the switch).
   The authors select the checkpoint on VOC val GT; here the last one is used.
 * Seeds (baseline pseudo-masks, BPM): one forward pass on the image resized to a square
-  ``inference.image_size`` (960 → 60×60 patches), ``merge_class_labels`` with the image labels, bilinear
+  ``seeds.image_size`` (960 → 60×60 patches), ``merge_class_labels`` with the image labels, bilinear
   resize (aligned corners) to the image: the merged per-class probabilities of the background (key 0)
   and the present classes. Their CRF is the shared CRF refine stage; the store's normalisation is
   ``"probability"`` (channels sum to 1 at every pixel).
@@ -210,10 +210,25 @@ class ViTPCMHead(Settings):
     use_lstm: bool = True
 
 
+class ViTPCMModel(Settings):
+    """``methods.vitpcm.params.model``: the ViT and the patch-class mapping head."""
+
+    backbone: str
+    weights: str | None = None
+    backbone_args: dict[str, Any] = {}
+    patch_size: PositiveInt
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (0.5, 0.5, 0.5)
+    head: ViTPCMHead = ViTPCMHead()
+
+
 class ViTPCMLosses(Settings):
+    """``methods.vitpcm.params.losses``: each loss on or off, and the weight of L_REG."""
+
     mce: bool = True
     reg: bool = True
     et: bool = True
+    reg_weight: NonNegativeFloat = 0.01
 
 
 class ViTPCMTrain(Settings):
@@ -234,24 +249,19 @@ class ViTPCMTrain(Settings):
     color_jitter: bool = True
 
 
-class ViTPCMInference(Settings):
+class ViTPCMSeeds(Settings):
+    """``methods.vitpcm.params.seeds``: the size the image is resized to for the seed export."""
+
     image_size: PositiveInt
 
 
 class ViTPCMSettings(Settings):
     """``methods.vitpcm.params``."""
 
-    backbone: str
-    weights: str | None = None
-    backbone_args: dict[str, Any] = {}
-    patch_size: PositiveInt
-    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    image_std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (0.5, 0.5, 0.5)
-    head: ViTPCMHead = ViTPCMHead()
-    losses: ViTPCMLosses = ViTPCMLosses()
-    reg_weight: NonNegativeFloat = 0.01
+    model: ViTPCMModel
     train: ViTPCMTrain
-    inference: ViTPCMInference
+    losses: ViTPCMLosses = ViTPCMLosses()
+    seeds: ViTPCMSeeds
 
 
 @METHODS.register("vitpcm")
@@ -266,21 +276,21 @@ class ViTPCM(Method):
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
         settings = self.settings
-        self.mean = settings.image_mean
-        self.std = settings.image_std
+        self.mean = settings.model.image_mean
+        self.std = settings.model.image_std
         self.use_mce = settings.losses.mce
         self.use_reg = settings.losses.reg
         self.use_et = settings.losses.et
-        self.reg_weight = settings.reg_weight
+        self.reg_weight = settings.losses.reg_weight
 
     # ----------------------------------------------------------------------------------- network
     def build_model(self, weights: WeightsCatalog) -> nn.Module:
-        settings = self.settings
+        settings = self.settings.model
         overrides = dict(settings.backbone_args)
         overrides.setdefault("dynamic_img_size", True)  # 384 training, 960 BPM, 192-px views
         encoder = create_backbone(settings.backbone, weights.get(settings.weights), **overrides)
         head = settings.head.model_dump()
-        unfreeze = settings.train.unfreeze_blocks
+        unfreeze = self.settings.train.unfreeze_blocks
         if not 0 <= unfreeze <= len(encoder.blocks):
             raise ConfigError(
                 f"method.train.unfreeze_blocks={unfreeze} is outside 0..{len(encoder.blocks)} (encoder depth)"
@@ -288,7 +298,7 @@ class ViTPCM(Method):
         model = ViTPCMNet(encoder, self.num_classes + 1, head, unfreeze)
         if model.patch_size != settings.patch_size:
             raise ConfigError(
-                f"method.patch_size={settings.patch_size} does not match the patch size "
+                f"method.model.patch_size={settings.patch_size} does not match the patch size "
                 f"{model.patch_size} of backbone '{settings.backbone}': set it to {model.patch_size}"
             )
         return model
@@ -296,13 +306,13 @@ class ViTPCM(Method):
     # -------------------------------------------------------------------------------------- data
     def _sizes(self) -> tuple[int, int, int, int]:
         train = self.settings.train
-        patch = self.settings.patch_size
+        patch = self.settings.model.patch_size
         size = train.image_size
         view2 = train.view2_size if train.view2_size is not None else size // 2
         crop = train.crop_size
         for key, value in (("train.image_size", size), ("train.view2_size", view2), ("train.crop_size", crop)):
             if value % patch:
-                raise ConfigError(f"method.{key}={value} is not a multiple of method.patch_size={patch}")
+                raise ConfigError(f"method.{key}={value} is not a multiple of method.model.patch_size={patch}")
         return patch, size, view2, crop
 
     def _tensor(self, image: np.ndarray) -> torch.Tensor:
@@ -392,9 +402,9 @@ class ViTPCM(Method):
     # --------------------------------------------------------------------------------- inference
     @torch.no_grad()
     def class_probabilities(self, model: nn.Module, image: np.ndarray) -> torch.Tensor:
-        """Z ``[K+1, G, G]`` of the image resized to the square ``inference.image_size``."""
+        """Z ``[K+1, G, G]`` of the image resized to the square ``seeds.image_size``."""
         model.eval()
-        size = self.settings.inference.image_size
+        size = self.settings.seeds.image_size
         square = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
         device = next(model.parameters()).device
         return model(self._tensor(square).unsqueeze(0).to(device)).probabilities[0]
@@ -404,7 +414,7 @@ class ViTPCM(Method):
         """The max-pooled class probabilities of the foreground classes (the ``mce`` loss), on the image
         resized as the seeds see it."""
         model.eval()
-        size = self.settings.inference.image_size
+        size = self.settings.seeds.image_size
         square = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
         output = model(self._tensor(square).unsqueeze(0).to(next(model.parameters()).device))
         return {"pcm": output.pooled[0, 1:].float().cpu().numpy()}

@@ -91,7 +91,7 @@ class MaskedViT(nn.Module):
         super().__init__()
         if getattr(vit, "cls_token", None) is None or getattr(vit, "num_prefix_tokens", 1) != 1:
             raise ConfigError(
-                "method.backbone must be a ViT with exactly one class token and no register tokens "
+                "method.model.backbone must be a ViT with exactly one class token and no register tokens "
                 "(e.g. deit_base, vit_synth)"
             )
         self.vit = vit

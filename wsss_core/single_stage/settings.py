@@ -13,7 +13,7 @@ Fusion = Literal["sum", "max", "mean"]
 
 
 class OrderedThresholds(Settings):
-    """Base of a ``params.thresholds`` type (``low``, ``high``, ``background``, each in [0, 1]): the
+    """Base of a ``params.losses.thresholds`` type (``low``, ``high``, ``background``, each in [0, 1]): the
     dual-threshold rule needs ``low <= high``, checked when the workflow is parsed."""
 
     @model_validator(mode="after")
@@ -25,7 +25,8 @@ class OrderedThresholds(Settings):
 
 
 class PARSettings(Settings):
-    """``params.par``: pixel-adaptive refinement of the CAMs."""
+    """``params.losses.par``: pixel-adaptive refinement of the CAMs (the pseudo-labels of the losses and the
+    exported PAR pseudo-masks)."""
 
     dilations: Annotated[list[PositiveInt], Field(min_length=1)] = [1, 2, 4, 8, 12, 24]
     iterations: PositiveInt = 10
@@ -33,7 +34,8 @@ class PARSettings(Settings):
 
 
 class SingleStageTrain(Settings):
-    """``params.train``: iteration-based AdamW + poly schedule (``iterations``, or ``epochs``)."""
+    """``params.train``: iteration-based AdamW + poly schedule (``iterations``, or ``epochs``), and the
+    training crop (``rescale_range``, then a ``crop_size`` square; ToCo's default, AFA's type overrides it)."""
 
     iterations: PositiveInt | None = None
     epochs: PositiveInt | None = None
@@ -46,3 +48,5 @@ class SingleStageTrain(Settings):
     warmup_steps: NonNegativeInt = 1500
     warmup_ratio: NonNegativeFloat = 1e-6
     clip_grad_norm: PositiveFloat | None = None
+    crop_size: PositiveInt = 448
+    rescale_range: tuple[PositiveFloat, PositiveFloat] = (0.5, 2.0)
