@@ -15,9 +15,10 @@ with its own code and config.yaml; the differing key paths are listed, exit stat
 
 Only functions that exist on both sides are used (wsss_core.workflow_config); a value that cannot be
 resolved is recorded as its error message. Keys renamed since (``RENAMES``: one name per concept, issue 14
-item 2) are renamed in the other commit's dump before the comparison, and blocks moved since (``moved``:
-``stages.refine.crf.crf`` → ``stages.refine.crf``) moved, so that only values are compared; ``--strict``
-compares the names too. ``job.refine_crf`` is what stage refine_crf receives (compared as it is).
+item 2) and method keys moved since (``MOVES``: old key path -> new key path per method, one shape for every
+method block) are renamed or moved in the other commit's dump before the comparison, and blocks moved since
+(``moved``: ``stages.refine.crf.crf`` → ``stages.refine.crf``) moved, so that only values are compared;
+``--strict`` compares the names too. ``job.refine_crf`` is what stage refine_crf receives (compared as it is).
 """
 
 from __future__ import annotations
@@ -75,12 +76,84 @@ RENAMES = {
 }
 
 
+# old key path -> new key path inside a resolved method block, per method (issue 14 item 2: one shape
+# model / train / losses / seeds / inference for every method; docs/design.md has the table). Applied in
+# order, after RENAMES; MCC takes ToCo's moves and ECA AFA's, as their blocks extend those.
+_SINGLE_STAGE = [
+    ("backbone", "model.backbone"), ("weights", "model.weights"), ("backbone_args", "model.backbone_args"),
+    ("decoder", "model.decoder"),
+    ("crop_size", "train.crop_size"), ("rescale_range", "train.rescale_range"),
+    ("loss_weights", "losses.weights"), ("schedule", "losses.schedule"), ("thresholds", "losses.thresholds"),
+    ("par", "losses.par"),
+    ("cam_scales", "seeds.scales"), ("inference.seed_resize", "seeds.resize"),
+]
+_AFA = _SINGLE_STAGE + [("affinity", "losses.affinity"), ("propagation", "losses.propagation")]
+_TOCO = _SINGLE_STAGE + [
+    ("aux_layer", "model.aux_layer"), ("freeze_pos_embed", "model.freeze_pos_embed"),
+    ("projector", "model.projector"), ("affinity_box_units", "losses.affinity_box_units"),
+    ("contrast", "losses.contrast"),
+]
+_SWTFORMER_V1 = [
+    ("backbone", "model.backbone"), ("weights", "model.weights"), ("backbone_args", "model.backbone_args"),
+    ("image_mean", "model.image_mean"), ("image_std", "model.image_std"), ("inference", "seeds"),
+]
+MOVES: dict[str, list[tuple[str, str]]] = {
+    "cam": _SWTFORMER_V1 + [("frozen_stages", "model.frozen_stages"), ("batch_norm", "model.batch_norm")],
+    "swtformer_v1": _SWTFORMER_V1,
+    "swtformer": _SWTFORMER_V1 + [
+        ("hff", "model.hff"), ("seed_similarity", "seeds.similarity"), ("bg_seed_factor", "seeds.background_factor"),
+        ("ccl_mode", "losses.ccl.mode"), ("ccl_margin", "losses.ccl.margin"), ("loss_weights", "losses.weights"),
+    ],
+    "vitpcm": [
+        ("backbone", "model.backbone"), ("weights", "model.weights"), ("backbone_args", "model.backbone_args"),
+        ("patch_size", "model.patch_size"), ("image_mean", "model.image_mean"), ("image_std", "model.image_std"),
+        ("head", "model.head"), ("reg_weight", "losses.reg_weight"), ("inference", "seeds"),
+    ],
+    "toco": _TOCO,
+    "mcc": _TOCO + [("masking", "losses.masking")],
+    "afa": _AFA,
+    "eca": _AFA + [("dino", "model.dino")] + [(key, f"losses.{key}") for key in (
+        "cam_label", "seed_selection", "graph", "prototypes", "carm_label", "correspondence")],
+}
+
+
+def moved(block: dict, moves: list[tuple[str, str]]) -> dict:
+    """A copy of the method block ``block`` with each ``old`` key path moved to ``new`` (dotted paths;
+    a path the block does not have is skipped)."""
+    block = json.loads(json.dumps(block))
+    for old, new in moves:
+        *parents, leaf = old.split(".")
+        node = block
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        value = node.pop(leaf)
+        *parents, leaf = new.split(".")
+        node = block
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return block
+
+
 def renamed(value: object) -> object:
-    """``value`` with the keys of ``RENAMES`` renamed, at any depth."""
+    """``value`` with the keys of ``RENAMES`` renamed, at any depth, and each run's method block moved
+    to its new shape (``MOVES``)."""
+    value = _renamed(value)
+    if isinstance(value, dict) and isinstance(value.get("runs"), dict):
+        for entry in value["runs"].values():
+            method = entry.get("method")
+            if isinstance(method, dict) and method.get("name") in MOVES:
+                entry["method"] = moved(method, MOVES[method["name"]])
+    return value
+
+
+def _renamed(value: object) -> object:
     if isinstance(value, dict):
-        return {RENAMES.get(key, key): renamed(item) for key, item in value.items()}
+        return {RENAMES.get(key, key): _renamed(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [renamed(item) for item in value]
+        return [_renamed(item) for item in value]
     return value
 
 
@@ -143,7 +216,8 @@ def against(ref: str, strict: bool = False) -> int:
     found = differences(old_dump, json.loads(json.dumps(new)))
     runs = len(new["runs"])
     mapped = "" if strict else (f" (keys renamed since: {', '.join(f'{a} -> {b}' for a, b in RENAMES.items())}; "
-                                "stages.refine.crf.crf.* -> stages.refine.crf.*)")
+                                "stages.refine.crf.crf.* -> stages.refine.crf.*;"
+                                f" method keys moved: {', '.join(sorted(MOVES))})")
     print(f"{runs} dataset x run entries and {len(new['stages'])} datasets' stage sections compared with {ref}"
           f"{mapped}: {len(found)} difference(s)")
     for path in found:
