@@ -272,6 +272,8 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
     ({"methods": {"cti": {"params": {"train": {"epochs": -1}}}}},
      "config.yaml: methods.cti.params.train.epochs = -1: must be greater than 0"),
     ({"stages": {"evaluate_seed": {}}}, "config.yaml: unknown key 'stages.evaluate_seed' in config"),
+    ({"methods": {"toco": {"params": {"losses": {"contrast": {"temprature": 0.5}}}}}},
+     "config.yaml: unknown key 'methods.toco.params.losses.contrast.temprature' in config"),
     ({"pretraining": {"backbones": {"vit_synth": {"epochs": 0}}}},
      "config.yaml: pretraining.backbones.vit_synth.epochs = 0: must be greater than or equal to 1"),
     ({"pretraining": {"backbones": {"vit_synth": {"epoch": 3}}}},
