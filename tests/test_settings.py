@@ -136,6 +136,8 @@ TYPOS = [
     ("methods.toco.params.losses.contrast.temprature", 0.5, "unknown key 'methods.toco.params.losses.contrast.temprature' in config (known keys there: "),
     ("methods.toco.params.seeds.scale", [1.0], "unknown key 'methods.toco.params.seeds.scale' in config (known keys there: resize, scales)"),
     ("methods.afa.params.presets.synth.losses.schedul", {}, "unknown key 'methods.afa.params.presets.synth.losses.schedul' in config (known keys there: "),
+    # a base's preset: named in the base (ToCo), not in the method that extends it (MCC, checked first)
+    ("methods.toco.params.presets.synth.losses.schedul", {}, "unknown key 'methods.toco.params.presets.synth.losses.schedul' in config (known keys there: affinity_box_units, contrast, par, schedule, thresholds, weights)"),
     ("variants.mcc_baseline.params.losses.weights.afinity", 0.0, "unknown key 'variants.mcc_baseline.params.losses.weights.afinity' in config (known keys there: "),
     ("methods.mcc.params.losses.masking.ratoi", 0.5, "unknown key 'methods.mcc.params.losses.masking.ratoi' in config (known keys there: aux_cam_until, ratio, scale)"),
     ("methods.cam.params.seeds.scale", [1.0], "unknown key 'methods.cam.params.seeds.scale' in config (known keys there: interpolation, scales)"),

@@ -249,6 +249,10 @@ def method_config(config: Mapping[str, Any], dataset: str, run: str) -> dict[str
     name, entry, overrides = _method_entry(config, run)
     run = split_run(run)[0]
     like = preset_name(config, dataset)
+    for base in reversed(method_bases(config, name)[1:]):
+        # a key a base's preset sets but its block lacks is named where it was written (methods.toco...),
+        # not in the block that extends it (methods.mcc...), which is resolved with the base underneath
+        resolve_presets(method_entry(config, base).get("params", {}), like, f"methods.{base}.params")
     params = resolve_presets(entry.get("params", {}), like, f"methods.{name}.params")
     if overrides:
         params = deep_merge(params, resolve_presets(overrides, like, f"variants.{run}.params"), f"variants.{run}.params")
