@@ -408,7 +408,7 @@ class AFA(Method):
 
     # ------------------------------------------------------------------------------ training
     def active_loss_weights(self, step: int) -> dict[str, float]:
-        """Only L_cls up to ``schedule.cam_iters`` (inclusive), all terms afterwards."""
+        """Only L_cls up to ``losses.schedule.cam_iters`` (inclusive), all terms afterwards."""
         if step <= self.cam_iters:
             return {name: (weight if name == "cls" else 0.0) for name, weight in self.loss_weights.items()}
         return dict(self.loss_weights)
@@ -514,7 +514,7 @@ class AFA(Method):
 
     @torch.no_grad()
     def infer_pseudo_labels(self, model: nn.Module, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """PAR pseudo-mask: the seed CAM, background at ``thresholds.background``, refined by PAR."""
+        """PAR pseudo-mask: the seed CAM, background at ``losses.thresholds.background``, refined by PAR."""
         return par_pseudo_mask(
             self.par, model, image, self.infer_seeds(model, image, labels), self.num_classes,
             self.thresholds.background, self.par_downscale,

@@ -20,7 +20,7 @@ Loss = w_cls·L_cls + w_cls_aux·L_cls_aux + w_aff·L_aff + w_contrast·L_contra
 
 Code vs paper, and the defaults chosen (the code, which produced the published numbers):
 * w_seg = 0.1 (MCC paper Eq. 7: 1); the DenseEnergy "reg" loss (w 0.05 in the scripts) is **not**
-  implemented (``loss_weights.reg`` must be 0): it needs the compiled permutohedral ``bilateralfilter``
+  implemented (``losses.weights.reg`` must be 0): it needs the compiled permutohedral ``bilateralfilter``
   extension, and the AFA README reports it brings only a subtle gain.
 * warm-up lr is a ratio (1e-6 × lr) with poly decay counted from step 0 (``PolyLRScheduler``).
 * The affinity labels mask the token grid with the pixel crop box (``affinity_box_units: pixels``,
