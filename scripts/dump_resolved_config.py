@@ -117,7 +117,7 @@ MOVES: dict[str, list[tuple[str, str]]] = {
 }
 
 
-def moved(block: dict, moves: list[tuple[str, str]]) -> dict:
+def moved_block(block: dict, moves: list[tuple[str, str]]) -> dict:
     """A copy of the method block ``block`` with each ``old`` key path moved to ``new`` (dotted paths;
     a path the block does not have is skipped)."""
     block = json.loads(json.dumps(block))
@@ -145,7 +145,7 @@ def renamed(value: object) -> object:
         for entry in value["runs"].values():
             method = entry.get("method")
             if isinstance(method, dict) and method.get("name") in MOVES:
-                entry["method"] = moved(method, MOVES[method["name"]])
+                entry["method"] = moved_block(method, MOVES[method["name"]])
     return value
 
 

@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsss_core.settings import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, Scales, Settings, Step
+from wsss_core.settings import NonNegativeFloat, NonNegativeInt, PositiveInt, Probability, Scales, Settings, Step
 from wsss_core.single_stage.settings import Fusion, OrderedThresholds, PARSettings, SingleStageTrain
 from wsss_core.data.transforms import denormalize, normalize, random_crop_with_box, random_rescale_image, to_tensor
 from wsss_core.errors import ConfigError
