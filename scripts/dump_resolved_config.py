@@ -8,7 +8,8 @@ every job's values unchanged:
     (cd /path/to/old && PYTHONPATH=$PWD python /path/to/new/scripts/dump_resolved_config.py) > old.json
     PYTHONPATH=$PWD python scripts/dump_resolved_config.py > new.json && cmp old.json new.json
 
-or in one step against a commit of this repository (its tree is extracted with ``git archive`` and dumped
+``--config-of <ref>`` resolves that commit's config.yaml and this one with this checkout's code (an edit of
+config.yaml alone), or in one step against a commit of this repository (its tree is extracted with ``git archive`` and dumped
 with its own code and config.yaml; the differing key paths are listed, exit status 1 if any):
 
     PYTHONPATH=$PWD python scripts/dump_resolved_config.py --against main
@@ -225,8 +226,25 @@ def against(ref: str, strict: bool = False) -> int:
     return 1 if found else 0
 
 
+def config_of(ref: str) -> int:
+    """Commit ``ref``'s config.yaml and this one, both resolved with this checkout's code: shows that an
+    edit of config.yaml alone (defaults left to the types) changed no value a job receives."""
+    text = subprocess.run(["git", "show", f"{ref}:config.yaml"], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, check=True).stdout
+    old = json.loads(json.dumps(dump(yaml.safe_load(text))))
+    new = json.loads(json.dumps(dump(yaml.safe_load(Path("config.yaml").read_text()))))
+    found = differences(old, new)
+    print(f"{len(new['runs'])} dataset x run entries and {len(new['stages'])} datasets' stage sections: "
+          f"config.yaml of {ref} and this one, resolved with this code: {len(found)} difference(s)")
+    for path in found:
+        print("  " + path)
+    return 1 if found else 0
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--against":
         sys.exit(against(sys.argv[2], strict="--strict" in sys.argv[3:]))
+    if len(sys.argv) > 2 and sys.argv[1] == "--config-of":
+        sys.exit(config_of(sys.argv[2]))
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("config.yaml")
     print(json.dumps(dump(yaml.safe_load(path.read_text())), sort_keys=True, indent=1))

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel, TypeAdapter
 
 from wsss_core import workflow_config as resolve
 from wsss_core.errors import ConfigError
@@ -199,12 +200,63 @@ def test_every_method_declares_a_settings_type_that_reads_every_resolved_block()
             assert isinstance(settings, METHODS.get(name).settings_type), (dataset, run)
 
 
-def test_the_types_check_without_rewriting_the_job_configuration() -> None:
-    """A job receives the resolved config.yaml mapping, key for key (its identity), not the type's dump."""
+def test_a_default_written_out_or_left_out_is_the_same_job() -> None:
+    """A job receives its method's typed settings, defaults filled in (the type's dump): whether config.yaml
+    spells a default out or leaves it to the type, the job's identity is the same; a changed value is not."""
+    assert "clip_grad_norm" not in CONFIG["methods"]["toco"]["params"].get("train", {})  # left to the type
     params = resolve.method_config(CONFIG, "synth", "toco")
-    assert "clip_grad_norm" not in params["train"]  # config.yaml leaves it to the type's default
-    assert resolve.method_settings(CONFIG, "synth", "toco").train.clip_grad_norm is None
-    assert params == resolve.method_config(CONFIG, "synth", "toco")  # checking changed nothing
+    assert params["train"]["clip_grad_norm"] is None and params["name"] == "toco"
+    assert params == {**resolve.method_settings(CONFIG, "synth", "toco").model_dump(mode="json"), "name": "toco"}
+    written = _with("methods.toco.params.train.clip_grad_norm", None)
+    assert resolve.job_config(written, "synth", "toco", {}) == resolve.job_config(CONFIG, "synth", "toco", {})
+    changed = _with("methods.toco.params.train.clip_grad_norm", 1.0)
+    assert resolve.method_config(changed, "synth", "toco")["train"]["clip_grad_norm"] == 1.0
+    assert resolve.job_config(changed, "synth", "toco", {}) != resolve.job_config(CONFIG, "synth", "toco", {})
+
+
+def test_every_method_block_is_its_typed_settings_round_trip() -> None:
+    """The dump a job receives loads back to the same settings, for every dataset x method/variant."""
+    for dataset in CONFIG["datasets"]:
+        for run in resolve.run_names(CONFIG):
+            params = resolve.method_config(CONFIG, dataset, run)
+            method = METHODS.get(params["name"])
+            assert method.load_settings(params) == resolve.method_settings(CONFIG, dataset, run), (dataset, run)
+
+
+def test_config_yaml_does_not_repeat_a_default_of_a_method_type() -> None:
+    """A method block writes only what differs from its settings type's defaults (the one copy of each
+    default sits next to the code that uses it); presets and variants may restate one."""
+    repeated = []
+    for name, block in CONFIG["methods"].items():
+        users = [METHODS.get(n).settings_type for n in CONFIG["methods"] if name in resolve.method_bases(CONFIG, n)]
+        for path, value in _leaves(block.get("params", {})):
+            if all(_default_at(settings_type, path) == ("default", value) for settings_type in users):
+                repeated.append(f"methods.{name}.params.{'.'.join(path)} = {value!r}")
+    assert not repeated, "config.yaml repeats type defaults: " + "; ".join(repeated)
+
+
+def _leaves(node: Any, path: tuple[str, ...] = ()) -> Any:
+    for key, value in node.items():
+        if key == "presets":
+            continue
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, (*path, key))
+        else:
+            yield (*path, key), value
+
+
+def _default_at(settings_type: Any, path: tuple[str, ...]) -> tuple[str, Any]:
+    """("default", the JSON form of the default) of the field at ``path``, or ("required", None)."""
+    node = settings_type
+    for index, key in enumerate(path):
+        field = node.model_fields.get(key) if isinstance(node, type) and issubclass(node, BaseModel) else None
+        if field is None or field.is_required():
+            return ("required", None)
+        if index == len(path) - 1:
+            default = field.get_default(call_default_factory=True)
+            return ("default", TypeAdapter(Any).dump_python(default, mode="json"))
+        node = field.annotation
+    return ("required", None)
 
 
 def test_cam_reads_its_values_through_its_settings() -> None:

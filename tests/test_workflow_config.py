@@ -27,14 +27,14 @@ def make_config(tmp_path):
                              "presets": {"voc": {"refine": "irn"}}},
                 "params": {
                     "model": {"backbone": "vit_synth", "weights": None},
-                    "train": {"epochs": 2, "lr": 0.1},
-                    "losses": {"bcam": True},
+                    "train": {"epochs": 2, "lr": 0.1, "batch_size": 2, "crop_size": 32},
+                    "losses": {"bcam": {"enabled": True}},
                     "presets": {"voc": {"model": {"backbone": "deit_small", "weights": "deit_small"},
                                         "train": {"epochs": 60}}},
                 },
             }
         },
-        "variants": {"cti_no_bcam": {"method": "cti", "params": {"losses": {"bcam": False}}}},
+        "variants": {"cti_no_bcam": {"method": "cti", "params": {"losses": {"bcam": {"enabled": False}}}}},
         "stages": {"evaluate_seeds": {"thresholds": {"start": 0.1, "stop": 0.5, "step": 0.1},
                                       "presets": {"voc": {"thresholds": {"start": 0.3}}}}},
     }
@@ -42,21 +42,21 @@ def make_config(tmp_path):
 
 def test_preset_is_merged_for_its_dataset_only(tmp_path):
     config = make_config(tmp_path)
-    synth = resolve.method_config(config, "synth", "cti")
-    voc = resolve.method_config(config, "voc", "cti")
+    synth = resolve.method_params(config, "synth", "cti")
+    voc = resolve.method_params(config, "voc", "cti")
     assert synth["model"] == {"backbone": "vit_synth", "weights": None}
-    assert synth["train"] == {"epochs": 2, "lr": 0.1}
+    assert synth["train"] == {"epochs": 2, "lr": 0.1, "batch_size": 2, "crop_size": 32}
     assert voc["model"] == {"backbone": "deit_small", "weights": "deit_small"}
-    assert voc["train"] == {"epochs": 60, "lr": 0.1}  # untouched keys survive the merge
+    assert voc["train"] == {"epochs": 60, "lr": 0.1, "batch_size": 2, "crop_size": 32}  # untouched keys survive
     assert voc["name"] == synth["name"] == "cti"
     assert "presets" not in voc
 
 
 def test_variant_overrides_its_method(tmp_path):
     config = make_config(tmp_path)
-    variant = resolve.method_config(config, "voc", "cti_no_bcam")
+    variant = resolve.method_params(config, "voc", "cti_no_bcam")
     assert variant["name"] == "cti"
-    assert variant["losses"] == {"bcam": False}
+    assert variant["losses"] == {"bcam": {"enabled": False}}
     assert variant["train"]["epochs"] == 60
     assert resolve.run_names(config) == ["cti", "cti_no_bcam"]
 
@@ -70,7 +70,7 @@ def test_misspelt_preset_key_names_the_key(tmp_path):
 
 def test_misspelt_variant_key_names_the_key(tmp_path):
     config = make_config(tmp_path)
-    config["variants"]["cti_no_bcam"]["params"] = {"losses": {"bcma": False}}
+    config["variants"]["cti_no_bcam"]["params"] = {"losses": {"bcma": {"enabled": False}}}
     with pytest.raises(ConfigError, match=r"variants\.cti_no_bcam\.params\.losses\.bcma"):
         resolve.method_config(config, "synth", "cti_no_bcam")
 
@@ -153,7 +153,7 @@ def test_seed_suffix_reseeds_every_job_of_a_run(tmp_path):
     plain = resolve.job_config(config, "synth", "cti_no_bcam", {})
     seeded = resolve.job_config(config, "synth", "cti_no_bcam@seed2", {})
     assert plain["seed"] == 3 and seeded["seed"] == 2  # make_config's top-level seed is 3
-    assert seeded["method"] == plain["method"] and seeded["method"]["losses"] == {"bcam": False}
+    assert seeded["method"] == plain["method"] and seeded["method"]["losses"]["bcam"]["enabled"] is False
     assert seeded["run"] == "cti_no_bcam@seed2"
     assert resolve.pipeline_choice(config, "voc", "cti@seed1")["refine"] == "irn"
     assert resolve.seeded_run(config, "cti", 3) == "cti" and resolve.seeded_run(config, "cti", 1) == "cti@seed1"

@@ -11,10 +11,10 @@ registered as the method class's ``settings_type``), and ``wsss_core.stages.sett
   naming the config key path (``methods.cti.params.train.epochs = -1: must be greater than 0``), which
   ``snakemake -n`` prints before any job (``workflow_checks.config_problem``).
 
-The types check the configuration; they do not rewrite it: the mapping a job receives (its identity,
-``workflow_config.job_config``) is the resolved config.yaml mapping, key for key. A default declared on a
-type is the value a method uses when config.yaml leaves the key out (the only copy of that default; a
-type whose code reads it through ``self.settings`` has no other).
+A default declared on a type is the only copy of that default: config.yaml's method blocks write only
+what differs from it (``tests/test_settings.py`` fails on a repeated default). The mapping a method's jobs
+receive (their identity, ``workflow_config.method_config``) is the type's dump — every key, defaults filled
+in — so writing a default out or leaving it to the type is the same job, and a changed value is another.
 """
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ def config_problem(config: Mapping[str, Any]) -> str | None:
         resolve.check_pretraining(config.get("pretraining", {}) or {})  # typed: wsss_core.pretraining.settings
         for dataset in config["datasets"]:
             resolve.stage_settings(config, dataset)  # the typed stages: sections (wsss_core.stages.settings)
-            for run in resolve.run_names(config):
+            for run in resolve.runs_bases_first(config):
                 resolve.method_settings(config, dataset, run)  # the method's typed settings (its module)
                 if resolve.pipeline_choice(config, dataset, run).get("route") is None:
                     name = resolve.method_config(config, dataset, run)["name"]

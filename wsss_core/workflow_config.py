@@ -37,29 +37,36 @@ PRESETS_KEY = "presets"
 PRESET_SETS: tuple[str, ...] = ("synth", "voc", "coco")
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """``override`` merged into a copy of ``base``; keys of ``override`` must exist in ``base``."""
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any], where: str, strict: bool = True) -> dict[str, Any]:
+    """``override`` merged into a copy of ``base``. ``strict``: keys of ``override`` must exist in
+    ``base``; otherwise new keys are added — for a method block, whose settings type (which declares
+    every key with its default) checks the merged result and names a typo where it was written."""
     merged = copy.deepcopy(dict(base))
     for key, value in override.items():
         if key not in merged:
+            if not strict:
+                merged[key] = copy.deepcopy(value)
+                continue
             known = ", ".join(sorted(k for k in merged if k != PRESETS_KEY)) or "none"
             raise ConfigError(f"unknown key '{where}.{key}' in config (known keys there: {known})")
         if isinstance(value, Mapping) and isinstance(merged[key], Mapping) and merged[key]:
-            merged[key] = deep_merge(merged[key], value, f"{where}.{key}")
+            merged[key] = deep_merge(merged[key], value, f"{where}.{key}", strict)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
 
 
-def resolve_presets(node: Any, dataset: str, where: str) -> Any:
-    """``node`` with every ``presets`` mapping inside it applied for ``dataset`` (recursively)."""
+def resolve_presets(node: Any, dataset: str, where: str, strict: bool = True) -> Any:
+    """``node`` with every ``presets`` mapping inside it applied for ``dataset`` (recursively);
+    ``strict`` as in :func:`deep_merge`."""
     if not isinstance(node, Mapping):
         return copy.deepcopy(node)
     presets = node.get(PRESETS_KEY, {}) or {}
-    base = {key: resolve_presets(value, dataset, f"{where}.{key}") for key, value in node.items() if key != PRESETS_KEY}
+    base = {key: resolve_presets(value, dataset, f"{where}.{key}", strict)
+            for key, value in node.items() if key != PRESETS_KEY}
     if dataset in presets:
-        preset = resolve_presets(presets[dataset], dataset, f"{where}.presets.{dataset}")
-        return deep_merge(base, preset, f"{where}.presets.{dataset}")
+        preset = resolve_presets(presets[dataset], dataset, f"{where}.presets.{dataset}", strict)
+        return deep_merge(base, preset, f"{where}.presets.{dataset}", strict)
     return base
 
 
@@ -226,6 +233,12 @@ def method_bases(config: Mapping[str, Any], name: str) -> list[str]:
     return chain
 
 
+def runs_bases_first(config: Mapping[str, Any]) -> list[str]:
+    """Every method and variant name, those of a base method (ToCo) before those that extend it (MCC), so
+    that a bad key in a base block is reported with the base's own settings type (its known keys)."""
+    return sorted(run_names(config), key=lambda run: len(method_bases(config, _method_entry(config, run)[0])))
+
+
 def _method_entry(config: Mapping[str, Any], run: str) -> tuple[str, Mapping[str, Any], Mapping[str, Any]]:
     """(method name, its config entry with its base's underneath, variant overrides) for a method or
     variant name (with or without an ``@seed<k>`` suffix)."""
@@ -244,18 +257,31 @@ def _method_entry(config: Mapping[str, Any], run: str) -> tuple[str, Mapping[str
 
 
 def method_config(config: Mapping[str, Any], dataset: str, run: str) -> dict[str, Any]:
-    """Resolved hyper-parameters of a method (or variant) for a dataset, with ``name`` set to the
-    registered method name."""
+    """Hyper-parameters of a method (or variant) for a dataset, as its job receives them: every key of
+    its settings type, the defaults declared next to the method's code included (so that writing a
+    default in config.yaml or leaving it out is the same job), with ``name`` set to the registered method
+    name. One ConfigError line naming the config key that set a bad value."""
+    params = method_params(config, dataset, run)
+    settings = _load_method_settings(config, dataset, run, params)
+    if settings is None:
+        return params
+    return {**settings.model_dump(mode="json"), "name": params["name"]}
+
+
+def method_params(config: Mapping[str, Any], dataset: str, run: str) -> dict[str, Any]:
+    """The method block (or variant) as config.yaml resolves it for a dataset — base blocks, dataset
+    presets and variant overrides merged, defaults not filled in — with ``name`` set to the registered
+    method name."""
     name, entry, overrides = _method_entry(config, run)
     run = split_run(run)[0]
     like = preset_name(config, dataset)
-    for base in reversed(method_bases(config, name)[1:]):
-        # a key a base's preset sets but its block lacks is named where it was written (methods.toco...),
-        # not in the block that extends it (methods.mcc...), which is resolved with the base underneath
-        resolve_presets(method_entry(config, base).get("params", {}), like, f"methods.{base}.params")
-    params = resolve_presets(entry.get("params", {}), like, f"methods.{name}.params")
+    # not strict: a block writes only what differs from its type's defaults, so a preset or a variant may
+    # set a key the block leaves out; the settings type checks every key (a typo is named where it was
+    # written, by method_value_origin)
+    params = resolve_presets(entry.get("params", {}), like, f"methods.{name}.params", strict=False)
     if overrides:
-        params = deep_merge(params, resolve_presets(overrides, like, f"variants.{run}.params"), f"variants.{run}.params")
+        params = deep_merge(params, resolve_presets(overrides, like, f"variants.{run}.params", strict=False),
+                            f"variants.{run}.params", strict=False)
     params["name"] = name
     return params
 
@@ -280,7 +306,7 @@ def value_origin(node: Any, loc: Sequence[Any], like: str, where: str) -> str | 
 
 
 def method_value_origin(config: Mapping[str, Any], dataset: str, run: str, loc: Sequence[Any]) -> str | None:
-    """Where the resolved ``method_config(config, dataset, run)`` value at ``loc`` comes from: the
+    """Where the resolved ``method_params(config, dataset, run)`` value at ``loc`` comes from: the
     variant's ``params`` (and its presets), else the method block's ``params`` (and its presets)."""
     name, entry, overrides = _method_entry(config, run)
     run = split_run(run)[0]
@@ -295,9 +321,12 @@ def method_value_origin(config: Mapping[str, Any], dataset: str, run: str, loc: 
 def method_settings(config: Mapping[str, Any], dataset: str, run: str) -> Any:
     """The typed settings of a method or variant for a dataset (its ``settings_type``, declared next to
     the method's code); one ConfigError line naming the config key that set a bad value."""
+    return _load_method_settings(config, dataset, run, method_params(config, dataset, run))
+
+
+def _load_method_settings(config: Mapping[str, Any], dataset: str, run: str, params: Mapping[str, Any]) -> Any:
     from wsss_core.methods import METHODS
 
-    params = method_config(config, dataset, run)
     method = METHODS.get(params["name"])
     return method.load_settings(params, where=f"methods.{params['name']}.params",
                                 origin=lambda loc: method_value_origin(config, dataset, run, loc))

@@ -232,7 +232,7 @@ class AFAAffinity(Settings):
 
 
 class AFAPropagation(Settings):
-    after: Step | None = 6000
+    after: Step | None = 6000  # null = off
     power: NonNegativeFloat = 2.0
     par: Literal[PROPAGATION_PAR] = "box"  # type: ignore[valid-type]
 

@@ -165,8 +165,8 @@ class CAMModel(Settings):
     backbone: str
     weights: str | None = None
     backbone_args: dict[str, Any] = {}
-    frozen_stages: Annotated[int, Field(ge=0, le=NUM_STAGES)] = 2  # IRN: stem, layer1, layer2
-    batch_norm: Literal[tuple(BATCH_NORM_MODES)] = "fixed"  # type: ignore[misc]
+    frozen_stages: Annotated[int, Field(ge=0, le=NUM_STAGES)] = 2  # IRN's code: stem, layer1, layer2 without gradient; 1 = stem + layer1
+    batch_norm: Literal[tuple(BATCH_NORM_MODES)] = "fixed"  # type: ignore[misc]  # fixed (IRN: running stats, affine trained) | frozen | train
     image_mean: tuple[float, float, float] = IMAGENET_MEAN
     image_std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = IMAGENET_STD
 

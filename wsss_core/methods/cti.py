@@ -142,9 +142,9 @@ def _rand_augment(value: str | None) -> str | None:
 
 
 class CTIBlocks(Settings):
-    train_class_patch: BlockChoice = "last_half"
-    train_patch_patch: BlockChoice = "after_infusion"
-    ccti_class_patch: BlockChoice = "after_infusion"
+    train_class_patch: BlockChoice = "last_half"  # A_cp of L_bcam (DeiT-S: blocks 6..11)
+    train_patch_patch: BlockChoice = "after_infusion"  # A_pp of L_bcam (blocks 4..11)
+    ccti_class_patch: BlockChoice = "after_infusion"  # A_cp of the C-CTI pass (blocks 4..11)
     seed_class_patch: BlockChoice = "all"
     seed_patch_patch: BlockChoice = "all"
 
@@ -154,7 +154,7 @@ class CTIModel(Settings):
     weights: str | None = None
     drop_path: Probability = 0.1
     tokenizer_expansion: PositiveInt = 5
-    infusion_layer: NonNegativeInt = 3
+    infusion_layer: NonNegativeInt = 3  # L1: output of block 3 (0-based) infused at the input of block 4
     blocks: CTIBlocks = CTIBlocks()
 
 
@@ -170,11 +170,11 @@ class CTIBCAMLoss(CTIWeightedLoss):
 
 class CTICCTILoss(CTIWeightedLoss):
     memory_size: PositiveInt = 30
-    classes: Literal[CCTI_CLASS_CHOICES] = "present"  # type: ignore[valid-type]
+    classes: Literal[CCTI_CLASS_CHOICES] = "present"  # type: ignore[valid-type]  # one_present = the paper's Eq. 6
 
 
 class CTILosses(Settings):
-    aux_warmup_epoch: int = -1
+    aux_warmup_epoch: int = -1  # auxiliary losses and memory updates when epoch > this (0-based)
     bcam: CTIBCAMLoss = CTIBCAMLoss()
     icti: CTIWeightedLoss = CTIWeightedLoss()
     ccti: CTICCTILoss = CTICCTILoss()
@@ -191,7 +191,7 @@ class CTITrain(Settings):
     crop_size: PositiveInt
     scale: OrderedPair = (0.3, 1.2)
     ratio: OrderedPair = (3 / 4, 4 / 3)
-    rand_augment: Annotated[str | None, AfterValidator(_rand_augment)] = "rand-m9-mstd0.5-inc1"
+    rand_augment: Annotated[str | None, AfterValidator(_rand_augment)] = "rand-m9-mstd0.5-inc1"  # strong view only; null = none
 
 
 class CTISeeds(Settings):

@@ -172,7 +172,7 @@ class ECADino(Settings):
 
 
 class ECAAffinity(AFAAffinity):
-    label_source: Literal["carm", "cam"] = "carm"
+    label_source: Literal["carm", "cam"] = "carm"  # cam = AFA's
 
 
 class ECAPropagation(AFAPropagation):
@@ -199,7 +199,7 @@ class ECACarmLabel(Settings):
 
 
 class ECACamLabel(Settings):
-    rule: Literal["par_dual_threshold", "background_threshold"] = "par_dual_threshold"
+    rule: Literal["par_dual_threshold", "background_threshold"] = "par_dual_threshold"  # background_threshold: α = losses.thresholds.background
 
 
 class ECACorrespondence(Settings):

@@ -63,7 +63,7 @@ def masked_view_flags(roi: torch.Tensor, masks: torch.Tensor, positive_ratio: fl
 
 # ------------------------------------------------------------------------------------ settings
 class MCCMasking(Settings):
-    ratio: Probability = 0.95
+    ratio: Probability = 0.95  # the authors' run (the paper: 0.75)
     scale: PositiveInt = 4
     aux_cam_until: Step = 12000
 

@@ -156,7 +156,7 @@ class MCTformerTrain(Settings):
     warmup_epochs: NonNegativeInt
     warmup_lr: NonNegativeFloat = 1e-6
     min_lr: NonNegativeFloat
-    scheduler_epoch_lag: bool = True
+    scheduler_epoch_lag: bool = True  # the authors call step(epoch): a one-epoch lag
     crop_size: PositiveInt
     scale: Pair = (0.08, 1.0)
     ratio: Pair = (3 / 4, 4 / 3)
@@ -167,8 +167,8 @@ class MCTformerTrain(Settings):
 
 
 class MCTformerSeeds(Settings):
-    class_attention_blocks: BlockSpec = [-3, -2, -1]
-    patch_attention_blocks: BlockSpec = "all"
+    class_attention_blocks: BlockSpec = [-3, -2, -1]  # A_cp over the last 3 blocks (--layer-index 3)
+    patch_attention_blocks: BlockSpec = "all"  # A_pp over all blocks
     scales: Scales = [1.0]
     flip: bool = True
 

@@ -219,7 +219,7 @@ class SWTformerV2Model(SWTformerV1Model):
 class SWTformerV2Seeds(SWTformerV1Seeds):
     """``methods.swtformer.params.seeds``: + the SIPE-style seed affinity and the background score factor."""
 
-    similarity: Literal["abs_cosine", "relu_cosine"] = "abs_cosine"
+    similarity: Literal["abs_cosine", "relu_cosine"] = "abs_cosine"  # relu_cosine = SIPE
     background_factor: NonNegativeFloat = 0.5
 
 
@@ -230,7 +230,7 @@ class SWTformerLossWeights(Settings):
 
 
 class SWTformerCCL(Settings):
-    mode: Literal["literal", "contrastive", "off"] = "literal"
+    mode: Literal["literal", "contrastive", "off"] = "literal"  # literal = Eq. 6 as printed
     margin: float = 2.0 / 3.0
 
 

@@ -216,7 +216,7 @@ class ToCoLosses(Settings):
     schedule: ToCoSchedule = ToCoSchedule()
     thresholds: LabelThresholdSettings = LabelThresholdSettings()
     par: PARSettings = PARSettings()
-    affinity_box_units: Literal["pixels", "tokens"] = "pixels"
+    affinity_box_units: Literal["pixels", "tokens"] = "pixels"  # the authors' img_box bug kept; tokens = fixed
     contrast: ToCoContrast = ToCoContrast()
 
 
