@@ -20,7 +20,8 @@ from wsss_core.methods.afa import (
     random_walk_transition,
     window_mask,
 )
-from wsss_core.methods.base import TrainingProgress, build_method
+from wsss_core.methods.base import build_method
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.single_stage.segformer_head import SegFormerHead
 

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss_core.errors import ConfigError
-from wsss_core.methods import METHODS, TrainingProgress, build_method
+from wsss_core.methods import METHODS, build_method
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.methods.cam import CAM, CAMNet, strided_up_size
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.weights import WeightsCatalog

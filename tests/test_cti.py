@@ -15,7 +15,8 @@ from torch.utils.data import Dataset
 
 from wsss_core.errors import ConfigError
 from wsss_core.losses.cti import background_cam_loss, cam_consistency_loss, minmax_normalize
-from wsss_core.methods.base import METHODS, TrainingProgress, build_method
+from wsss_core.methods.base import METHODS, build_method
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.methods.cti import (
     CTI,
     ClassTokenMemory,

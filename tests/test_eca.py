@@ -13,7 +13,8 @@ import torch
 from torch.utils.data import default_collate
 
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import TrainingProgress, build_method
+from wsss_core.methods.base import build_method
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.losses.eca import correspondence_loss, pairwise_js_divergence
 from wsss_core.methods.eca import ECA, downsample_label, sample_view_corners
 from wsss_core.models.weights import WeightsCatalog

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from wsss_core.data.classes import voc_palette
-from wsss_core.methods.base import SeedMaps
+from wsss_core.io.seed_maps import SeedMaps
 from wsss_core.io.seed_store import MaskStore, MaskStoreWriter, SeedStoreWriter
 from wsss_core.refine.crf_masks import seed_probabilities
 from wsss_core.stages import evaluate_masks, evaluate_seeds, refine_crf

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import TrainingProgress
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.multi_token_vit import MultiTokenViT
 from wsss_core.training.checkpoint import ResumeState

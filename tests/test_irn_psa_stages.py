@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from wsss_core.io.seed_store import MaskStore, SeedStoreWriter
-from wsss_core.methods.base import SeedMaps
+from wsss_core.io.seed_maps import SeedMaps
 from wsss_core.refine import irn, psa
 from wsss_core.refine.seed_adapter import RefinementSeeds, background_from_power, to_refinement_seeds
 from wsss_core.stages import affinity_labels, refine_random_walk, train_affinity

@@ -1,7 +1,9 @@
 """The package's layers, read from the import statements (ast: nothing is imported).
 
 From the bottom up: the shared machinery (``training/``, ``io/``, ``evaluation/``, ``refine/``,
-``segmentation/``, ``losses/``) knows nothing of the methods or the stages; the methods know nothing of the stages; every
+``segmentation/``, ``losses/``, ``pretraining/``, ``single_stage/``, ``models/``, ``data/``, ``weights/``,
+``utils/``) knows nothing of the methods or the stages (``SeedMaps`` and ``TrainingProgress`` are imported
+from ``io/`` and ``training/``, not through ``methods``); the methods know nothing of the stages; every
 loss function lives in ``losses/`` (one module per method family). A lower layer that needed
 a method would put every method's code into its code fingerprint and an import cycle one edit away.
 """
@@ -14,7 +16,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "wsss_core"
-LOWER_LAYERS = ("training", "io", "evaluation", "refine", "segmentation", "losses")
+LOWER_LAYERS = ("training", "io", "evaluation", "refine", "segmentation", "losses", "pretraining", "single_stage",
+                "models", "data", "weights", "utils")
 
 
 def imported_modules(source: str, module: str) -> set[str]:
@@ -171,3 +174,16 @@ def test_each_allowed_import_is_a_real_extension(method: str, base: str) -> None
     from wsss_core.methods.base import METHODS
 
     assert issubclass(METHODS.get(method), METHODS.get(base))
+
+
+def test_the_shared_types_are_imported_from_their_own_modules() -> None:
+    """``SeedMaps`` (``io/seed_maps.py``) and ``TrainingProgress`` (``training/progress.py``) are not re-exported
+    by ``methods``: every module (the methods' too) imports them from where they are defined."""
+    offenders = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        for name in module_imports(path)
+        if name in ("wsss_core.methods.SeedMaps", "wsss_core.methods.TrainingProgress",
+                    "wsss_core.methods.base.SeedMaps", "wsss_core.methods.base.TrainingProgress")
+    )
+    assert not offenders, offenders

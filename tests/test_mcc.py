@@ -12,7 +12,8 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import TrainingProgress, build_method
+from wsss_core.methods.base import build_method
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.methods.mcc import MCC, block_masks, masked_view_flags
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.single_stage.decoders import Projector, ema_update, make_teacher

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import TrainingProgress, build_method
+from wsss_core.methods.base import build_method
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.losses.mctformer import mctformer_losses
 from wsss_core.methods.mctformer import (
     DeitAugmentation,

@@ -14,7 +14,7 @@ from wsss_core.evaluation.metrics import (
     seeds_to_labels,
     threshold_sweep,
 )
-from wsss_core.methods.base import SeedMaps
+from wsss_core.io.seed_maps import SeedMaps
 
 torch.set_num_threads(1)
 

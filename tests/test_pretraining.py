@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from wsss_core.data.synth_pretrain import HUE_BINS, PoolParams, pool_classes, pool_image, read_pool, write_pool
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import TrainingProgress
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.models.backbones import BackboneWeightsError, create_backbone
 from wsss_core.models.weights import PretrainedWeights
 from wsss_core.losses.dino import dino_loss

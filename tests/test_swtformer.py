@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from wsss_core.errors import ConfigError
-from wsss_core.methods import METHODS, TrainingProgress, build_method
+from wsss_core.methods import METHODS, build_method
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.losses.swtformer import ccl_literal, ccl_loss, gsc_loss
 from wsss_core.methods.swtformer import (
     SWTformerV1,

@@ -13,7 +13,8 @@ from torch.utils.data import default_collate
 
 from wsss_core.data.transforms import random_crop_with_box
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import TrainingProgress, build_method
+from wsss_core.methods.base import build_method
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.methods.toco import ToCo, local_crops
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.single_stage.cams import multi_scale_cams, multi_scale_logits, normalize_cams

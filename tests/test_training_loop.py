@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from wsss_core.methods.base import TrainingProgress
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.training.checkpoint import ResumeState
 from wsss_core.training.loop import EpochSampler, LoopSettings, NonFiniteLossError, run_training
 from wsss_core.utils.seeding import sample_rng

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from wsss_core.errors import ConfigError
-from wsss_core.methods import METHODS, TrainingProgress, build_method
+from wsss_core.methods import METHODS, build_method
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.losses.vitpcm import equivariance_loss, multilabel_bce
 from wsss_core.methods.vitpcm import (
     ViTPCM,

@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from wsss_core.benchmarks import gpu_proof, stages
-from wsss_core.methods.base import TrainingProgress
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.training.loop import autocast, move_to_device, resolve_precision
 from wsss_core.utils.atomic import write_json, write_text
 from wsss_core.utils.device import resolve_device

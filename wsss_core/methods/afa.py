@@ -63,7 +63,9 @@ from wsss_core.single_stage.settings import Fusion, OrderedThresholds, PARSettin
 from wsss_core.data.transforms import denormalize, normalize, random_crop_with_box, random_rescale_image, to_tensor
 from wsss_core.errors import ConfigError
 from wsss_core.losses.afa import attention_affinity_loss
-from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
+from wsss_core.methods.base import METHODS, Method
+from wsss_core.io.seed_maps import SeedMaps
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.models.mix_transformer import MiTOutput, MixTransformer
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.single_stage.cams import multi_scale_cams, multi_scale_logits

@@ -38,7 +38,7 @@ from wsss_core.training.progress import TrainingProgress
 METHODS: Registry[type["Method"]] = Registry("method", package="wsss_core.methods")
 
 # Re-exported for the methods: the records they produce and receive live in the layers below them.
-__all__ = ["METHODS", "Method", "SeedMaps", "TrainingProgress", "build_method", "method_from_config"]
+__all__ = ["METHODS", "Method", "build_method", "method_from_config"]
 
 
 class Method(abc.ABC):

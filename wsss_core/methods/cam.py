@@ -54,7 +54,9 @@ from wsss_core.data.transforms import (
     resize,
 )
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
+from wsss_core.methods.base import METHODS, Method
+from wsss_core.io.seed_maps import SeedMaps
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.models.backbones import create_backbone, set_last_stage_stride_one
 from wsss_core.models.cam_normalization import max_normalize
 from wsss_core.models.weights import WeightsCatalog

@@ -81,7 +81,8 @@ from wsss_core.methods.afa import (
     attention_affinity_labels,
     bilinear,
 )
-from wsss_core.methods.base import METHODS, TrainingProgress
+from wsss_core.methods.base import METHODS
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.models.mix_transformer import MixTransformer
 from wsss_core.models.weights import WeightsCatalog
 from wsss_core.single_stage.cams import multi_scale_cams

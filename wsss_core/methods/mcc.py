@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from wsss_core.settings import PositiveInt, Probability, Settings, Step
-from wsss_core.methods.base import METHODS, TrainingProgress
+from wsss_core.methods.base import METHODS
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.methods.toco import ToCo, ToCoLosses, ToCoNetwork, ToCoSettings
 from wsss_core.models.masked_vit import EncoderOutput
 from wsss_core.single_stage.pseudo_labels import roi_map

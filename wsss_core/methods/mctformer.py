@@ -39,7 +39,9 @@ from wsss_core.settings import NonNegativeFloat, NonNegativeInt, Pair, PositiveF
 from wsss_core.data.deit_augmentation import DeitAugmentation
 from wsss_core.data.transforms import normalize_to_tensor
 from wsss_core.losses.mctformer import mctformer_losses
-from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
+from wsss_core.methods.base import METHODS, Method
+from wsss_core.io.seed_maps import SeedMaps
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.multi_token_vit import (
     MultiTokenViT,

@@ -53,7 +53,9 @@ from wsss_core.settings import IntPair, NonNegativeFloat, Pair, PositiveFloat, P
 from wsss_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, irn_training_crop, normalize_to_tensor
 from wsss_core.errors import ConfigError
 from wsss_core.losses.swtformer import ccl_loss, gsc_loss
-from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
+from wsss_core.methods.base import METHODS, Method
+from wsss_core.io.seed_maps import SeedMaps
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.cam_normalization import max_normalize
 from wsss_core.models.hierarchical_fusion import HierarchicalFeatureFusion

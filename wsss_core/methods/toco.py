@@ -75,7 +75,9 @@ from wsss_core.data.transforms import (
     to_tensor,
 )
 from wsss_core.errors import ConfigError
-from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
+from wsss_core.methods.base import METHODS, Method
+from wsss_core.io.seed_maps import SeedMaps
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.masked_vit import EncoderOutput, MaskedViT
 from wsss_core.models.weights import WeightsCatalog

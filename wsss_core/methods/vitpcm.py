@@ -48,7 +48,9 @@ from wsss_core.settings import NonNegativeFloat, NonNegativeInt, PositiveFloat, 
 from wsss_core.data.transforms import adjust_contrast, adjust_hue, adjust_saturation, normalize_to_tensor
 from wsss_core.errors import ConfigError
 from wsss_core.losses.vitpcm import KERAS_EPSILON, equivariance_loss, multilabel_bce
-from wsss_core.methods.base import METHODS, Method, SeedMaps, TrainingProgress
+from wsss_core.methods.base import METHODS, Method
+from wsss_core.io.seed_maps import SeedMaps
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.models.backbones import create_backbone
 from wsss_core.models.patch_class_mapping import PatchClassMapping, PatchClassOutput
 from wsss_core.models.weights import WeightsCatalog

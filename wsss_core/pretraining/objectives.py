@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wsss_core.methods.base import TrainingProgress
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.registry import Registry
 from wsss_core.settings import Settings
 

@@ -13,7 +13,7 @@ from pydantic import Field
 from torch import nn
 
 from wsss_core.data.transforms import color_jitter, horizontal_flip, normalize_to_tensor, random_resized_crop
-from wsss_core.methods.base import TrainingProgress
+from wsss_core.training.progress import TrainingProgress
 from wsss_core.pretraining.networks import Classifier
 from wsss_core.pretraining.objectives import OBJECTIVES, PretrainingObjective
 from wsss_core.settings import Probability, Settings

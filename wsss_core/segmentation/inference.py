@@ -23,15 +23,12 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from wsss_core.refine.crf import CRFParams
+from wsss_core.segmentation.settings import DEEPLAB_CRF
+
+__all__ = ["DEEPLAB_CRF", "FUSIONS", "FUSION_SPACES", "predict_probabilities", "view_logits"]
 
 FUSIONS = ("max", "mean")
 FUSION_SPACES = ("logits", "probabilities")
-
-# deeplab-pytorch configs/voc12.yaml: 10 iterations, Gaussian (xy 1, w 3), bilateral (xy 67, rgb 3, w 4)
-DEEPLAB_CRF = CRFParams(
-    iterations=10, gaussian_sxy=1, gaussian_compat=3, bilateral_sxy=67, bilateral_srgb=3, bilateral_compat=4
-)
 
 LogitsFunction = Callable[[torch.Tensor], torch.Tensor]
 

@@ -11,7 +11,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from wsss_core.refine.settings import CRFParams
 from wsss_core.settings import PositiveFloat, PositiveInt, Settings
+
+# deeplab-pytorch configs/voc12.yaml: 10 iterations, Gaussian (xy 1, w 3), bilateral (xy 67, rgb 3, w 4) —
+# the CRF of the DeepLabs' inference when ``stages.segmentation.<network>.inference.crf`` is left out
+DEEPLAB_CRF = CRFParams(
+    iterations=10, gaussian_sxy=1, gaussian_compat=3, bilateral_sxy=67, bilateral_srgb=3, bilateral_compat=4
+)
 
 
 class SegmentationNetworkSettings(Settings):

@@ -42,7 +42,7 @@ from wsss_core.methods.base import build_method
 from wsss_core.models.weights import PretrainedWeights, WeightsCatalog
 from wsss_core.refine.crf import CRFParams, crf_probabilities
 from wsss_core.segmentation import build_segmentation_network
-from wsss_core.segmentation.inference import DEEPLAB_CRF, predict_probabilities
+from wsss_core.segmentation.inference import predict_probabilities
 from wsss_core.stages import _cli
 from wsss_core.stages.export_seeds import prefetched_images
 from wsss_core.stages._shared import section_settings
@@ -132,12 +132,9 @@ def method_segmenter(checkpoint: Mapping[str, Any], device: torch.device) -> Seg
 
 
 def crf_settings(stage: Mapping[str, Any]) -> CRFParams | None:
-    """deeplab-pytorch's CRF when ``stage.crf`` is absent, none when it is null, else the given fields."""
-    if "crf" not in stage:
-        return DEEPLAB_CRF
-    if stage["crf"] is None:
-        return None
-    return CRFParams.load(stage["crf"], "stage.crf")
+    """``stage.crf`` through its type (``SegmentationInference.crf``): deeplab-pytorch's CRF when absent,
+    none when null, else the given fields."""
+    return section_settings(stage, SegmentationInference).crf
 
 
 def infer(

@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from wsss_core import runtime
 from wsss_core.errors import ConfigError
 from wsss_core.refine.settings import CRFParams, IRNSettings, PSASettings
-from wsss_core.segmentation.settings import SegmentationNetworkSettings
+from wsss_core.segmentation.settings import DEEPLAB_CRF, SegmentationNetworkSettings
 from wsss_core.settings import (
     NonNegativeFloat,
     NonNegativeInt,
@@ -183,7 +183,7 @@ class SegmentationInference(Settings):
     flip: bool = True
     fuse: Literal["max", "mean"] = "max"
     fuse_space: Literal["logits", "probabilities"] = "logits"
-    crf: CRFParams | None = None
+    crf: CRFParams | None = DEEPLAB_CRF  # null = no CRF
 
 
 class SegmentationNetworkStage(Settings):
