@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 from wsss_core import workflow_config as resolve
 from wsss_core.errors import ConfigError
 from wsss_core.methods import METHODS, build_method
+from wsss_core.stages.settings import section_type
 from wsss_core.workflow_checks import parse_time_problem
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -233,6 +234,32 @@ def test_config_yaml_does_not_repeat_a_default_of_a_method_type() -> None:
             if all(_default_at(settings_type, path) == ("default", value) for settings_type in users):
                 repeated.append(f"methods.{name}.params.{'.'.join(path)} = {value!r}")
     assert not repeated, "config.yaml repeats type defaults: " + "; ".join(repeated)
+
+
+def test_config_yaml_does_not_repeat_a_default_of_a_stage_type() -> None:
+    """The same for the typed ``stages:`` sections (those whose jobs receive their type's dump)."""
+    repeated = []
+    for path, value in _leaves(CONFIG["stages"]):
+        for cut in range(len(path) - 1, 0, -1):  # the deepest typed section holding the key
+            section = section_type(path[:cut])
+            if section is not None:
+                if _default_at(section, path[cut:]) == ("default", value):
+                    repeated.append(f"stages.{'.'.join(path)} = {value!r}")
+                break
+    assert not repeated, "config.yaml repeats stage type defaults: " + "; ".join(repeated)
+
+
+def test_a_stage_default_written_out_or_left_out_is_the_same_job() -> None:
+    """A typed stage section reaches its job as its type's dump: ``flip: true`` (DeepLab's default) written
+    out is the same job; ``flip: false`` is another; a run-time key is in neither."""
+    path = ("segmentation", "deeplab_v2", "train")
+    assert "flip" not in CONFIG["stages"]["segmentation"]["deeplab_v2"]["train"]
+    plain = resolve.stage_params(CONFIG, "synth", *path)
+    assert plain["flip"] is True and "log_every" not in plain and plain["iterations"] == 600
+    assert resolve.stage_params(_with("stages.segmentation.deeplab_v2.train.flip", True), "synth", *path) == plain
+    assert resolve.stage_params(_with("stages.segmentation.deeplab_v2.train.flip", False), "synth", *path)["flip"] is False
+    # the refinements are handed on as written (a method's refine_overrides go on top of them)
+    assert section_type(("refine", "irn")) is None and section_type(("train_method",)) is not None
 
 
 def _leaves(node: Any, path: tuple[str, ...] = ()) -> Any:

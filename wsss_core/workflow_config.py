@@ -338,7 +338,7 @@ def stage_settings(config: Mapping[str, Any], dataset: str) -> Any:
 
     stages = config.get("stages", {}) or {}
     like = preset_name(config, dataset)
-    return check_stages(resolve_presets(stages, like, "stages"),
+    return check_stages(resolve_presets(stages, like, "stages", strict=False),
                         origin=lambda loc: value_origin(stages, loc, like, "stages"))
 
 
@@ -430,14 +430,19 @@ def decoder_params(config: Mapping[str, Any], dataset: str, run: str) -> dict[st
 
 # -------------------------------------------------------------------------------------- stages
 def stage_params(config: Mapping[str, Any], dataset: str, *path: str) -> dict[str, Any]:
-    """Resolved ``stages.<path...>`` parameters for a dataset."""
+    """``stages.<path...>`` for a dataset as its jobs receive it: presets resolved, and for a typed section
+    its type's dump (every key, defaults filled in, run-time keys out: ``stages.settings.section_dump``)."""
     node: Any = config.get("stages", {})
     for key in path:
         try:
             node = node[key]
         except (KeyError, TypeError):
             raise ConfigError(f"missing config key stages.{'.'.join(path)}") from None
-    return resolve_presets(node, preset_name(config, dataset), "stages." + ".".join(path))
+    from wsss_core.stages.settings import section_dump
+
+    where = "stages." + ".".join(path)
+    # not strict: a section writes only what differs from its type's defaults (the types check every key)
+    return section_dump(resolve_presets(node, preset_name(config, dataset), where, strict=False), path)
 
 
 def job_config(

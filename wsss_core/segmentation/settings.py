@@ -33,8 +33,8 @@ class SegmentationNetworkSettings(Settings):
     weights: str | None = None
     width: PositiveFloat = 1.0
     frozen_stages: list[str] = ["conv1a"]
-    batch_norm: Literal["frozen", "train"] = "frozen"
-    normalization: Literal["imagenet", "caffe"] = "imagenet"
+    batch_norm: Literal["frozen", "train"] = "frozen"  # frozen: pretrained statistics; train: random init
+    normalization: Literal["imagenet", "caffe"] = "imagenet"  # caffe: converted Caffe DeepLab weights
     aspp_rates: Annotated[list[PositiveInt], Field(min_length=1)] = [6, 12, 18, 24]
 
     @model_validator(mode="after")

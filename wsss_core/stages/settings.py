@@ -31,7 +31,7 @@ from wsss_core.settings import (
     key_path,
 )
 
-Precision = Literal["fp32", "bf16", "auto"]
+Precision = Literal["fp32", "bf16", "auto"]  # auto: bf16 on a GPU that supports it, fp32 on CPU
 
 
 class TrainMethodStage(Settings):
@@ -182,7 +182,7 @@ class SegmentationInference(Settings):
     scales: Scales = [0.5, 0.75, 1.0]
     flip: bool = True
     fuse: Literal["max", "mean"] = "max"
-    fuse_space: Literal["logits", "probabilities"] = "logits"
+    fuse_space: Literal["logits", "probabilities"] = "logits"  # logits: deeplab-pytorch; probabilities: MCTformer
     crf: CRFParams | None = DEEPLAB_CRF  # null = no CRF
 
 
@@ -222,10 +222,10 @@ class ReportingStage(Settings):
     """``stages.reporting`` (summary, figures, comparisons)."""
 
     runs: list[str] = []
-    routes: dict[str, list[str]] = {}
-    sample_ids: list[str] = []
+    routes: dict[str, list[str]] = {}  # extra REFINE.NETWORK rows per run, e.g. {cti: [irn.deeplab_v2]}
+    sample_ids: list[str] = []  # sample-grid images; [] = the first num_samples of each split
     num_samples: NonNegativeInt = 3
-    classes_per_panel: PositiveInt = 21
+    classes_per_panel: PositiveInt = 21  # class-IoU chart; COCO's 81 classes -> 4 panels
     # logged values that are not losses, drawn on a second axis of the training curves (CTI: full token memory)
     diagnostics: list[str] = ["memory_full_classes"]
     seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] | None = None  # None: the top-level seed
@@ -262,6 +262,44 @@ def check_stages(stages: Mapping[str, Any], origin: Any = None) -> StagesSetting
     """The resolved ``stages`` mapping (one dataset's) checked against :class:`StagesSettings` (its CRF, IRN
     and PSA blocks included); one ConfigError line naming the key otherwise."""
     return StagesSettings.load(_without_runtime(stages), "stages", origin=origin, also_known=_runtime_known)
+
+
+# Sections whose jobs receive their type's dump (every key, defaults filled in). The refinements and the
+# decoder's inference are handed on as resolved: a method's refine_overrides / decoder_overrides go on top
+# of them, and IRN's and PSA's ``preset`` must stay a preset (a dump would freeze its derived values).
+AS_WRITTEN = ("refine", "decoder_inference")
+
+
+def section_type(path: Sequence[str]) -> type[Settings] | None:
+    """The settings type of ``stages.<path>`` (``("segmentation", "deeplab_v2", "train")`` →
+    :class:`SegmentationTrain`), or None for a section handed on as written (:data:`AS_WRITTEN`) or not
+    declared."""
+    if not path or path[0] in AS_WRITTEN:
+        return None
+    node: Any = StagesSettings
+    index = 0
+    while index < len(path):
+        field = node.model_fields.get(path[index]) if isinstance(node, type) and issubclass(node, Settings) else None
+        if field is None:
+            return None
+        node = field.annotation
+        if getattr(node, "__origin__", None) is dict:  # segmentation, ablations: one entry per name
+            node = node.__args__[1]
+            index += 1
+        index += 1
+    return node if isinstance(node, type) and issubclass(node, Settings) else None
+
+
+def section_dump(section: Mapping[str, Any], path: Sequence[str]) -> dict[str, Any]:
+    """What a job of ``stages.<path>`` receives: the resolved ``section`` (one dataset's) as its type's dump,
+    run-time keys left out (they travel in ``--runtime``), so that a default written out or left to the type
+    is the same job; a section without a type (:func:`section_type`) as written."""
+    settings_type = section_type(path)
+    if settings_type is None:
+        return dict(section)
+    checked = settings_type.load(_without_runtime(section, tuple(path)), "stages." + ".".join(path),
+                                 also_known=lambda parts: _runtime_known([*path, *parts]))
+    return checked.model_dump(mode="json")
 
 
 def check_overrides(stages: Mapping[str, Any], path: Sequence[str], where: str) -> None:
