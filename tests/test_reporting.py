@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 from pathlib import Path
 
@@ -190,6 +191,40 @@ def test_summary_stage_writes_markdown_and_csv(run_dirs):
     assert "reported val" in markdown and "not measured here" in markdown
     page = output.with_suffix(".html").read_text()
     assert "<td class='number reported'>74.1</td>" in page and "<td class='number'>66.0</td>" in page
+
+
+def test_routes_whose_stages_took_quality_away_are_flagged(run_dirs, capsys):
+    cti, mcc = run_dirs["cti"], run_dirs["mcc"]
+    # cti: seeds 60.0; crf masks 65.0 → final 62.9 (2.1 below: flagged); irn masks 55.0 (below the seeds:
+    # flagged) → final 70.0; mcc: its own pseudo-labels 70.0 → decoder 62.0 (8.0 below: flagged)
+    _write(cti / "seg" / "crf.deeplab_v2" / "miou.json", _scores(0.629, 0.77, 0.81))
+    _write(cti / "masks" / "irn" / "eval.json", _scores(0.55, 0.76, 0.86))
+    _write(mcc / "masks" / "own" / "eval.json", _scores(0.70, 0.80, 0.75))
+    crf, irn = read_rows(cti, dataset="voc", label_space="voc", extra_routes=["irn.deeplab_v1"])
+    assert list(crf.route_flags) == ["segmentation_below_masks"] and crf.flags == {}
+    assert "62.9 is 2.1 points below the pseudo-masks it was trained on (65.0)" in crf.route_flags[
+        "segmentation_below_masks"]
+    assert list(irn.route_flags) == ["refinement_lowered_seeds"]
+    assert irn.route_flags["refinement_lowered_seeds"].startswith("irn lowered the seeds from 60.0 to 55.0 mIoU")
+    (own,) = read_rows(mcc, dataset="voc", label_space="voc")
+    assert "8.0 points below the method's own pseudo-labels (70.0)" in own.route_flags["segmentation_below_masks"]
+    # exactly at the margins: mask = seed, final = mask - 2 points: not flagged
+    _write(cti / "masks" / "irn" / "eval.json", _scores(0.60, 0.76, 0.86))
+    _write(cti / "seg" / "crf.deeplab_v2" / "miou.json", _scores(0.63, 0.77, 0.81))
+    assert [row.route_flags for row in read_rows(cti, dataset="voc", label_space="voc",
+                                                 extra_routes=["irn.deeplab_v1"])] == [{}, {}]
+    # the summary marks the row, says what to look at (Markdown, HTML, log) and names the flag in the CSV
+    output = run_dirs["root"] / "results" / "voc" / "summary.md"
+    config = {"dataset": {"name": "voc", "classes": "voc"}, "stage": {}}
+    summary_stage.main(["--config", json.dumps(config), "--runs", str(cti), str(mcc), "--output", str(output)])
+    markdown = output.read_text()
+    assert "| cti | cti | crf → deeplab_v2 |" in markdown and "| mcc ⚠ | mcc | own decoder |" in markdown
+    note = "⚠ mcc (own decoder): the final mIoU 62.0 is 8.0 points below the method's own pseudo-labels (70.0)"
+    assert f"- {note}" in markdown and html.escape(note) in output.with_suffix(".html").read_text()
+    assert f"WARNING wsss_core.stages.summary: {note}" in capsys.readouterr().err
+    with open(output.with_suffix(".csv")) as stream:
+        flags = {row["run"]: row["flags"] for row in csv.DictReader(stream)}
+    assert flags == {"cti": "", "mcc": "segmentation_below_masks"}
 
 
 def test_summary_stage_without_reported_numbers_for_synth(run_dirs, capsys):

@@ -15,6 +15,11 @@ paths are ``wsss_core.artefacts``'):
 * wall time per stage: the Snakemake benchmark TSVs ``benchmarks/{ds}/{run}/<rule>[_<refine>.<net>].tsv``
   (column ``s``, averaged over repeats); a missing file leaves the cell empty.
 
+A route whose stages took quality away is flagged (``route_flags``): a refinement that lowered the seeds,
+a segmentation network that ended more than two points below the pseudo-masks it learned from. Flagged
+rows carry ⚠ and the Diagnostics section (Markdown, HTML), the ``flags`` column (CSV) and the stage's log
+say what each flag means and where to look.
+
 Beside the measured numbers, for VOC and COCO label spaces, the row carries the papers' reported
 numbers (``wsss_core.reporting.reported_numbers``), which the tables label as *reported*.
 All scores are fractions in the JSON files and percent in the tables.
@@ -136,6 +141,36 @@ def classification_flag(classification: Classification | None) -> dict[str, str]
         "train/classification.json before reading the seeds")}
 
 
+# A chain in which every stage does its job: the refinement does not lower the seeds, and the segmentation
+# network (DeepLab or a method's own decoder) ends no more than two points below the pseudo-masks it learned
+# from. (Masks are scored on the score split, the final result on the evaluation split, as the papers do.)
+MASK_BELOW_SEED_MARGIN = 0.0
+FINAL_BELOW_MASK_MARGIN = 0.02
+_ROUNDING = 1e-9  # a score exactly at a margin is not flagged
+
+
+def route_flags(seed: Scores, mask: Scores, final: Scores, route: str, refine: str | None) -> dict[str, str]:
+    """Flags of one route whose stages took quality away: ``refinement_lowered_seeds`` (mask < seed) and
+    ``segmentation_below_masks`` (final < mask − 2 points), each with one line saying what to look at."""
+    flags: dict[str, str] = {}
+    if seed.miou is not None and mask.miou is not None and route == "multi_stage" \
+            and mask.miou < seed.miou - MASK_BELOW_SEED_MARGIN - _ROUNDING:
+        flags["refinement_lowered_seeds"] = (
+            f"{refine} lowered the seeds from {_percent(seed.miou)} to {_percent(mask.miou)} mIoU: the refinement "
+            f"does not suit these seeds; compare masks/{refine}/eval.json with seeds/eval.json class by class"
+            + (" (IRN and PSA learn their affinities from the seeds' confident regions)" if refine in ("irn", "psa")
+               else ""))
+    if mask.miou is not None and final.miou is not None \
+            and final.miou < mask.miou - FINAL_BELOW_MASK_MARGIN - _ROUNDING:
+        labels = "the method's own pseudo-labels" if route == "own_decoder" else "the pseudo-masks it was trained on"
+        flags["segmentation_below_masks"] = (
+            f"the final mIoU {_percent(final.miou)} is {100 * (mask.miou - final.miou):.1f} points below {labels} "
+            f"({_percent(mask.miou)}): the segmentation network has not learned its labels; look at its training "
+            "curve (figures/training_curves.png) — a loss still falling at the last step means its budget "
+            "(iterations) is too short")
+    return flags
+
+
 @dataclass(frozen=True)
 class SummaryRow:
     """One route of one run: measured scores, wall times and the papers' reported numbers."""
@@ -154,6 +189,7 @@ class SummaryRow:
     reported: dict[str, ReportedNumber] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     flags: dict[str, str] = field(default_factory=dict)  # seed diagnostics (wsss_core.evaluation.diagnostics)
+    route_flags: dict[str, str] = field(default_factory=dict)  # this route's stages (route_flags)
     splits: dict[str, str | None] = field(default_factory=dict)  # level (seed/mask/final) → split it was scored on
     held_out: HeldOut | None = None
     classification: Classification | None = None
@@ -334,6 +370,7 @@ def read_rows(
                 sources=sources,
                 flags={**dict((seeds.get("diagnostics") or {}).get("flags") or {}),
                        **classification_flag(classification)},
+                route_flags=route_flags(seed_scores, mask_scores, scores_of(result, result_path), route, refine),
                 splits=splits,
                 held_out=held_out,
                 classification=classification,
@@ -419,7 +456,7 @@ def summary_tables(rows: Sequence[SummaryRow], with_reported: bool,
     score_rows = []
     for row in rows:
         held_out = row.held_out
-        cells = [row.run + (" ⚠" if row.flags else ""), row.method, row.pipeline_label,
+        cells = [row.run + (" ⚠" if row.flags or row.route_flags else ""), row.method, row.pipeline_label,
                  row.classification.label() if row.classification else "", _percent(row.seed.miou), _pr(row.seed),
                  _threshold(row.seed_threshold), _percent(held_out.scores.miou) if held_out else "",
                  _threshold(held_out.threshold) if held_out else "", _percent(row.mask.miou),
@@ -505,14 +542,22 @@ def render_markdown(rows: Sequence[SummaryRow], dataset: str, with_reported: boo
     return "\n".join(lines) + "\n" + flag_notes(rows) + footer
 
 
-def flag_notes(rows: Sequence[SummaryRow]) -> str:
-    """What the ⚠ of each flagged run means (the seed diagnostics), once per run."""
+def flag_lines(rows: Sequence[SummaryRow]) -> list[str]:
+    """What the ⚠ of each flagged row means: the run's seed and classifier diagnostics once per run, then
+    each route's own (``route_flags``) under its pipeline."""
     notes, seen = [], set()
     for row in rows:
         if row.flags and row.run not in seen:
             seen.add(row.run)
-            notes += [f"- ⚠ {row.run}: {message}" for message in row.flags.values()]
-    return ("\n## Diagnostics\n\n" + "\n".join(notes) + "\n") if notes else ""
+            notes += [f"⚠ {row.run}: {message}" for message in row.flags.values()]
+        notes += [f"⚠ {row.run} ({row.pipeline_label}): {message}" for message in row.route_flags.values()]
+    return notes
+
+
+def flag_notes(rows: Sequence[SummaryRow]) -> str:
+    """The Diagnostics section of the Markdown summary (empty when nothing is flagged)."""
+    notes = flag_lines(rows)
+    return ("\n## Diagnostics\n\n" + "\n".join(f"- {note}" for note in notes) + "\n") if notes else ""
 
 
 _HTML_STYLE = (
@@ -542,6 +587,9 @@ def render_html(rows: Sequence[SummaryRow], dataset: str, with_reported: bool,
                 parts.append(f"<td class='{classes.strip()}'>{html.escape(cell)}</td>")
             parts.append("</tr>")
         parts.append("</table>")
+    notes = flag_lines(rows)
+    if notes:
+        parts.append("<h2>Diagnostics</h2><ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in notes) + "</ul>")
     parts.append(footer + "</body></html>\n")
     return "".join(parts)
 
@@ -557,6 +605,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "seed_split", "mask_split", "final_split",
     "seed_heldout_miou", "seed_heldout_threshold", "seed_heldout_tuned_on",
     "classification_map_best", "classification_map_chance",
+    "flags",  # the row's diagnostics (flag_lines), keys joined by ';'
 )
 
 
@@ -589,5 +638,6 @@ def render_csv(rows: Sequence[SummaryRow]) -> str:
         classification = row.classification
         cells += [_csv_number(classification.best, 100), _csv_number(classification.chance, 100)] \
             if classification else ["", ""]
+        cells.append(";".join([*row.flags, *row.route_flags]))
         writer.writerow(cells)
     return buffer.getvalue()

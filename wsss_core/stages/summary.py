@@ -25,7 +25,9 @@ from typing import Any
 
 from wsss_core.errors import ConfigError
 from wsss_core.reporting.reported_numbers import DATASETS
-from wsss_core.reporting.summary import SummaryRow, read_rows, render_csv, render_html, render_markdown
+from wsss_core.reporting.summary import (
+    SummaryRow, flag_lines, read_rows, render_csv, render_html, render_markdown,
+)
 from wsss_core.stages._cli import run, stage_parser
 from wsss_core.stages._shared import section_settings, stage_config
 from wsss_core.stages.settings import ReportingStage
@@ -82,6 +84,8 @@ def write_summary(config: Mapping[str, Any], rows: Sequence[SummaryRow], output:
     write_text(output.with_suffix(".csv"), render_csv(rows))
     write_text(output.with_suffix(".html"), render_html(rows, name, with_reported, splits, footer))
     LOG.info("wrote %s (+ .csv, .html; %d rows)", output, len(rows))
+    for note in flag_lines(rows):
+        LOG.warning("%s", note)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
