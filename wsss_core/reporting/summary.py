@@ -351,6 +351,7 @@ def read_rows(
                 mask_scores, splits["mask"] = scores_of(mask_eval, mask_path), mask_eval.get("split")
                 sources["masks"] = str(mask_path)
         result = read_json(result_path)
+        final_scores = scores_of(result, result_path)
         sources["result"] = str(result_path)
         splits["final"] = result.get("split")
         rows.append(
@@ -363,14 +364,14 @@ def read_rows(
                 segmentation=network,
                 seed=seed_scores,
                 mask=mask_scores,
-                final=scores_of(result, result_path),
+                final=final_scores,
                 seed_threshold=threshold,
                 seconds=stage_seconds(benchmarks, route, refine, network),
                 reported=reported,
                 sources=sources,
                 flags={**dict((seeds.get("diagnostics") or {}).get("flags") or {}),
                        **classification_flag(classification)},
-                route_flags=route_flags(seed_scores, mask_scores, scores_of(result, result_path), route, refine),
+                route_flags=route_flags(seed_scores, mask_scores, final_scores, route, refine),
                 splits=splits,
                 held_out=held_out,
                 classification=classification,
