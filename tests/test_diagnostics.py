@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsss_core.evaluation.diagnostics import background_only_miou, cam_statistics, seed_flags
+from wsss_core.evaluation.diagnostics import background_only_miou, cam_statistics, localisation_statistics, seed_flags
 
 
 def test_background_only_miou_by_hand():
@@ -42,3 +42,33 @@ def test_flags_fire_only_when_they_should():
     # seeds with their own background map have no threshold: no edge flag
     assert "edge_threshold" not in seed_flags(_result(0.55, None, confusion), [0.0, 0.95],
                                               {"empty_fraction": 0.0, "constant_fraction": 0.0})["flags"]
+
+
+def test_localisation_statistics_pointing_game_and_energy_inside_by_hand():
+    # image 1: a background channel (skipped) and class 1 on two of five labelled pixels (one pixel ignored);
+    # the map's maximum (1.0) is on class 1 -> hit; mass 2.0 on labelled pixels, 1.0 of it inside -> 0.5
+    gt1 = np.array([[0, 1, 1], [0, 0, 255]])
+    maps1 = np.array([[[1, 1, 1], [1, 1, 1]],
+                      [[0.5, 1.0, 0.0], [0.5, 0.0, 0.9]]], dtype=np.float32)
+    # image 2: class 1's maximum lies on class 2 -> miss, no mass inside; class 2's map is all zero -> miss,
+    # energy 0, still counted; class 3 has no ground-truth pixels -> not a pair
+    gt2 = np.array([[2, 2], [0, 1]])
+    maps2 = np.array([[[1, 0], [0, 0]], np.zeros((2, 2)), [[1, 1], [1, 1]]], dtype=np.float32)
+    stats = localisation_statistics([(maps1, np.array([0, 1]), gt1), (maps2, np.array([1, 2, 3]), gt2)])
+    assert stats["pairs"] == 3
+    assert stats["pointing_accuracy"] == pytest.approx(1 / 3)
+    assert stats["energy_inside"] == pytest.approx(0.5 / 3)
+    assert stats["pointing_chance"] == pytest.approx((2 / 5 + 1 / 4 + 2 / 4) / 3)
+    assert stats["energy_gain"] == pytest.approx((0.5 / 3) / ((2 / 5 + 1 / 4 + 2 / 4) / 3))
+
+
+def test_localisation_statistics_of_a_flat_map_is_chance_and_of_the_mask_itself_is_perfect():
+    gt = np.zeros((8, 8), dtype=np.int64)
+    gt[2:5, 3:7] = 4
+    flat = localisation_statistics([(np.full((1, 8, 8), 0.3, dtype=np.float32), np.array([4]), gt)])
+    assert flat["energy_gain"] == pytest.approx(1.0)
+    assert flat["pointing_accuracy"] == 0.0  # the first maximum (0, 0) is background
+    exact = localisation_statistics([((gt == 4)[None].astype(np.float32), np.array([4]), gt)])
+    assert exact["pointing_accuracy"] == 1.0 and exact["energy_inside"] == pytest.approx(1.0)
+    assert exact["energy_gain"] == pytest.approx(64 / 12)
+    assert localisation_statistics([])["pairs"] == 0

@@ -9,7 +9,8 @@ and the best one (highest mIoU) is reported, as the papers choose it on train; s
 background channel are scored by argmax. ``held_out`` ``{tune_split, max_tune_images}`` (null = off)
 also chooses the threshold on ``tune_split`` minus ``split`` and reports ``split`` at it, beside the
 oracle numbers (:mod:`wsss_core.evaluation.threshold_protocol`). The JSON holds the best threshold, its
-scores (mIoU, IoU, precision and recall per class and their means, confusion matrix), the sweep curve,
+scores (mIoU, IoU, precision and recall per class and their means, confusion matrix), the sweep curve, the
+diagnostics (flags, CAM statistics, threshold-free localisation: pointing game and energy inside),
 the held-out protocol's result (or null), counts, the seed store's provenance and this stage's.
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from wsss_core.errors import ConfigError
-from wsss_core.evaluation.diagnostics import cam_statistics, seed_flags
+from wsss_core.evaluation.diagnostics import cam_statistics, localisation_statistics, seed_flags
 from wsss_core.evaluation.metrics import score_seeds_by_argmax, threshold_sweep
 from wsss_core.evaluation.threshold_protocol import held_out_scores, held_out_settings
 from wsss_core.io.seed_store import SeedStore
@@ -64,6 +65,10 @@ def evaluate_seeds(
     return threshold_sweep(store, reader, ids, thresholds)
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _cli.stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--seeds", required=True, type=Path, help="seed store (HDF5)")
@@ -93,6 +98,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         cams = cam_statistics((seeds.maps, seeds.keys) for seeds in (store.get(image_id) for image_id in ids))
         diagnostics = seed_flags(result, thresholds, cams)
+        diagnostics["localisation"] = localisation_statistics(
+            (seeds.maps, seeds.keys, reader.mask(image_id)) for image_id, seeds in ((i, store.get(i)) for i in ids))
+        LOG.info("localisation (%d image-class pairs): pointing %s (chance %s), energy inside %s (flat map %s)",
+                 diagnostics["localisation"]["pairs"], *(_percent(diagnostics["localisation"][key]) for key in
+                 ("pointing_accuracy", "pointing_chance", "energy_inside", "pointing_chance")))
         for name, message in diagnostics["flags"].items():
             LOG.warning("diagnostic %s: %s", name, message)
         write_json(
