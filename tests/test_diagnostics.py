@@ -60,6 +60,10 @@ def test_localisation_statistics_pointing_game_and_energy_inside_by_hand():
     assert stats["energy_inside"] == pytest.approx(0.5 / 3)
     assert stats["pointing_chance"] == pytest.approx((2 / 5 + 1 / 4 + 2 / 4) / 3)
     assert stats["energy_gain"] == pytest.approx((0.5 / 3) / ((2 / 5 + 1 / 4 + 2 / 4) / 3))
+    # mass on any object: image 1's class-1 map 0.5 (its own class); image 2's class-1 map all on class 2 -> 1.0;
+    # the empty map 0; objects' area shares 2/5, 3/4, 3/4
+    assert stats["energy_on_objects"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+    assert stats["objects_chance"] == pytest.approx((2 / 5 + 3 / 4 + 3 / 4) / 3)
 
 
 def test_localisation_statistics_of_a_flat_map_is_chance_and_of_the_mask_itself_is_perfect():

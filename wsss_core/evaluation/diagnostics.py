@@ -70,17 +70,21 @@ def localisation_statistics(maps: Iterable[tuple[np.ndarray, np.ndarray, np.ndar
     count nowhere. Per pair: ``hit`` = the ground truth at the map's maximum (first on ties) is the class
     (an all-zero map misses); ``energy`` = the map's mass on the class's pixels over its mass on all
     labelled pixels (0 for an all-zero map); ``area`` = the class's share of the labelled pixels, what a
-    random point (pointing) and a flat map (energy) score. Returned as means over the pairs, with
-    ``energy_gain`` = mean energy / mean area (1 = no better than a flat map).
+    random point (pointing) and a flat map (energy) score; ``energy_on_objects`` = the share of the mass on
+    any object's pixels (every foreground class), beside ``objects_chance`` (their area share): a map whose
+    mass is on objects but not on its own class's confuses classes rather than missing the objects. Returned
+    as means over the pairs, with ``energy_gain`` = mean energy / mean area (1 = no better than a flat map).
     """
     pairs = hits = 0
-    energy_sum = area_sum = 0.0
+    energy_sum = area_sum = objects_sum = objects_area_sum = 0.0
     for stack, keys, gt in maps:
         gt = np.asarray(gt)
         valid = gt != ignore_index
         total = int(valid.sum())
         if total == 0:
             continue
+        objects = valid & (gt != 0)
+        objects_area = int(objects.sum()) / total
         for channel, key in zip(np.asarray(stack, dtype=np.float64), np.asarray(keys)):
             inside = gt == int(key)
             count = int(inside.sum())
@@ -88,19 +92,22 @@ def localisation_statistics(maps: Iterable[tuple[np.ndarray, np.ndarray, np.ndar
                 continue
             pairs += 1
             area_sum += count / total
+            objects_area_sum += objects_area
             masked = np.where(valid, channel, 0.0)
             mass = float(masked.sum())
             if mass <= EMPTY:
                 continue
             hits += bool(inside.flat[int(masked.argmax())])
             energy_sum += float(masked[inside].sum()) / mass
+            objects_sum += float(masked[objects].sum()) / mass
     if pairs == 0:
         return {"pairs": 0, "pointing_accuracy": None, "pointing_chance": None, "energy_inside": None,
-                "energy_gain": None}
+                "energy_gain": None, "energy_on_objects": None, "objects_chance": None}
     area = area_sum / pairs
     energy = energy_sum / pairs
     return {"pairs": pairs, "pointing_accuracy": hits / pairs, "pointing_chance": area, "energy_inside": energy,
-            "energy_gain": energy / area if area > 0 else None}
+            "energy_gain": energy / area if area > 0 else None, "energy_on_objects": objects_sum / pairs,
+            "objects_chance": objects_area_sum / pairs}
 
 
 def seed_flags(result: Mapping[str, Any], thresholds: Sequence[float], cams: Mapping[str, Any]) -> dict[str, Any]:

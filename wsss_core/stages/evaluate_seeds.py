@@ -100,9 +100,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         diagnostics = seed_flags(result, thresholds, cams)
         diagnostics["localisation"] = localisation_statistics(
             (seeds.maps, seeds.keys, reader.mask(image_id)) for image_id, seeds in ((i, store.get(i)) for i in ids))
-        LOG.info("localisation (%d image-class pairs): pointing %s (chance %s), energy inside %s (flat map %s)",
-                 diagnostics["localisation"]["pairs"], *(_percent(diagnostics["localisation"][key]) for key in
-                 ("pointing_accuracy", "pointing_chance", "energy_inside", "pointing_chance")))
+        LOG.info("localisation (%d image-class pairs): pointing %s (chance %s), energy inside %s (flat map %s), "
+                 "on any object %s (flat map %s)", diagnostics["localisation"]["pairs"],
+                 *(_percent(diagnostics["localisation"][key]) for key in (
+                     "pointing_accuracy", "pointing_chance", "energy_inside", "pointing_chance", "energy_on_objects",
+                     "objects_chance")))
         for name, message in diagnostics["flags"].items():
             LOG.warning("diagnostic %s: %s", name, message)
         write_json(
