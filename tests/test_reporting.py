@@ -439,3 +439,21 @@ def test_summary_shows_both_threshold_protocols_and_names_every_split(run_dirs):
         (row,) = list(csv.DictReader(stream))
     assert (row["seed_split"], row["mask_split"], row["final_split"]) == ("train", "train", "val")
     assert float(row["seed_heldout_miou"]) == pytest.approx(58.0) and float(row["seed_heldout_threshold"]) == 0.41
+
+
+def test_summary_shows_the_seed_localisation_beside_its_chance_levels(run_dirs):
+    """The seed evaluation's threshold-free localisation becomes a table; a run without it (mcc) has no row."""
+    seeds = json.loads((run_dirs["cti"] / "seeds" / "eval.json").read_text())
+    seeds["diagnostics"] = {"flags": {}, "localisation": {
+        "pairs": 212, "pointing_accuracy": 0.81, "pointing_chance": 0.18, "energy_inside": 0.35,
+        "energy_gain": 0.35 / 0.18, "energy_on_objects": 0.62, "objects_chance": 0.29}}
+    _write(run_dirs["cti"] / "seeds" / "eval.json", seeds)
+    output = run_dirs["root"] / "results" / "voc" / "summary.md"
+    config = {"dataset": {"name": "voc", "classes": "voc"}, "stage": {}}
+    summary_stage.main(["--config", json.dumps(config), "--runs", str(run_dirs["cti"]), str(run_dirs["mcc"]),
+                        "--output", str(output)])
+    markdown = output.read_text()
+    assert "## Seed localisation, threshold-free" in markdown
+    assert "| cti | 212 | 81.0 (18.0) | 35.0 (18.0) | 62.0 (29.0) | 1.94 |" in markdown
+    assert "| mcc | " not in markdown.split("## Seed localisation")[1].split("##")[0]
+    assert "Seed localisation" in output.with_suffix(".html").read_text()

@@ -6,7 +6,8 @@ paths are ``wsss_core.artefacts``'):
 * classifier: ``train/classification.json`` (mAP of each head on the score split; optional, older runs
   have none), flagged ``near_chance_classifier`` when no head is halfway from chance to 100 %;
 * seeds: ``seeds/eval.json`` (``best.miou``, ``best.mean_precision``, ``best.mean_recall``,
-  ``best_threshold``, and ``held_out``: the scores at a threshold tuned on other images);
+  ``best_threshold``, ``held_out``: the scores at a threshold tuned on other images, and
+  ``diagnostics.localisation``: pointing game and energy inside, a table of its own);
 * pseudo-masks (multi-stage route; on the own-decoder route the method's own ``masks/own``):
   ``masks/{refine}/eval.json`` (``miou``, ``mean_precision``, ...);
 * final result on the evaluation split: ``seg/{refine}.{network}/miou.json`` or ``decoder/miou.json``;
@@ -193,6 +194,8 @@ class SummaryRow:
     splits: dict[str, str | None] = field(default_factory=dict)  # level (seed/mask/final) → split it was scored on
     held_out: HeldOut | None = None
     classification: Classification | None = None
+    # the seeds' threshold-free localisation (seeds/eval.json diagnostics.localisation; None before it existed)
+    localisation: dict[str, Any] | None = None
 
     @property
     def pipeline_label(self) -> str:
@@ -375,6 +378,7 @@ def read_rows(
                 splits=splits,
                 held_out=held_out,
                 classification=classification,
+                localisation=(seeds.get("diagnostics") or {}).get("localisation"),
             )
         )
     return rows
@@ -473,6 +477,12 @@ def summary_tables(rows: Sequence[SummaryRow], with_reported: bool,
         tables.append(Table("Seed background threshold: oracle (tuned on the scored split) vs held-out (tuned on "
                             "other images)", ["run", "protocol", "threshold tuned on", "scored on", "bg thr.",
                                               "seed mIoU", "seed P / R"], protocol_rows, 4))
+    localisation_rows = localisation_table_rows(rows)
+    if localisation_rows:
+        tables.append(Table("Seed localisation, threshold-free (%; in brackets what a map that knows nothing scores: "
+                            "a random point, a flat map)",
+                            ["run", "image-class pairs", "pointing game", "energy inside its class",
+                             "energy on any object", "energy gain"], localisation_rows, 1))
     columns = list(STAGE_COLUMNS)
     time_rows = [[row.run, row.pipeline_label] + [_seconds(row.seconds[column]) for column in columns]
                  + [_seconds(row.total_seconds)] for row in rows]
@@ -505,6 +515,24 @@ def protocol_table_rows(rows: Sequence[SummaryRow]) -> list[list[str]]:
             held_out = row.held_out
             table.append([row.run, "held-out", held_out.tuned_on, held_out.report_split or scored_on,
                           _threshold(held_out.threshold), _percent(held_out.scores.miou), _pr(held_out.scores)])
+    return table
+
+
+def localisation_table_rows(rows: Sequence[SummaryRow]) -> list[list[str]]:
+    """Per run whose seed evaluation measured it: pointing game, energy inside the class and on any object,
+    each beside its chance level (``wsss_core.evaluation.diagnostics.localisation_statistics``)."""
+    table, seen = [], set()
+    for row in rows:
+        stats = row.localisation
+        if row.run in seen or not stats or not stats.get("pairs"):
+            continue
+        seen.add(row.run)
+        gain = stats.get("energy_gain")
+        table.append([row.run, str(stats["pairs"]),
+                      f"{_percent(stats['pointing_accuracy'])} ({_percent(stats['pointing_chance'])})",
+                      f"{_percent(stats['energy_inside'])} ({_percent(stats['pointing_chance'])})",
+                      f"{_percent(stats.get('energy_on_objects'))} ({_percent(stats.get('objects_chance'))})",
+                      "" if gain is None else f"{gain:.2f}"])
     return table
 
 
