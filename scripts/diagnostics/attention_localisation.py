@@ -8,7 +8,9 @@ attention already does.
 floor). For every image of the synthetic ``SPLIT`` (default the score split) and every block, the class token's
 attention over the patches (mean over heads) is upsampled to the image and scored against the objects' union
 (every foreground pixel, class-agnostic) with the seed evaluation's threshold-free localisation: pointing game and
-energy inside, each beside its chance level (the foreground's area share). Energy gain 1 = a flat map.
+energy inside, each beside its chance level (the foreground's area share). Energy gain 1 = a flat map. And how
+local the patch-to-patch attention is (MCTformer's A_pp refinement multiplies the maps by it): the perplexity of
+each patch's attention over the patches, averaged (1 = itself only, the patch count = a flat average).
 """
 import sys
 from pathlib import Path
@@ -41,6 +43,7 @@ net = create_backbone(name, file, num_classes=0, img_size=size).eval()
 prefix = net.num_prefix_tokens
 grid = size // net.patch_embed.patch_size[0]
 per_block: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in net.blocks]
+perplexity: list[list[float]] = [[] for _ in net.blocks]
 with torch.inference_mode():
     for image_id in ids:
         image = reader.image(image_id)
@@ -55,9 +58,13 @@ with torch.inference_mode():
             cls = F.interpolate(cls, size=(height, width), mode="bilinear", align_corners=False)[0]
             cls = (cls / cls.max().clamp_min(1e-12)).numpy()
             per_block[index].append((cls, np.array([1]), foreground))
+            rows = attention[0, :, prefix:, prefix:].mean(0)
+            rows = rows / rows.sum(-1, keepdim=True)
+            perplexity[index].append(torch.exp(-(rows * rows.clamp_min(1e-12).log()).sum(-1)).mean().item())
 print(f"{name} weights={weights} split={split} ({len(ids)} images, {size} px): class-token attention vs the objects")
-print("block | pointing % (chance) | energy inside % (flat map) | energy gain")
+print(f"block | pointing % (chance) | energy inside % (flat map) | energy gain | patch-attention perplexity (of {grid * grid})")
 for index, maps in enumerate(per_block):
     s = localisation_statistics(maps)
     print(f"{index:5d} | {100 * s['pointing_accuracy']:5.1f} ({100 * s['pointing_chance']:.1f}) | "
-          f"{100 * s['energy_inside']:5.1f} ({100 * s['pointing_chance']:.1f}) | {s['energy_gain']:.2f}")
+          f"{100 * s['energy_inside']:5.1f} ({100 * s['pointing_chance']:.1f}) | {s['energy_gain']:.2f} | "
+          f"{np.mean(perplexity[index]):.1f}")
