@@ -6,7 +6,9 @@ import contextlib
 import os
 import random
 import signal
+import sys
 from collections.abc import Iterator
+from types import TracebackType
 
 import numpy as np
 import torch
@@ -23,11 +25,22 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def _quiet_lost_transfer(kind: type[BaseException], value: BaseException, traceback: TracebackType | None) -> None:
+    """A worker's ``sys.excepthook``: a connection that broke (``OSError``, ``EOFError``) is the main process
+    gone mid-transfer — interrupted while it fetched a batch's file descriptor from the worker's
+    ``multiprocessing.resource_sharer`` thread, which reports such errors through this hook; the main
+    process has already said why it stopped. Anything else is printed as usual."""
+    if not issubclass(kind, (OSError, EOFError)):
+        sys.__excepthook__(kind, value, traceback)
+
+
 def worker_init(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: derive NumPy/random seeds from torch's per-worker seed. Workers
     ignore Ctrl-C (SIGINT reaches the whole process group): the main process stops them, and each would
-    otherwise print its own KeyboardInterrupt traceback."""
+    otherwise print its own KeyboardInterrupt traceback (and, when the main process stopped while taking
+    a batch from it, a broken-connection one: ``_quiet_lost_transfer``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.excepthook = _quiet_lost_transfer
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
