@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsss_core.evaluation.diagnostics import background_only_miou, cam_statistics, localisation_statistics, seed_flags
+from wsss_core.evaluation.diagnostics import (
+    background_only_miou, cam_statistics, localisation_statistics, seed_flags, seed_map_statistics,
+)
 
 
 def test_background_only_miou_by_hand():
@@ -76,3 +78,15 @@ def test_localisation_statistics_of_a_flat_map_is_chance_and_of_the_mask_itself_
     assert exact["pointing_accuracy"] == 1.0 and exact["energy_inside"] == pytest.approx(1.0)
     assert exact["energy_gain"] == pytest.approx(64 / 12)
     assert localisation_statistics([])["pairs"] == 0
+
+
+def test_seed_map_statistics_is_both_statistics_in_one_pass():
+    gt = np.array([[0, 1, 1], [2, 2, 255]])
+    images = [(np.array([[[0.2, 0.9, 0.4], [0.1, 0.0, 0.3]], [[0.0, 0.1, 0.0], [0.7, 0.6, 0.0]]]), np.array([1, 2]), gt),
+              (np.zeros((1, 2, 3)), np.array([1]), gt),
+              (np.full((1, 2, 3), 0.5), np.array([2]), gt)]
+    cams, localisation = seed_map_statistics(iter(images))
+    assert cams == cam_statistics((maps, keys) for maps, keys, _ in images)
+    assert cams["empty_fraction"] == pytest.approx(1 / 3) and cams["constant_fraction"] == pytest.approx(1 / 3)
+    assert localisation == localisation_statistics(images)
+    assert localisation["pairs"] == 4

@@ -49,17 +49,65 @@ def background_only_miou(confusion: Sequence[Sequence[int]]) -> float | None:
     return float((gt_total[0] / total) / present.sum())
 
 
+def _cam_state(stack: np.ndarray, keys: np.ndarray) -> str | None:
+    """``"empty"`` (all foreground maps zero), ``"constant"`` (all flat) or None for one image."""
+    foreground = stack[np.asarray(keys) != 0]
+    if foreground.size == 0 or float(foreground.max()) <= EMPTY:
+        return "empty"
+    if all(float(m.max() - m.min()) < EMPTY for m in foreground):
+        return "constant"
+    return None
+
+
+def _cam_summary(states: Sequence[str | None]) -> dict[str, Any]:
+    images = len(states)
+    return {"images": images, "empty_fraction": states.count("empty") / max(images, 1),
+            "constant_fraction": states.count("constant") / max(images, 1)}
+
+
 def cam_statistics(maps: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
     """Share of images whose foreground maps are all zero / flat; ``maps`` yields ``(maps, keys)``."""
-    images = empty = constant = 0
-    for stack, keys in maps:
-        foreground = stack[np.asarray(keys) != 0]
-        images += 1
-        if foreground.size == 0 or float(foreground.max()) <= EMPTY:
-            empty += 1
-        elif all(float(m.max() - m.min()) < EMPTY for m in foreground):
-            constant += 1
-    return {"images": images, "empty_fraction": empty / max(images, 1), "constant_fraction": constant / max(images, 1)}
+    return _cam_summary([_cam_state(stack, keys) for stack, keys in maps])
+
+
+# one (image, class) pair of the localisation: hit, energy inside, area share, energy on objects, objects' share
+LocalisationPair = tuple[bool, float, float, float, float]
+
+
+def _localisation_pairs(stack: np.ndarray, keys: np.ndarray, gt: np.ndarray, ignore_index: int
+                        ) -> list[LocalisationPair]:
+    """The pairs of one image: every foreground key with ground-truth pixels (see ``localisation_statistics``)."""
+    gt = np.asarray(gt)
+    valid = gt != ignore_index
+    total = int(valid.sum())
+    if total == 0:
+        return []
+    objects = valid & (gt != 0)
+    objects_area = int(objects.sum()) / total
+    pairs = []
+    for channel, key in zip(np.asarray(stack, dtype=np.float64), np.asarray(keys)):
+        inside = gt == int(key)
+        count = int(inside.sum())
+        if int(key) == 0 or count == 0:
+            continue
+        masked = np.where(valid, channel, 0.0)
+        mass = float(masked.sum())
+        if mass <= EMPTY:
+            pairs.append((False, 0.0, count / total, 0.0, objects_area))
+            continue
+        pairs.append((bool(inside.flat[int(masked.argmax())]), float(masked[inside].sum()) / mass, count / total,
+                      float(masked[objects].sum()) / mass, objects_area))
+    return pairs
+
+
+def _localisation_summary(pairs: Sequence[LocalisationPair]) -> dict[str, Any]:
+    if not pairs:
+        return {"pairs": 0, "pointing_accuracy": None, "pointing_chance": None, "energy_inside": None,
+                "energy_gain": None, "energy_on_objects": None, "objects_chance": None}
+    hits, energy, area, objects, objects_area = (float(np.mean(column)) for column in zip(*pairs))
+    return {"pairs": len(pairs), "pointing_accuracy": hits, "pointing_chance": area, "energy_inside": energy,
+            "energy_gain": energy / area if area > 0 else None, "energy_on_objects": objects,
+            "objects_chance": objects_area}
 
 
 def localisation_statistics(maps: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
@@ -75,39 +123,20 @@ def localisation_statistics(maps: Iterable[tuple[np.ndarray, np.ndarray, np.ndar
     mass is on objects but not on its own class's confuses classes rather than missing the objects. Returned
     as means over the pairs, with ``energy_gain`` = mean energy / mean area (1 = no better than a flat map).
     """
-    pairs = hits = 0
-    energy_sum = area_sum = objects_sum = objects_area_sum = 0.0
+    return _localisation_summary([pair for stack, keys, gt in maps
+                                  for pair in _localisation_pairs(stack, keys, gt, ignore_index)])
+
+
+def seed_map_statistics(maps: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], ignore_index: int = 255
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``cam_statistics`` and ``localisation_statistics`` in one pass over ``(maps, keys, ground truth)``
+    (the seed evaluation reads each image's maps once for both)."""
+    states: list[str | None] = []
+    pairs: list[LocalisationPair] = []
     for stack, keys, gt in maps:
-        gt = np.asarray(gt)
-        valid = gt != ignore_index
-        total = int(valid.sum())
-        if total == 0:
-            continue
-        objects = valid & (gt != 0)
-        objects_area = int(objects.sum()) / total
-        for channel, key in zip(np.asarray(stack, dtype=np.float64), np.asarray(keys)):
-            inside = gt == int(key)
-            count = int(inside.sum())
-            if int(key) == 0 or count == 0:
-                continue
-            pairs += 1
-            area_sum += count / total
-            objects_area_sum += objects_area
-            masked = np.where(valid, channel, 0.0)
-            mass = float(masked.sum())
-            if mass <= EMPTY:
-                continue
-            hits += bool(inside.flat[int(masked.argmax())])
-            energy_sum += float(masked[inside].sum()) / mass
-            objects_sum += float(masked[objects].sum()) / mass
-    if pairs == 0:
-        return {"pairs": 0, "pointing_accuracy": None, "pointing_chance": None, "energy_inside": None,
-                "energy_gain": None, "energy_on_objects": None, "objects_chance": None}
-    area = area_sum / pairs
-    energy = energy_sum / pairs
-    return {"pairs": pairs, "pointing_accuracy": hits / pairs, "pointing_chance": area, "energy_inside": energy,
-            "energy_gain": energy / area if area > 0 else None, "energy_on_objects": objects_sum / pairs,
-            "objects_chance": objects_area_sum / pairs}
+        states.append(_cam_state(stack, keys))
+        pairs.extend(_localisation_pairs(stack, keys, gt, ignore_index))
+    return _cam_summary(states), _localisation_summary(pairs)
 
 
 def seed_flags(result: Mapping[str, Any], thresholds: Sequence[float], cams: Mapping[str, Any]) -> dict[str, Any]:

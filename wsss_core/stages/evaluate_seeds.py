@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from wsss_core.errors import ConfigError
-from wsss_core.evaluation.diagnostics import cam_statistics, localisation_statistics, seed_flags
+from wsss_core.evaluation.diagnostics import seed_flags, seed_map_statistics
 from wsss_core.evaluation.metrics import score_seeds_by_argmax, threshold_sweep
 from wsss_core.evaluation.threshold_protocol import held_out_scores, held_out_settings
 from wsss_core.io.seed_store import SeedStore
@@ -96,13 +96,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             "%s on %s (%d images): mIoU %.4f at background threshold %s",
             args.seeds, split, len(ids), best["miou"] or 0.0, result["best_threshold"],
         )
-        cams = cam_statistics((seeds.maps, seeds.keys) for seeds in (store.get(image_id) for image_id in ids))
-        diagnostics = seed_flags(result, thresholds, cams)
-        diagnostics["localisation"] = localisation_statistics(
+        cams, localisation = seed_map_statistics(
             (seeds.maps, seeds.keys, reader.mask(image_id)) for image_id, seeds in ((i, store.get(i)) for i in ids))
+        diagnostics = seed_flags(result, thresholds, cams)
+        diagnostics["localisation"] = localisation
         LOG.info("localisation (%d image-class pairs): pointing %s (chance %s), energy inside %s (flat map %s), "
-                 "on any object %s (flat map %s)", diagnostics["localisation"]["pairs"],
-                 *(_percent(diagnostics["localisation"][key]) for key in (
+                 "on any object %s (flat map %s)", localisation["pairs"], *(_percent(localisation[key]) for key in (
                      "pointing_accuracy", "pointing_chance", "energy_inside", "pointing_chance", "energy_on_objects",
                      "objects_chance")))
         for name, message in diagnostics["flags"].items():
