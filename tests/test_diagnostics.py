@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from wsss_core.evaluation.diagnostics import (
-    background_only_miou, cam_statistics, localisation_statistics, seed_flags, seed_map_statistics,
+    ClassPresence, background_only_miou, cam_statistics, describe_errors, error_breakdown, localisation_statistics,
+    seed_flags, seed_map_statistics,
 )
 
 
@@ -90,3 +91,35 @@ def test_seed_map_statistics_is_both_statistics_in_one_pass():
     assert cams["empty_fraction"] == pytest.approx(1 / 3) and cams["constant_fraction"] == pytest.approx(1 / 3)
     assert localisation == localisation_statistics(images)
     assert localisation["pairs"] == 4
+
+
+def test_error_breakdown_by_hand():
+    # rows = ground truth (bg, 1, 2): 100 object pixels of class 1, 50 of class 2
+    confusion = [[200, 10, 30],   # background: 40 pixels called an object
+                 [20, 70, 10],    # class 1: 70 right, 20 to background, 10 to class 2
+                 [5, 15, 30]]     # class 2: 30 right, 5 to background, 15 to class 1
+    errors = error_breakdown(confusion)
+    assert errors["correct"] == pytest.approx(100 / 150)
+    assert errors["missed"] == pytest.approx(25 / 150)
+    assert errors["confused"] == pytest.approx(25 / 150)
+    # predicted foreground: 95 + 70 = 165, of which 40 on background
+    assert errors["false_foreground"] == pytest.approx(40 / 165)
+    # objects vs background: 125 object-on-object pixels over 390 - 200 pixels where either is an object
+    assert errors["foreground_iou"] == pytest.approx(125 / 190)
+    # nothing to take a share of: no object in the ground truth, nothing predicted
+    assert error_breakdown([[9, 0], [0, 0]]) == {"correct": None, "missed": None, "confused": None,
+                                                 "false_foreground": None, "foreground_iou": None}
+
+
+def test_class_presence_counts_absent_and_left_out_classes():
+    presence = ClassPresence()
+    truth = np.array([[0, 1], [1, 255]])
+    presence.update(np.array([[0, 1], [1, 0]]), truth)      # right classes (the ignored pixel is not looked at)
+    presence.update(np.array([[2, 1], [1, 3]]), truth)      # class 2 absent from the image; 3 on an ignored pixel
+    presence.update(np.array([[0, 0], [255, 4]]), truth)    # class 1 left out (its pixel unlabelled, the other bg)
+    assert presence.summary() == {"images": 3, "names_absent_class": pytest.approx(1 / 3),
+                                  "misses_present_class": pytest.approx(1 / 3)}
+    assert ClassPresence().summary() == {"images": 0, "names_absent_class": None, "misses_present_class": None}
+    line = describe_errors({**error_breakdown([[3, 1], [1, 3]]), **presence.summary()})
+    assert "75.0 % to their class, 25.0 % to background, 0.0 % to another class" in line
+    assert "33.3 % of the images given a class they do not contain" in line

@@ -94,6 +94,8 @@ def test_evaluate_seeds_sweeps_and_records(tmp_path, dataset):
     assert result["best_threshold"] == 0.2
     assert result["best"]["miou"] == pytest.approx(1.0)
     assert result["best"]["iou"] == {"background": 1.0, "cat": 1.0, "dog": 1.0}
+    assert result["diagnostics"]["errors"] == {"correct": 1.0, "missed": 0.0, "confused": 0.0,
+                                               "false_foreground": 0.0, "foreground_iou": 1.0}
     # at 0.9 everything is background: IoU = (background pixels / valid pixels, 0, 0)
     truths = [truth_of(image_id) for image_id in TRAIN]
     background_share = sum(int((t == 0).sum()) for t in truths) / sum(int((t != 255).sum()) for t in truths)
@@ -221,6 +223,11 @@ def test_evaluate_masks_scores_ignored_pixels_and_sources(tmp_path, dataset):
     assert result["recall"]["cat"] == pytest.approx((cat_pixels - 4) / cat_pixels)
     assert result["precision"]["cat"] == pytest.approx(1.0)
     assert result["iou"]["dog"] == pytest.approx(1.0)
+    dog_pixels = 12 * 16  # img_b's rectangle
+    errors = result["diagnostics"]["errors"]
+    assert errors["missed"] == pytest.approx(4 / (cat_pixels + dog_pixels))
+    assert errors["confused"] == 0.0 and errors["false_foreground"] == 0.0
+    assert errors["names_absent_class"] == 0.0 and errors["misses_present_class"] == 0.0
     assert result["masks"]["config_hash"] == "maskhash"
     assert result["sources"] == [
         {"path": str(evaluation), "stage": "x", "config_hash": "evalhash", "code_fingerprint": None, "git_commit": None}

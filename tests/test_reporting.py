@@ -457,3 +457,30 @@ def test_summary_shows_the_seed_localisation_beside_its_chance_levels(run_dirs):
     assert "| cti | 212 | 81.0 (18.0) | 35.0 (18.0) | 62.0 (29.0) | 1.94 |" in markdown
     assert "| mcc | " not in markdown.split("## Seed localisation")[1].split("##")[0]
     assert "Seed localisation" in output.with_suffix(".html").read_text()
+
+
+def test_summary_shows_where_the_object_pixels_go_per_level(run_dirs):
+    """Each score file's diagnostics.errors becomes a row per level (the seeds once per run); files without
+    them (cti's irn route, mcc) add none."""
+    def errors(correct, missed, confused, absent=None):
+        return {"correct": correct, "missed": missed, "confused": confused, "false_foreground": 0.2,
+                "foreground_iou": 0.6, **({} if absent is None else {"names_absent_class": absent})}
+
+    seeds = json.loads((run_dirs["cti"] / "seeds" / "eval.json").read_text())
+    seeds["diagnostics"] = {"flags": {}, "errors": errors(0.5, 0.45, 0.05)}
+    _write(run_dirs["cti"] / "seeds" / "eval.json", seeds)
+    for path, values in ((run_dirs["cti"] / "masks" / "crf" / "eval.json", errors(0.7, 0.25, 0.05, 0.0)),
+                         (run_dirs["cti"] / "seg" / "crf.deeplab_v2" / "miou.json", errors(0.6, 0.2, 0.2, 0.45))):
+        payload = json.loads(path.read_text())
+        payload["diagnostics"] = {"errors": values}
+        _write(path, payload)
+    output = run_dirs["root"] / "results" / "voc" / "summary.md"
+    config = {"dataset": {"name": "voc", "classes": "voc"}, "stage": {"routes": {"cti": ["irn.deeplab_v1"]}}}
+    summary_stage.main(["--config", json.dumps(config), "--runs", str(run_dirs["cti"]), str(run_dirs["mcc"]),
+                        "--output", str(output)])
+    section = output.read_text().split("## Where the object pixels go")[1].split("\n## ")[0]
+    assert "| cti |  | seed | 50.0 | 45.0 | 5.0 | 20.0 | 60.0 |  |" in section
+    assert "| cti | crf → deeplab_v2 | mask | 70.0 | 25.0 | 5.0 | 20.0 | 60.0 | 0.0 |" in section
+    assert "| cti | crf → deeplab_v2 | final | 60.0 | 20.0 | 20.0 | 20.0 | 60.0 | 45.0 |" in section
+    assert section.count("| seed |") == 1 and "irn" not in section and "| mcc |" not in section
+    assert "Where the object pixels go" in output.with_suffix(".html").read_text()

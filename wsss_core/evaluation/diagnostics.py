@@ -21,6 +21,13 @@ ground-truth pixels?) and the energy inside (Score-CAM's energy-based pointing g
 mass on them), each next to what a map that knows nothing scores (a random point, a flat map: the class's
 area fraction). A low seed mIoU with a high pointing accuracy means maps that find the object but spill over
 it; a low pointing accuracy means maps that do not find it.
+
+For any labelling (seeds at their threshold, pseudo-masks, a network's predictions) ``error_breakdown`` says
+where the ground truth's object pixels went — their own class, background, another class — and how well
+objects are told from background whatever their class (the class-agnostic foreground IoU); ``ClassPresence``
+counts the images whose labelling names a class the image does not contain. Pseudo-masks take their classes
+from the image labels, a segmentation network has to recognise them: a network below its masks with the
+same foreground IoU but more confused pixels and absent classes misnames objects rather than missing them.
 """
 
 from __future__ import annotations
@@ -168,3 +175,68 @@ def seed_flags(result: Mapping[str, Any], thresholds: Sequence[float], cams: Map
             f"more than {100 * BACKGROUND_MARGIN:.0f} point: the seeds have not learned to localise"
         )
     return {"background_only_miou": floor, "cams": dict(cams), "flags": flags}
+
+
+def error_breakdown(confusion: Sequence[Sequence[int]]) -> dict[str, float | None]:
+    """Where a labelling's object pixels go, from its confusion matrix (rows: ground truth; label 0 is
+    background): of the ground-truth foreground the share labelled with its own class (``correct``), with
+    background (``missed``) or with another foreground class (``confused``); of the predicted foreground the
+    share lying on background (``false_foreground``); and ``foreground_iou``, objects vs background with the
+    classes ignored. ``None`` where a share has no pixels to be taken of."""
+    counts = np.asarray(confusion, dtype=np.float64)
+    objects = counts[1:, :].sum()
+    predicted = counts[:, 1:].sum()
+    correct = float(np.trace(counts[1:, 1:]))
+    missed = float(counts[1:, 0].sum())
+    either = counts.sum() - counts[0, 0]
+
+    def share(part: float, whole: float) -> float | None:
+        return float(part / whole) if whole else None
+
+    return {
+        "correct": share(correct, objects),
+        "missed": share(missed, objects),
+        "confused": share(objects - correct - missed, objects),
+        "false_foreground": share(float(counts[0, 1:].sum()), predicted),
+        "foreground_iou": share(float(counts[1:, 1:].sum()), either),
+    }
+
+
+class ClassPresence:
+    """Image-level errors of a labelling: how many images it gives a foreground class the image does not
+    contain (``names_absent_class``), and how many it leaves a contained class out of entirely
+    (``misses_present_class``). Pixels ignored in the ground truth or left unlabelled are not looked at."""
+
+    def __init__(self, ignore_index: int = 255) -> None:
+        self.ignore_index = ignore_index
+        self.images = 0
+        self.names_absent = 0
+        self.misses_present = 0
+
+    def update(self, prediction: np.ndarray, truth: np.ndarray) -> None:
+        """Count one image's ``prediction`` against its ``truth`` (same shape, label 0 = background)."""
+        valid = (truth != self.ignore_index) & (prediction != self.ignore_index)
+        present = set(np.unique(truth[truth != self.ignore_index]).tolist()) - {0}
+        named = set(np.unique(prediction[valid]).tolist()) - {0}
+        self.images += 1
+        self.names_absent += bool(named - present)
+        self.misses_present += bool(present - named)
+
+    def summary(self) -> dict[str, Any]:
+        """``images`` and the two shares (``None`` before any image)."""
+        share = (lambda count: count / self.images) if self.images else (lambda count: None)
+        return {"images": self.images, "names_absent_class": share(self.names_absent),
+                "misses_present_class": share(self.misses_present)}
+
+
+def describe_errors(errors: Mapping[str, Any]) -> str:
+    """One line of an ``error_breakdown`` (+ ``ClassPresence`` summary) for a log."""
+    def percent(key: str) -> str:
+        value = errors.get(key)
+        return "–" if value is None else f"{100 * value:.1f} %"
+    line = (f"{percent('correct')} to their class, {percent('missed')} to background, {percent('confused')} to "
+            f"another class; {percent('false_foreground')} of the predicted foreground on background; "
+            f"foreground IoU {percent('foreground_iou')}")
+    if errors.get("names_absent_class") is not None:
+        line += f"; {percent('names_absent_class')} of the images given a class they do not contain"
+    return line

@@ -13,6 +13,8 @@ paths are ``wsss_core.artefacts``'):
 * final result on the evaluation split: ``seg/{refine}.{network}/miou.json`` or ``decoder/miou.json``;
   the run's configured route is read from ``miou.json`` (``pipeline``), other routes are named in the
   stage configuration (``routes``);
+* where each level's object pixels went (``diagnostics.errors`` of the score files: their class,
+  background, another class; foreground IoU; images given an absent class), a table of its own;
 * wall time per stage: the Snakemake benchmark TSVs ``benchmarks/{ds}/{run}/<rule>[_<refine>.<net>].tsv``
   (column ``s``, averaged over repeats); a missing file leaves the cell empty.
 
@@ -168,7 +170,9 @@ def route_flags(seed: Scores, mask: Scores, final: Scores, route: str, refine: s
             f"the final mIoU {_percent(final.miou)} is {100 * (mask.miou - final.miou):.1f} points below {labels} "
             f"({_percent(mask.miou)}): the segmentation network has not learned its labels; look at its training "
             "curve (figures/training_curves.png) — a loss still falling at the last step means its budget "
-            "(iterations) is too short")
+            "(iterations) is too short — and the summary's table of where the object pixels go: more pixels "
+            "given another class and more images given an absent class than in its labels mean it misnames "
+            "objects its labels named from the image labels")
     return flags
 
 
@@ -196,6 +200,8 @@ class SummaryRow:
     classification: Classification | None = None
     # the seeds' threshold-free localisation (seeds/eval.json diagnostics.localisation; None before it existed)
     localisation: dict[str, Any] | None = None
+    # level (seed/mask/final) → where its object pixels went (the score file's diagnostics.errors, if written)
+    errors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def pipeline_label(self) -> str:
@@ -337,6 +343,7 @@ def read_rows(
 
     rows = []
     for route, refine, network in routes:
+        errors = {"seed": _errors_of(seeds)}
         sources = {"seeds": str(seeds_path)}
         splits: dict[str, str | None] = {"seed": seeds.get("split"), "mask": None}
         mask_scores = Scores()
@@ -347,13 +354,16 @@ def read_rows(
             mask_eval = read_json(mask_path)
             mask_scores, splits["mask"] = scores_of(mask_eval, mask_path), mask_eval.get("split")
             sources["masks"] = str(mask_path)
+            errors["mask"] = _errors_of(mask_eval)
         else:
             # the method's own PAR/CARM pseudo-labels, scored when the method makes them (Method.pseudo_labels)
             if mask_path.is_file():
                 mask_eval = read_json(mask_path)
                 mask_scores, splits["mask"] = scores_of(mask_eval, mask_path), mask_eval.get("split")
                 sources["masks"] = str(mask_path)
+                errors["mask"] = _errors_of(mask_eval)
         result = read_json(result_path)
+        errors["final"] = _errors_of(result)
         final_scores = scores_of(result, result_path)
         sources["result"] = str(result_path)
         splits["final"] = result.get("split")
@@ -379,9 +389,16 @@ def read_rows(
                 held_out=held_out,
                 classification=classification,
                 localisation=(seeds.get("diagnostics") or {}).get("localisation"),
+                errors={level: value for level, value in errors.items() if value},
             )
         )
     return rows
+
+
+def _errors_of(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A score file's ``diagnostics.errors`` (``evaluation.diagnostics.error_breakdown``), None if absent."""
+    errors = (payload.get("diagnostics") or {}).get("errors")
+    return dict(errors) if isinstance(errors, Mapping) else None
 
 
 def held_out_of(seeds: Mapping[str, Any], path: Path) -> HeldOut | None:
@@ -483,6 +500,14 @@ def summary_tables(rows: Sequence[SummaryRow], with_reported: bool,
                             "a random point, a flat map)",
                             ["run", "image-class pairs", "pointing game", "energy inside its class",
                              "energy on any object", "energy gain"], localisation_rows, 1))
+    error_rows = error_table_rows(rows)
+    if error_rows:
+        tables.append(Table("Where the object pixels go (% of the ground truth's foreground; foreground IoU = objects "
+                            "vs background, classes ignored; pseudo-masks take their classes from the image labels, "
+                            "a segmentation network has to recognise them)",
+                            ["run", "pipeline", "level", "to their class", "to background", "to another class",
+                             "predicted fg on background", "foreground IoU", "images given an absent class"],
+                            error_rows, 3))
     columns = list(STAGE_COLUMNS)
     time_rows = [[row.run, row.pipeline_label] + [_seconds(row.seconds[column]) for column in columns]
                  + [_seconds(row.total_seconds)] for row in rows]
@@ -533,6 +558,23 @@ def localisation_table_rows(rows: Sequence[SummaryRow]) -> list[list[str]]:
                       f"{_percent(stats['energy_inside'])} ({_percent(stats['pointing_chance'])})",
                       f"{_percent(stats.get('energy_on_objects'))} ({_percent(stats.get('objects_chance'))})",
                       "" if gain is None else f"{gain:.2f}"])
+    return table
+
+
+def error_table_rows(rows: Sequence[SummaryRow]) -> list[list[str]]:
+    """Per route and level (the seeds once per run): where the object pixels went and how many images were
+    given a class they do not contain (the seed evaluation does not count those)."""
+    table, seen = [], set()
+    for row in rows:
+        for level in SCORE_LEVELS:
+            errors = row.errors.get(level)
+            if not errors or (level == "seed" and row.run in seen):
+                continue
+            table.append([row.run, "" if level == "seed" else row.pipeline_label,
+                          "own pseudo-label" if level == "mask" and row.route == "own_decoder" else level,
+                          *(_percent(errors.get(key)) for key in ("correct", "missed", "confused", "false_foreground",
+                                                                  "foreground_iou", "names_absent_class"))])
+        seen.add(row.run)
     return table
 
 

@@ -4,7 +4,9 @@
         [--sources SEEDS.h5 EVAL.json MODEL.pt ...]
 
 Stage keys: ``split`` (default ``"train"``). Pixels the masks leave unlabelled (255) are not scored;
-their share of the valid ground-truth pixels is reported as ``ignored_fraction``. The output records
+their share of the valid ground-truth pixels is reported as ``ignored_fraction``; ``diagnostics.errors`` says
+where the object pixels went (their class, background, another class), the class-agnostic foreground IoU
+and the share of images given a class they do not contain (``evaluation.diagnostics``). The output records
 the store's provenance and, for every ``--sources`` path, the provenance found in it, so a
 ``miou.json`` says which seeds, masks and model produced it.
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from wsss_core.errors import StoreError
+from wsss_core.evaluation.diagnostics import ClassPresence, describe_errors, error_breakdown
 from wsss_core.evaluation.metrics import ConfusionMatrix, label_names
 from wsss_core.io.seed_store import MaskStore
 from wsss_core.stages import _cli
@@ -32,6 +35,7 @@ STAGE = "wsss_core.stages.evaluate_masks"
 def evaluate_masks(masks: MaskStore, reader: Any, ids: Sequence[str]) -> dict[str, Any]:
     """Dataset-level scores of ``masks`` against the reader's ground truth on ``ids``."""
     matrix = ConfusionMatrix(reader.num_classes + 1)
+    presence = ClassPresence()
     for image_id in progress(ids, "evaluate masks"):
         prediction = masks.get(image_id)
         truth = reader.mask(image_id)
@@ -44,7 +48,9 @@ def evaluate_masks(masks: MaskStore, reader: Any, ids: Sequence[str]) -> dict[st
         if labelled.size and labelled.max() > reader.num_classes:
             raise StoreError(f"mask of '{image_id}' in {masks.path} has labels above {reader.num_classes}")
         matrix.update(prediction, truth, prediction_ignore_index=255)
-    return matrix.scores(label_names(reader))
+        presence.update(prediction, truth)
+    scores = matrix.scores(label_names(reader))
+    return {**scores, "diagnostics": {"errors": {**error_breakdown(scores["confusion"]), **presence.summary()}}}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -64,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         missing_ids(masks, ids, "mask store")
         scores = evaluate_masks(masks, reader, ids)
         LOG.info("%s on %s (%d images): mIoU %.4f", args.masks, split, len(ids), scores["miou"] or 0.0)
+        LOG.info("where the object pixels went: %s", describe_errors(scores["diagnostics"]["errors"]))
         write_json(
             args.output,
             {

@@ -10,7 +10,8 @@ background channel are scored by argmax. ``held_out`` ``{tune_split, max_tune_im
 also chooses the threshold on ``tune_split`` minus ``split`` and reports ``split`` at it, beside the
 oracle numbers (:mod:`wsss_core.evaluation.threshold_protocol`). The JSON holds the best threshold, its
 scores (mIoU, IoU, precision and recall per class and their means, confusion matrix), the sweep curve, the
-diagnostics (flags, CAM statistics, threshold-free localisation: pointing game and energy inside),
+diagnostics (flags, CAM statistics, threshold-free localisation: pointing game and energy inside; where the
+object pixels went at the best threshold),
 the held-out protocol's result (or null), counts, the seed store's provenance and this stage's.
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from wsss_core.errors import ConfigError
-from wsss_core.evaluation.diagnostics import seed_flags, seed_map_statistics
+from wsss_core.evaluation.diagnostics import describe_errors, error_breakdown, seed_flags, seed_map_statistics
 from wsss_core.evaluation.metrics import score_seeds_by_argmax, threshold_sweep
 from wsss_core.evaluation.threshold_protocol import held_out_scores, held_out_settings
 from wsss_core.io.seed_store import SeedStore
@@ -100,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             (seeds.maps, seeds.keys, reader.mask(image_id)) for image_id, seeds in ((i, store.get(i)) for i in ids))
         diagnostics = seed_flags(result, thresholds, cams)
         diagnostics["localisation"] = localisation
+        diagnostics["errors"] = error_breakdown(best["confusion"])  # at the best threshold
+        LOG.info("at that threshold, where the object pixels went: %s", describe_errors(diagnostics["errors"]))
         LOG.info("localisation (%d image-class pairs): pointing %s (chance %s), energy inside %s (flat map %s), "
                  "on any object %s (flat map %s)", localisation["pairs"], *(_percent(localisation[key]) for key in (
                      "pointing_accuracy", "pointing_chance", "energy_inside", "pointing_chance", "energy_on_objects",
