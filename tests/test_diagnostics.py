@@ -7,7 +7,7 @@ import pytest
 
 from wsss_core.evaluation.diagnostics import (
     ClassPresence, background_only_miou, cam_statistics, describe_errors, error_breakdown, localisation_statistics,
-    seed_flags, seed_map_statistics,
+    mean_row_perplexity, seed_flags, seed_map_statistics,
 )
 
 
@@ -123,3 +123,10 @@ def test_class_presence_counts_absent_and_left_out_classes():
     line = describe_errors({**error_breakdown([[3, 1], [1, 3]]), **presence.summary()})
     assert "75.0 % to their class, 25.0 % to background, 0.0 % to another class" in line
     assert "33.3 % of the images given a class they do not contain" in line
+
+
+def test_mean_row_perplexity_counts_the_entries_a_row_spreads_over():
+    # a one-hot row spreads over 1 entry, a flat row over all 4, a row split evenly over two entries over 2
+    weights = np.array([[0.0, 3.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.5, 0.5, 0.0]])
+    assert mean_row_perplexity(weights) == pytest.approx((1 + 4 + 2) / 3)
+    assert mean_row_perplexity(weights[None].repeat(2, axis=0)) == pytest.approx(7 / 3)  # leading dims averaged

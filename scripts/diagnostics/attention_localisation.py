@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from wsss_core import workflow_config as resolve  # noqa: E402
 from wsss_core.data import open_dataset  # noqa: E402
 from wsss_core.data.transforms import normalize_to_tensor  # noqa: E402
-from wsss_core.evaluation.diagnostics import localisation_statistics  # noqa: E402
+from wsss_core.evaluation.diagnostics import localisation_statistics, mean_row_perplexity  # noqa: E402
 from wsss_core.models.backbones import create_backbone  # noqa: E402
 from wsss_core.models.multi_token_vit import block_with_attention  # noqa: E402
 from wsss_core.models.weights import PretrainedWeights  # noqa: E402
@@ -58,9 +58,7 @@ with torch.inference_mode():
             cls = F.interpolate(cls, size=(height, width), mode="bilinear", align_corners=False)[0]
             cls = (cls / cls.max().clamp_min(1e-12)).numpy()
             per_block[index].append((cls, np.array([1]), foreground))
-            rows = attention[0, :, prefix:, prefix:].mean(0)
-            rows = rows / rows.sum(-1, keepdim=True)
-            perplexity[index].append(torch.exp(-(rows * rows.clamp_min(1e-12).log()).sum(-1)).mean().item())
+            perplexity[index].append(mean_row_perplexity(attention[0, :, prefix:, prefix:].mean(0).detach().numpy()))
 print(f"{name} weights={weights} split={split} ({len(ids)} images, {size} px): class-token attention vs the objects")
 print(f"block | pointing % (chance) | energy inside % (flat map) | energy gain | patch-attention perplexity (of {grid * grid})")
 for index, maps in enumerate(per_block):

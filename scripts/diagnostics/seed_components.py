@@ -10,7 +10,7 @@ from wsss_core import workflow_config as resolve
 from wsss_core.stages.export_seeds import load_trained_model
 from wsss_core.data import open_dataset
 from wsss_core.data.transforms import normalize_to_tensor
-from wsss_core.evaluation.diagnostics import localisation_statistics
+from wsss_core.evaluation.diagnostics import localisation_statistics, mean_row_perplexity
 from wsss_core.methods.mctformer import minmax_normalize
 from wsss_core.models.multi_token_vit import class_to_patch_attention, patch_to_patch_attention, refine_with_patch_attention
 torch.set_num_threads(2)
@@ -36,8 +36,7 @@ with torch.inference_mode():
         att = out.encoder.attentions
         acp = class_to_patch_attention(att, C, cls_blocks).reshape(B, C, gh, gw)
         app = patch_to_patch_attention(att, C, patch_blocks)
-        rows = app / app.sum(-1, keepdim=True)
-        perplexities.append(torch.exp(-(rows * rows.clamp_min(1e-12).log()).sum(-1)).mean().item())
+        perplexities.append(mean_row_perplexity(app.detach().numpy()))
         maps = {"P": P, "Acp": acp, "Acp*P": acp * P, "full": refine_with_patch_attention(acp * P, app)}
         valid = gt != 255
         for v, m in maps.items():

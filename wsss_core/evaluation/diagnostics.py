@@ -240,3 +240,12 @@ def describe_errors(errors: Mapping[str, Any]) -> str:
     if errors.get("names_absent_class") is not None:
         line += f"; {percent('names_absent_class')} of the images given a class they do not contain"
     return line
+
+
+def mean_row_perplexity(weights: np.ndarray) -> float:
+    """How many entries each row of a non-negative matrix (an attention's rows over the patches) effectively
+    spreads over: the mean over rows of exp(entropy) of the row normalised to sum 1 — 1 for a row on one
+    entry, the row length for a flat one."""
+    rows = np.asarray(weights, dtype=np.float64)
+    rows = rows / np.clip(rows.sum(axis=-1, keepdims=True), 1e-12, None)
+    return float(np.exp(-(rows * np.log(np.clip(rows, 1e-12, None))).sum(axis=-1)).mean())
