@@ -984,6 +984,10 @@ def _stage_process(tmp_path: Path, config: dict[str, Any], output: Path, limit_b
     (tmp_path / "train.json").write_text(json.dumps(config))
 
     def limit() -> None:
+        # Ctrl-C as in a terminal's foreground job: a shell without job control starts background jobs
+        # (`pytest ... &`) with SIGINT ignored, the child inherits that, and Python then installs no
+        # KeyboardInterrupt handler at all (the stage trained to the end and exited 0)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         if limit_bytes is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, resource.RLIM_INFINITY))
 
