@@ -484,3 +484,25 @@ def test_summary_shows_where_the_object_pixels_go_per_level(run_dirs):
     assert "| cti | crf → deeplab_v2 | final | 60.0 | 20.0 | 20.0 | 20.0 | 60.0 | 45.0 |" in section
     assert section.count("| seed |") == 1 and "irn" not in section and "| mcc |" not in section
     assert "Where the object pixels go" in output.with_suffix(".html").read_text()
+
+
+def test_a_network_that_misnames_objects_is_flagged_as_such(run_dirs):
+    """segmentation_below_masks names misnaming when the network gives another class to more than 5 points more
+    of the object pixels than its labels, and the budget otherwise."""
+    mcc = run_dirs["mcc"]
+
+    def with_errors(scores, confused, absent=None):
+        return {**scores, "diagnostics": {"errors": {"correct": 0.5, "missed": 0.5 - confused, "confused": confused,
+                                                     **({} if absent is None else {"names_absent_class": absent})}}}
+
+    _write(mcc / "masks" / "own" / "eval.json", with_errors(_scores(0.70, 0.80, 0.75), 0.05, 0.0))
+    _write(mcc / "decoder" / "miou.json", with_errors(_scores(0.62, 0.71, 0.79), 0.20, 0.8))
+    (row,) = read_rows(mcc, dataset="voc", label_space="voc")
+    assert row.route_flags["segmentation_below_masks"] == (
+        "the final mIoU 62.0 is 8.0 points below the method's own pseudo-labels (70.0): it gives 20.0 % of the object "
+        "pixels another class against 5.0 % in its labels, and 80.0 % of the images a class they do not contain: it "
+        "misnames objects its labels named from the image labels — the backbone's recognition more than its budget "
+        "(scripts/diagnostics/oracle_classes.py scores it with the image's classes)")
+    _write(mcc / "decoder" / "miou.json", with_errors(_scores(0.62, 0.71, 0.79), 0.10))  # 5 points more: the budget
+    (row,) = read_rows(mcc, dataset="voc", label_space="voc")
+    assert "has not learned its labels; look at its training curve" in row.route_flags["segmentation_below_masks"]

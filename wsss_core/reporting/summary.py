@@ -152,9 +152,15 @@ FINAL_BELOW_MASK_MARGIN = 0.02
 _ROUNDING = 1e-9  # a score exactly at a margin is not flagged
 
 
-def route_flags(seed: Scores, mask: Scores, final: Scores, route: str, refine: str | None) -> dict[str, str]:
+MISNAMING_MARGIN = 0.05  # the network gives 5 points more of the object pixels another class than its labels do
+
+
+def route_flags(seed: Scores, mask: Scores, final: Scores, route: str, refine: str | None,
+                errors: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, str]:
     """Flags of one route whose stages took quality away: ``refinement_lowered_seeds`` (mask < seed) and
-    ``segmentation_below_masks`` (final < mask − 2 points), each with one line saying what to look at."""
+    ``segmentation_below_masks`` (final < mask − 2 points), each with one line saying what to look at —
+    for the latter, misnamed objects when ``errors`` (level → ``diagnostics.errors``) show the network giving
+    another class to clearly more object pixels than its labels do, else its training budget."""
     flags: dict[str, str] = {}
     if seed.miou is not None and mask.miou is not None and route == "multi_stage" \
             and mask.miou < seed.miou - MASK_BELOW_SEED_MARGIN - _ROUNDING:
@@ -166,13 +172,25 @@ def route_flags(seed: Scores, mask: Scores, final: Scores, route: str, refine: s
     if mask.miou is not None and final.miou is not None \
             and final.miou < mask.miou - FINAL_BELOW_MASK_MARGIN - _ROUNDING:
         labels = "the method's own pseudo-labels" if route == "own_decoder" else "the pseudo-masks it was trained on"
-        flags["segmentation_below_masks"] = (
-            f"the final mIoU {_percent(final.miou)} is {100 * (mask.miou - final.miou):.1f} points below {labels} "
-            f"({_percent(mask.miou)}): the segmentation network has not learned its labels; look at its training "
-            "curve (figures/training_curves.png) — a loss still falling at the last step means its budget "
-            "(iterations) is too short — and the summary's table of where the object pixels go: more pixels "
-            "given another class and more images given an absent class than in its labels mean it misnames "
-            "objects its labels named from the image labels")
+        below = (f"the final mIoU {_percent(final.miou)} is {100 * (mask.miou - final.miou):.1f} points below {labels} "
+                 f"({_percent(mask.miou)})")
+        named = (errors or {}).get("mask") or {}
+        network = (errors or {}).get("final") or {}
+        if named.get("confused") is not None and network.get("confused") is not None \
+                and network["confused"] > named["confused"] + MISNAMING_MARGIN:
+            absent = network.get("names_absent_class")
+            flags["segmentation_below_masks"] = (
+                f"{below}: it gives {_percent(network['confused'])} % of the object pixels another class against "
+                f"{_percent(named['confused'])} % in its labels"
+                + (f", and {_percent(absent)} % of the images a class they do not contain" if absent is not None
+                   else "")
+                + ": it misnames objects its labels named from the image labels — the backbone's recognition "
+                "more than its budget (scripts/diagnostics/oracle_classes.py scores it with the image's classes)")
+        else:
+            flags["segmentation_below_masks"] = (
+                f"{below}: the segmentation network has not learned its labels; look at its training curve "
+                "(figures/training_curves.png) — a loss still falling at the last step means its budget "
+                "(iterations) is too short — and at where its object pixels go (the summary's table)")
     return flags
 
 
@@ -384,7 +402,7 @@ def read_rows(
                 sources=sources,
                 flags={**dict((seeds.get("diagnostics") or {}).get("flags") or {}),
                        **classification_flag(classification)},
-                route_flags=route_flags(seed_scores, mask_scores, final_scores, route, refine),
+                route_flags=route_flags(seed_scores, mask_scores, final_scores, route, refine, errors),
                 splits=splits,
                 held_out=held_out,
                 classification=classification,
