@@ -12,18 +12,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from wsss_core.evaluation.diagnostics import ClassPresence, describe_errors, error_breakdown  # noqa: E402
-from wsss_core.evaluation.metrics import ConfusionMatrix  # noqa: E402
+from wsss_core.evaluation.diagnostics import MaskScoring, describe_errors  # noqa: E402
 from wsss_core.io.seed_store import MaskStore  # noqa: E402
 
 predictions, labels = MaskStore(Path(sys.argv[1])), MaskStore(Path(sys.argv[2]))
 ids = sorted(set(predictions.ids()) & set(labels.ids()))
-matrix, presence = ConfusionMatrix(labels.num_classes + 1), ClassPresence()
+scoring = MaskScoring(labels.num_classes + 1)
 for image_id in ids:
-    prediction, truth = predictions.get(image_id), labels.get(image_id)
-    matrix.update(prediction, truth, prediction_ignore_index=255)
-    presence.update(prediction, truth)
-scores = matrix.scores(["background", *(f"class {k}" for k in range(1, labels.num_classes + 1))])
+    scoring.update(predictions.get(image_id), labels.get(image_id))
+scores = scoring.result(["background", *(f"class {k}" for k in range(1, labels.num_classes + 1))])
 print(f"{len(ids)} images: agreement with the labels mIoU {100 * scores['miou']:.1f}, pixel accuracy "
       f"{100 * scores['pixel_accuracy']:.1f}")
-print("the labels' object pixels:", describe_errors({**error_breakdown(scores["confusion"]), **presence.summary()}))
+print("the labels' object pixels:", describe_errors(scores["diagnostics"]["errors"]))

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from wsss_core import workflow_config as resolve  # noqa: E402
 from wsss_core.data import open_dataset  # noqa: E402
-from wsss_core.evaluation.diagnostics import ClassPresence, describe_errors, error_breakdown  # noqa: E402
-from wsss_core.evaluation.metrics import ConfusionMatrix, label_names  # noqa: E402
+from wsss_core.evaluation.diagnostics import MaskScoring, describe_errors  # noqa: E402
+from wsss_core.evaluation.metrics import label_names  # noqa: E402
 from wsss_core.refine.crf import crf_probabilities  # noqa: E402
 from wsss_core.stages.infer_segmentation import (  # noqa: E402
     crf_settings, load_checkpoint, method_segmenter, network_segmenter,
@@ -42,7 +42,7 @@ device = resolve_device("cpu")
 segment = method_segmenter(checkpoint, device) if "method" in checkpoint else network_segmenter(checkpoint, stage, device)
 crf = crf_settings(stage)
 reader = open_dataset(resolve.dataset_config(config, "synth"))
-results = {name: (ConfusionMatrix(reader.num_classes + 1), ClassPresence()) for name in ("as it is", "image classes given")}
+results = {name: MaskScoring(reader.num_classes + 1) for name in ("as it is", "image classes given")}
 for image_id in reader.ids(split):
     image, truth = reader.image(image_id), reader.mask(image_id)
     probabilities = segment(image)
@@ -55,12 +55,8 @@ for image_id in reader.ids(split):
     for name, maps in (("as it is", probabilities), ("image classes given", oracle)):
         if crf is not None:
             maps = crf_probabilities(image, maps, crf)
-        prediction = maps.argmax(axis=0).astype(np.uint8)
-        matrix, presence = results[name]
-        matrix.update(prediction, truth)
-        presence.update(prediction, truth)
+        results[name].update(maps.argmax(axis=0).astype(np.uint8), truth)
 print(f"{run} {route} on {split} ({model_path}):")
-for name, (matrix, presence) in results.items():
-    scores = matrix.scores(label_names(reader))
-    print(f"  {name}: mIoU {100 * scores['miou']:.1f}; "
-          + describe_errors({**error_breakdown(scores["confusion"]), **presence.summary()}))
+for name, scoring in results.items():
+    scores = scoring.result(label_names(reader))
+    print(f"  {name}: mIoU {100 * scores['miou']:.1f}; " + describe_errors(scores["diagnostics"]["errors"]))

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from wsss_core.evaluation.metrics import IGNORE_INDEX, ConfusionMatrix
+
 EMPTY = 1e-6
 FLAG_LIMIT_FRACTION = 0.05  # flag empty/constant CAMs when more than 5 % of the images have them
 BACKGROUND_MARGIN = 0.01  # seed mIoU must beat background-only by more than one point
@@ -227,6 +229,25 @@ class ClassPresence:
         share = (lambda count: count / self.images) if self.images else (lambda count: None)
         return {"images": self.images, "names_absent_class": share(self.names_absent),
                 "misses_present_class": share(self.misses_present)}
+
+
+class MaskScoring:
+    """A labelling scored image by image against its truth: the confusion matrix (predicted 255 = left
+    unlabelled, not scored) and ``ClassPresence``; ``result`` is ``ConfusionMatrix.scores`` with
+    ``diagnostics.errors`` (``error_breakdown`` + the presence shares) — what ``evaluate_masks`` writes."""
+
+    def __init__(self, num_labels: int) -> None:
+        self.matrix = ConfusionMatrix(num_labels)
+        self.presence = ClassPresence(IGNORE_INDEX)
+
+    def update(self, prediction: np.ndarray, truth: np.ndarray) -> None:
+        self.matrix.update(prediction, truth, prediction_ignore_index=IGNORE_INDEX)
+        self.presence.update(prediction, truth)
+
+    def result(self, class_names: Sequence[str]) -> dict[str, Any]:
+        scores = self.matrix.scores(class_names)
+        return {**scores, "diagnostics": {"errors": {**error_breakdown(scores["confusion"]),
+                                                     **self.presence.summary()}}}
 
 
 def describe_errors(errors: Mapping[str, Any]) -> str:

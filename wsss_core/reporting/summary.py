@@ -368,18 +368,13 @@ def read_rows(
         mask_path = paths.in_run(run_dir, paths.MASK_EVAL, refine=refine if route == "multi_stage" else "own")
         result_path = paths.in_run(run_dir, paths.ROUTE_RESULT, route_dir=paths.route_dir(
             refine if route == "multi_stage" else None, network))
-        if route == "multi_stage":
+        # multi-stage: the refined masks (required); own decoder: the method's own PAR/CARM pseudo-labels,
+        # scored when the method makes them (Method.pseudo_labels)
+        if route == "multi_stage" or mask_path.is_file():
             mask_eval = read_json(mask_path)
             mask_scores, splits["mask"] = scores_of(mask_eval, mask_path), mask_eval.get("split")
             sources["masks"] = str(mask_path)
             errors["mask"] = _errors_of(mask_eval)
-        else:
-            # the method's own PAR/CARM pseudo-labels, scored when the method makes them (Method.pseudo_labels)
-            if mask_path.is_file():
-                mask_eval = read_json(mask_path)
-                mask_scores, splits["mask"] = scores_of(mask_eval, mask_path), mask_eval.get("split")
-                sources["masks"] = str(mask_path)
-                errors["mask"] = _errors_of(mask_eval)
         result = read_json(result_path)
         errors["final"] = _errors_of(result)
         final_scores = scores_of(result, result_path)

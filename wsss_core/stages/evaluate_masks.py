@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from wsss_core.errors import StoreError
-from wsss_core.evaluation.diagnostics import ClassPresence, describe_errors, error_breakdown
-from wsss_core.evaluation.metrics import ConfusionMatrix, label_names
+from wsss_core.evaluation.diagnostics import MaskScoring, describe_errors
+from wsss_core.evaluation.metrics import label_names
 from wsss_core.io.seed_store import MaskStore
 from wsss_core.stages import _cli
 from wsss_core.stages._shared import missing_ids, open_reader, source_record, stage_config
@@ -34,8 +34,7 @@ STAGE = "wsss_core.stages.evaluate_masks"
 
 def evaluate_masks(masks: MaskStore, reader: Any, ids: Sequence[str]) -> dict[str, Any]:
     """Dataset-level scores of ``masks`` against the reader's ground truth on ``ids``."""
-    matrix = ConfusionMatrix(reader.num_classes + 1)
-    presence = ClassPresence()
+    scoring = MaskScoring(reader.num_classes + 1)
     for image_id in progress(ids, "evaluate masks"):
         prediction = masks.get(image_id)
         truth = reader.mask(image_id)
@@ -47,10 +46,8 @@ def evaluate_masks(masks: MaskStore, reader: Any, ids: Sequence[str]) -> dict[st
         labelled = prediction[prediction != 255]
         if labelled.size and labelled.max() > reader.num_classes:
             raise StoreError(f"mask of '{image_id}' in {masks.path} has labels above {reader.num_classes}")
-        matrix.update(prediction, truth, prediction_ignore_index=255)
-        presence.update(prediction, truth)
-    scores = matrix.scores(label_names(reader))
-    return {**scores, "diagnostics": {"errors": {**error_breakdown(scores["confusion"]), **presence.summary()}}}
+        scoring.update(prediction, truth)
+    return scoring.result(label_names(reader))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
