@@ -18,6 +18,7 @@ from wsss_core.models.backbones import BackboneWeightsError, create_backbone
 from wsss_core.models.weights import PretrainedWeights
 from wsss_core.losses.dino import dino_loss
 from wsss_core.pretraining.dino import DinoModel, DinoPretraining, DinoSettings, cosine
+from wsss_core.pretraining.initialisation import apply_init, factor
 from wsss_core.pretraining.recipe import Recipe
 from wsss_core.pretraining.networks import pooled_features
 from wsss_core.stages.pretrain_backbone import knn_top1, pretrain
@@ -80,6 +81,14 @@ def test_pool_params_reject_bad_values(config, message):
     ({"backbone": "vit_synth", "objective": "dino", "objective_args": {"student_temperature": 0}},
      r"objective_args.student_temperature = 0: must be greater than or equal to 0.001"),
     ({"backbone": "vit_synth", "objective_args": {"label_smoothing": 0.9}}, r"objective_args.label_smoothing = 0.9"),
+    ({"backbone": "vit_synth", "init": {"mimetic": {}}},
+     r"pretraining.backbones.x.init: unknown backbone initialisation 'mimetic'; known: mimetic_attention, "),
+    ({"backbone": "vit_synth", "init": {"mimetic_attention": {"beta_qk": -1}}},
+     r"pretraining.backbones.x.init.mimetic_attention.beta_qk = -1: must be greater than or equal to 0"),
+    ({"backbone": "vit_synth", "init": {"sincos_position_embedding": {"scale": 2}}},
+     r"unknown key 'pretraining.backbones.x.init.sincos_position_embedding.scale'"),
+    ({"backbone": "resnet_synth", "init": {"mimetic_attention": {}}},
+     r"pretraining.backbones.x.init: mimetic_attention initialise a ViT's .* ResNet is not a timm VisionTransformer"),
 ])
 def test_recipes_reject_bad_values_before_any_job(recipe, message):
     with pytest.raises(ConfigError, match=message):
@@ -104,6 +113,67 @@ def test_log_every_is_a_run_time_key_of_a_recipe():
     config["pretraining"]["backbones"]["x"]["log_every"] = 0
     with pytest.raises(ConfigError, match=r"pretraining.backbones.x.log_every is 0; a run-time setting"):
         runtime.check(config)
+
+
+# ----------------------------------------------------------------------------- initialisation
+def _vit(**args):
+    torch.manual_seed(0)
+    return create_backbone("vit_synth", None, **{"img_size": 32, **args})
+
+
+def test_factor_is_the_best_low_rank_split_of_a_product():
+    product = torch.diag(torch.tensor([4.0, 1.0, 0.25]))
+    left, right = factor(product, 2)
+    assert torch.allclose(left @ right, torch.diag(torch.tensor([4.0, 1.0, 0.0])), atol=1e-6)
+    assert torch.allclose(left.abs().sum(0), torch.tensor([2.0, 1.0])) and left.shape == (3, 2) == right.T.shape
+
+
+def test_mimetic_attention_writes_the_products_it_names():
+    """One head spanning the width: W_qᵀW_k = α₁Z₁ + β₁I exactly; without noise the identities themselves."""
+    net = _vit(num_heads=1, embed_dim=12, depth=1)
+    apply_init(net, {"mimetic_attention": {"alpha_qk": 0.0, "beta_qk": 0.5, "alpha_vo": 0.0, "beta_vo": 0.25}}, "x")
+    q, k, v = net.blocks[0].attn.qkv.weight.detach().split(12)
+    proj = net.blocks[0].attn.proj.weight.detach()
+    assert torch.allclose(q.T @ k, 0.5 * torch.eye(12), atol=1e-5)
+    assert torch.allclose(v.T @ proj.T, -0.25 * torch.eye(12), atol=1e-5)
+    net = _vit(num_heads=1, embed_dim=12, depth=1)
+    torch.manual_seed(3)
+    apply_init(net, {"mimetic_attention": {}}, "x")
+    torch.manual_seed(3)
+    noise = torch.randn(12, 12) / 12 ** 0.5
+    q, k, _ = net.blocks[0].attn.qkv.weight.detach().split(12)
+    assert torch.allclose(q.T @ k, 0.7 * noise + 0.7 * torch.eye(12), atol=1e-5)
+
+
+def test_sincos_position_embedding_makes_neighbouring_patches_alike():
+    net = apply_init(_vit(), {"sincos_position_embedding": {}}, "x")  # 4 x 4 patches of 8 px
+    table = net.pos_embed.detach()[0]
+    assert torch.equal(table[0], torch.zeros(96)) and net.pos_embed.requires_grad
+    patches = table[1:]
+    similarity = patches @ patches.T
+    similarity.fill_diagonal_(-math.inf)
+    nearest = similarity.argmax(1)
+    rows, cols = torch.arange(16) // 4, torch.arange(16) % 4
+    steps = (rows[nearest] - rows).abs() + (cols[nearest] - cols).abs()
+    assert steps.tolist() == [1] * 16  # every patch's most similar position is a 4-neighbour
+    assert not torch.allclose(_vit().pos_embed[0, 1:], patches)
+
+
+def test_mimetic_heads_attend_locally_before_any_training():
+    """The reason for the two: patch-to-patch attention of a fresh ViT is flat; initialised, it is local."""
+    from wsss_core.evaluation.diagnostics import mean_row_perplexity
+    from wsss_core.models.multi_token_vit import block_with_attention
+
+    images = torch.randn(4, 3, 32, 32)
+
+    def perplexity(net):
+        with torch.no_grad():
+            _, attention = block_with_attention(net.blocks[0], net.norm_pre(net._pos_embed(net.patch_embed(images))))
+        return mean_row_perplexity(attention[:, :, 1:, 1:].mean(1))
+
+    plain = perplexity(_vit())
+    initialised = perplexity(apply_init(_vit(), {"mimetic_attention": {}, "sincos_position_embedding": {}}, "x"))
+    assert plain > 15.0 and initialised < 0.6 * plain
 
 
 # ------------------------------------------------------------------------------------------ k-NN
@@ -229,7 +299,8 @@ def test_dino_weight_decay_follows_its_cosine():
 # ------------------------------------------------------------------------ the stage, end to end
 @pytest.mark.slow
 @pytest.mark.parametrize("name, recipe", [
-    ("vit_synth", {"backbone": "vit_synth", "backbone_args": {"img_size": 32}}),
+    ("vit_synth", {"backbone": "vit_synth", "backbone_args": {"img_size": 32},
+                   "init": {"mimetic_attention": {}, "sincos_position_embedding": {}}}),
     ("mit_synth", {"backbone": "mit_synth"}),
     ("resnet38_synth", {"backbone": "resnet38",
                         "backbone_args": {"width": 0.0625, "freeze_batch_norm": False, "frozen_stages": []}}),

@@ -10,7 +10,11 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
+from torch import nn
+
 from wsss_core.errors import ConfigError
+from wsss_core.models.backbones import create_backbone
+from wsss_core.pretraining.initialisation import apply_init, check_init
 from wsss_core.pretraining.objectives import OBJECTIVES, PretrainingObjective
 from wsss_core.settings import NonNegativeInt, Settings
 
@@ -21,7 +25,10 @@ class Recipe(Settings):
     backbone: Annotated[str, Field(min_length=1)]  # a registered backbone, e.g. vit_synth
     backbone_args: dict[str, Any] = {}
     objective: str = "supervised"
-    objective_args: dict[str, Any] = {}  # checked by the objective's settings_type (check_objective)
+    objective_args: dict[str, Any] = {}  # checked by the objective's settings_type (check_arguments)
+    # initialisers applied to the fresh backbone, in order (wsss_core.pretraining.initialisation), e.g.
+    # {mimetic_attention: {}, sincos_position_embedding: {}}; empty = the backbone's own initialisation
+    init: dict[str, dict[str, Any]] = {}
     image_size: Annotated[int, Field(ge=16, le=4096)] = 64
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 10
     batch_size: Annotated[int, Field(ge=1, le=1 << 16)] = 128
@@ -47,9 +54,17 @@ class Recipe(Settings):
         except KeyError as error:
             raise ConfigError(f"{where}.objective: {error.args[0]}") from None
 
-    def check_objective(self, where: str) -> None:
-        """The objective exists and its ``objective_args`` are valid (before any job runs)."""
+    def check_arguments(self, where: str) -> None:
+        """The objective exists, its ``objective_args`` are valid, and so are the ``init`` entries and
+        the backbone they apply to (before any job runs: a small ViT builds in milliseconds)."""
         self.objective_type(where).settings_type.load(self.objective_args, f"{where}.objective_args")
+        if self.init:
+            check_init(self.init, f"{where}.init")
+            self.build_backbone(where)
+
+    def build_backbone(self, where: str = "pretraining.backbones.<name>") -> nn.Module:
+        """The fresh backbone, initialised as ``init`` says."""
+        return apply_init(create_backbone(self.backbone, None, **self.backbone_args), self.init, f"{where}.init")
 
     def build_objective(self, num_classes: int) -> PretrainingObjective:
         return self.objective_type()(self, num_classes)

@@ -47,5 +47,5 @@ def check_pretraining(pretraining: Mapping[str, Any] | None) -> PretrainingSetti
                                     for name, recipe in backbones.items()}
     typed = PretrainingSettings.load(pretraining, "pretraining", also_known=_runtime_known)
     for name, recipe in typed.backbones.items():
-        recipe.check_objective(f"pretraining.backbones.{name}")
+        recipe.check_arguments(f"pretraining.backbones.{name}")
     return typed

@@ -129,7 +129,7 @@ def pretrain(config: Mapping[str, Any], pool: Path, output: Path, report: Path) 
     train_images, train_labels = read_pool(pool, "train")
     val_images, val_labels = read_pool(pool, "val")
     num_classes = int(max(train_labels.max(), val_labels.max())) + 1
-    backbone = create_backbone(recipe.backbone, None, **recipe.backbone_args)
+    backbone = recipe.build_backbone(f"pretraining.backbones.{output.stem}")
     objective = recipe.build_objective(num_classes)
     model = objective.build_model(backbone, feature_dim(backbone))
     dataset = PoolDataset(train_images, train_labels, objective.training_sample, seed)
