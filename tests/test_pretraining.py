@@ -88,7 +88,7 @@ def test_pool_params_reject_bad_values(config, message):
     ({"backbone": "vit_synth", "init": {"sincos_position_embedding": {"scale": 2}}},
      r"unknown key 'pretraining.backbones.x.init.sincos_position_embedding.scale'"),
     ({"backbone": "resnet_synth", "init": {"mimetic_attention": {}}},
-     r"pretraining.backbones.x.init: mimetic_attention initialise a ViT's .* ResNet is not a timm VisionTransformer"),
+     r"pretraining.backbones.x.init: mimetic_attention need a timm VisionTransformer .* this backbone is a ResNet: remove"),
 ])
 def test_recipes_reject_bad_values_before_any_job(recipe, message):
     with pytest.raises(ConfigError, match=message):

@@ -117,9 +117,8 @@ def apply_init(backbone: nn.Module, init: Mapping[str, Any], where: str) -> nn.M
     """``backbone`` with the recipe's initialisers applied in order; a backbone that is not a ViT with
     a learnable position embedding is a ConfigError naming the key."""
     if init and not (isinstance(backbone, VisionTransformer) and isinstance(backbone.pos_embed, nn.Parameter)):
-        raise ConfigError(f"{where}: {', '.join(init)} initialise a ViT's attention and position embedding; "
-                          f"{type(backbone).__name__} is not a timm VisionTransformer with a learnable position "
-                          "embedding: remove the key")
+        raise ConfigError(f"{where}: {', '.join(init)} need a timm VisionTransformer with a learnable position "
+                          f"embedding, and this backbone is a {type(backbone).__name__}: remove the key")
     for name, arguments in init.items():
         initialiser = _initialiser(name, where)
         initialiser.apply(backbone, initialiser.settings_type.load(arguments, f"{where}.{name}"))
