@@ -77,17 +77,13 @@ def mimetic_attention(backbone: nn.Module, settings: MimeticSettings) -> None:
     with torch.no_grad():
         for block in backbone.blocks:
             attention = block.attn
-            dim = attention.qkv.in_features
-            heads = attention.num_heads
-            width = attention.head_dim
-            weight = attention.qkv.weight  # rows: q (heads · width), k (heads · width), v (heads · width)
+            dim, heads, width = attention.qkv.in_features, attention.num_heads, attention.head_dim
+            query, key, value = attention.qkv.weight.view(3, heads, width, dim)  # views: writes reach the weight
             for head in range(heads):
                 left, right = factor(_noisy_identity(dim, settings.alpha_qk, settings.beta_qk), width)
-                rows = slice(head * width, (head + 1) * width)
-                weight[rows] = left.T  # W_q^h, so that W_q^hᵀ W_k^h = left · right
-                weight[heads * width + head * width:heads * width + (head + 1) * width] = right
+                query[head], key[head] = left.T, right  # W_q^hᵀ W_k^h = left · right
             left, right = factor(_noisy_identity(dim, settings.alpha_vo, -settings.beta_vo), heads * width)
-            weight[2 * heads * width:] = left.T  # W_v, so that W_vᵀ W_oᵀ = left · right
+            value.copy_(left.T.reshape(heads, width, dim))  # W_vᵀ W_oᵀ = left · right
             attention.proj.weight.copy_(right.T)
 
 
@@ -107,21 +103,19 @@ INITIALISERS.register("mimetic_attention")(Initialiser(mimetic_attention, Mimeti
 INITIALISERS.register("sincos_position_embedding")(Initialiser(sincos_position_embedding, NoSettings))
 
 
-def check_init(init: Mapping[str, Any], where: str) -> None:
-    """Every named initialiser exists and its arguments are valid (before any job runs)."""
-    for name, arguments in init.items():
-        _initialiser(name, where).settings_type.load(arguments, f"{where}.{name}")
-
-
 def apply_init(backbone: nn.Module, init: Mapping[str, Any], where: str) -> nn.Module:
-    """``backbone`` with the recipe's initialisers applied in order; a backbone that is not a ViT with
-    a learnable position embedding is a ConfigError naming the key."""
-    if init and not (isinstance(backbone, VisionTransformer) and isinstance(backbone.pos_embed, nn.Parameter)):
-        raise ConfigError(f"{where}: {', '.join(init)} need a timm VisionTransformer with a learnable position "
-                          f"embedding, and this backbone is a {type(backbone).__name__}: remove the key")
+    """``backbone`` with the recipe's initialisers applied in order. An unknown initialiser, a bad argument
+    or a backbone that is not a ViT with a learnable position embedding is a ConfigError naming the key,
+    raised before any weight is written."""
+    typed = []
     for name, arguments in init.items():
         initialiser = _initialiser(name, where)
-        initialiser.apply(backbone, initialiser.settings_type.load(arguments, f"{where}.{name}"))
+        typed.append((initialiser, initialiser.settings_type.load(arguments, f"{where}.{name}")))
+    if typed and not (isinstance(backbone, VisionTransformer) and isinstance(backbone.pos_embed, nn.Parameter)):
+        raise ConfigError(f"{where}: {', '.join(init)} need a timm VisionTransformer with a learnable position "
+                          f"embedding, and this backbone is a {type(backbone).__name__}: remove the key")
+    for initialiser, settings in typed:
+        initialiser.apply(backbone, settings)
     return backbone
 
 

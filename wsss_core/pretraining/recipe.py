@@ -14,7 +14,7 @@ from torch import nn
 
 from wsss_core.errors import ConfigError
 from wsss_core.models.backbones import create_backbone
-from wsss_core.pretraining.initialisation import apply_init, check_init
+from wsss_core.pretraining.initialisation import apply_init
 from wsss_core.pretraining.objectives import OBJECTIVES, PretrainingObjective
 from wsss_core.settings import NonNegativeInt, Settings
 
@@ -59,7 +59,6 @@ class Recipe(Settings):
         the backbone they apply to (before any job runs: a small ViT builds in milliseconds)."""
         self.objective_type(where).settings_type.load(self.objective_args, f"{where}.objective_args")
         if self.init:
-            check_init(self.init, f"{where}.init")
             self.build_backbone(where)
 
     def build_backbone(self, where: str = "pretraining.backbones.<name>") -> nn.Module:
