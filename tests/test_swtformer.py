@@ -249,7 +249,7 @@ def test_missing_backbone_key_names_it() -> None:
 def test_the_synthetic_presets_keep_the_swin_maps_at_stride_16_on_the_image(run: str) -> None:
     """The Swin stand-in's maps have stride 32; on a 128-px synthetic image that is a 4×4 map (a perfect map at
     stride 32 scores 57 mIoU). The synth presets upsample 2× in training and at the seed export's base scale, so
-    the maps are no coarser than cam's stride 16 (the criterion set before the runs, README stop 29)."""
+    the maps are no coarser than cam's stride 16 (the criterion fixed at stop 28 before the runs; README, stop 29)."""
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
     params = resolve.method_params(config, "synth", run)
     image_size = config["datasets"]["synth"]["generator"]["image_size"]
