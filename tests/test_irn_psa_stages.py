@@ -53,6 +53,32 @@ def test_seed_adapter_stride_maps() -> None:
     np.testing.assert_allclose(small, np.ones((1, 3, 4)), rtol=1e-5)  # re-normalised by the max
 
 
+def test_seed_adapter_keeps_the_background_channel_when_asked() -> None:
+    maps = np.zeros((2, 1, 3), np.float32)
+    maps[0] = [[0.2, 0.4, 0.1]]  # background (key 0): max-normalised like the others
+    maps[1] = [[0.5, 0.25, 0.0]]
+    seeds = SeedMaps(maps=maps, keys=np.array([0, 4]))
+    assert to_refinement_seeds(seeds).background is None  # dropped by default, as for every refiner
+    kept = to_refinement_seeds(seeds, keep_background=True)
+    assert kept.keys.tolist() == [4] and kept.label_ids.tolist() == [0, 4]
+    np.testing.assert_allclose(kept.background, [[0.5, 1.0, 0.25]], rtol=1e-5)
+    np.testing.assert_allclose(kept.with_background(), [[[0.5, 1.0, 0.25]], [[1.0, 0.5, 0.0]]], rtol=1e-5)
+    with pytest.raises(ValueError, match="no background channel"):
+        to_refinement_seeds(SeedMaps(maps=maps[1:], keys=np.array([4])), keep_background=True)
+    with pytest.raises(ValueError, match="without their background"):
+        to_refinement_seeds(seeds).with_background()
+
+
+def test_stride_maps_with_the_background_are_not_renormalised() -> None:
+    # SIPE resizes IS-CAM to the edge map's size and walks it as is; IRN's stride maps are re-normalised
+    seeds = RefinementSeeds(maps=np.full((1, 9, 13), 0.5, np.float32), keys=np.array([1]),
+                            background=np.full((9, 13), 0.25, np.float32))
+    small = seeds.with_background(4)
+    assert small.shape == (2, 3, 4)
+    np.testing.assert_allclose(small[0], 0.25, rtol=1e-5)
+    np.testing.assert_allclose(small[1], 0.5, rtol=1e-5)
+
+
 def test_power_background() -> None:
     maps = np.array([[[0.5, 0.0]], [[0.2, 0.9]]], np.float32)
     np.testing.assert_allclose(background_from_power(maps, 2), [[0.25, 0.01]], rtol=1e-5)
@@ -81,6 +107,22 @@ def test_irn_relation_labels_use_the_crf_output() -> None:
     assert labels.tolist() == [[4, 4]]  # CRF label 2 → label id keys[1] = 4
 
 
+def test_sipe_relation_labels_use_the_seeds_background_and_half_of_it() -> None:
+    # pixel 0: fg 0.9 > bg 0.6 → class 2; pixel 1: bg 0.6 > fg 0.4, but half of it (0.3) < 0.4 → unsure;
+    # pixel 2: bg 0.9 > fg 0.2 and 0.45 > 0.2 → background. IRN's thresholds (0.3 / 0.05) give [2, 2, 255].
+    seeds = RefinementSeeds(maps=np.array([[[0.9, 0.4, 0.2]]], np.float32), keys=np.array([2]),
+                            background=np.array([[0.6, 0.6, 0.9]], np.float32))
+    labels = irn.seed_background_relation_labels(np.zeros((1, 3, 3), np.uint8), seeds, 0.5, identity_label_crf)
+    assert labels.tolist() == [[2, 255, 0]]
+    thresholds = irn.relation_labels(np.zeros((1, 3, 3), np.uint8), seeds, 0.3, 0.05, identity_label_crf)
+    assert thresholds.tolist() == [[2, 2, 255]]
+    # the refiner reads it under SIPE's preset, and only there
+    refiner = irn.IRNRefiner()
+    assert refiner.uses_seed_background(irn.IRNSettings.load({"preset": "sipe"}))
+    assert not refiner.uses_seed_background(irn.IRNSettings.load({"preset": "rib"}))
+    assert not psa.PSARefiner().uses_seed_background(psa.PSASettings())
+
+
 def test_psa_relation_labels_with_two_alphas() -> None:
     seeds = RefinementSeeds(maps=np.array([[[0.9, 0.4, 0.1]]], np.float32), keys=np.array([2]))
     labels = psa.relation_labels(np.zeros((1, 3, 3), np.uint8), seeds, 1, 4, identity_probability_crf)
@@ -103,6 +145,20 @@ def test_irn_semantic_mask_thresholds_the_walked_scores() -> None:
     assert (irn.semantic_mask(boundary, everywhere, settings, (13, 17)) == 3).all()  # 0.8 / max = 1 > 0.27
     nowhere = RefinementSeeds(maps=np.zeros((1, 13, 17), np.float32), keys=np.array([3]))
     assert (irn.semantic_mask(boundary, nowhere, settings, (13, 17)) == 0).all()
+
+
+def test_sipe_semantic_mask_takes_the_argmax_with_the_walked_background() -> None:
+    # constant maps stay constant under the walk: a background of 0.9 beats a class map of 0.8 everywhere,
+    # where IRN's rule (the class map divided by the global max, 1 > t_sem 0.27) gives the class everywhere
+    seeds = RefinementSeeds(maps=np.full((1, 13, 17), 0.8, np.float32), keys=np.array([3]),
+                            background=np.full((13, 17), 0.9, np.float32))
+    boundary = torch.zeros(4, 5)
+    sipe = irn.IRNSettings.load({"preset": "sipe", "exp_times": 2})
+    assert (irn.semantic_mask(boundary, seeds, sipe, (13, 17)) == 0).all()
+    rib = irn.IRNSettings.load({"preset": "rib", "exp_times": 2})
+    assert (irn.semantic_mask(boundary, seeds, rib, (13, 17)) == 3).all()
+    lower = RefinementSeeds(maps=seeds.maps, keys=seeds.keys, background=np.full((13, 17), 0.7, np.float32))
+    assert (irn.semantic_mask(boundary, lower, sipe, (13, 17)) == 3).all()
 
 
 def test_psa_semantic_mask_without_pairs_is_the_upsampled_seed() -> None:
@@ -263,6 +319,60 @@ def test_three_stages_end_to_end(workspace, refine, monkeypatch) -> None:
         assert set(np.unique(mask)) <= {0, int(reader.mask(image_id).max())}
 
 
+def write_seeds_with_background(dataset: dict, path: Path) -> None:
+    """Blurred ground truth as the class map and 1 − it as the background channel (key 0), max-normalised."""
+    import cv2
+
+    import wsss_core.data
+
+    reader = wsss_core.data.open_dataset(dataset)
+    with SeedStoreWriter(path, method="swtformer", num_classes=2, normalization="max") as writer:
+        for image_id in reader.ids("train_aug"):
+            truth = reader.mask(image_id)
+            label = int(truth.max())
+            cam = cv2.GaussianBlur((truth == label).astype(np.float32), (9, 9), 3)
+            cam = cam / cam.max()
+            writer.add(image_id, np.stack([1.0 - cam, cam]), np.array([0, label]))
+
+
+def test_irn_with_the_seeds_background_end_to_end(workspace, tmp_path, capsys) -> None:
+    """SIPE's reading through the two stages that read seeds; a store without background is refused before
+    anything is written."""
+    config = stage_config(workspace["dataset"], "irn")
+    config["method"] = {"name": "swtformer"}
+    config["stage"]["irn"] = {**config["stage"]["irn"], "background": "seeds", "cam_power": 1.5}
+    seeds = tmp_path / "seeds_bg.h5"
+    write_seeds_with_background(workspace["dataset"], seeds)
+    labels_path, model_path, masks_path = tmp_path / "labels.h5", tmp_path / "model.pt", tmp_path / "masks.h5"
+    affinity_labels.main(["--config", json.dumps(config), "--seeds", str(seeds), "--output", str(labels_path)])
+    import wsss_core.data
+
+    reader = wsss_core.data.open_dataset(workspace["dataset"])
+    labels = MaskStore(labels_path)
+    assert labels.attrs["settings"]["background"] == "seeds"
+    for image_id in reader.ids("train_aug"):
+        relation, truth = labels.get(image_id), reader.mask(image_id)
+        assert set(np.unique(relation)) <= {0, int(truth.max()), 255}
+        assert (relation[truth > 0] == truth.max()).mean() > 0.3 and relation[0, 0] == 0
+    train_affinity.main(["--config", json.dumps(config), "--labels", str(labels_path), "--output", str(model_path)])
+    refine_random_walk.main(["--config", json.dumps(config), "--seeds", str(seeds), "--model", str(model_path),
+                             "--output", str(masks_path)])
+    masks = MaskStore(masks_path)
+    for image_id in masks.ids():
+        truth = reader.mask(image_id)
+        assert set(np.unique(masks.get(image_id))) <= {0, int(truth.max())}
+
+    capsys.readouterr()
+    no_background = dict(config, method={"name": "mctformer"})
+    for main, extra in ((affinity_labels.main, []), (refine_random_walk.main, ["--model", str(model_path)])):
+        output = tmp_path / "refused.h5"
+        with pytest.raises(SystemExit):
+            main(["--config", json.dumps(no_background), "--seeds", str(workspace["seeds"]), *extra,
+                  "--output", str(output)])
+        assert "stages.refine.irn.settings.background = 'seeds'" in capsys.readouterr().err
+        assert not output.exists()
+
+
 def test_model_of_the_other_refiner_is_refused(workspace, capsys) -> None:
     config = stage_config(workspace["dataset"], "psa")
     model = workspace["root"] / "fake.pt"
@@ -306,6 +416,9 @@ def test_threshold_and_alpha_presets() -> None:
     original = irn.IRNSettings.load({"preset": "irn"})
     assert (original.conf_fg_threshold, original.conf_bg_threshold, original.sem_seg_bg_threshold) == (0.30, 0.05, 0.25)
     assert irn.IRNSettings.load({"preset": "rib_coco"}).sem_seg_bg_threshold == 0.22
+    sipe = irn.IRNSettings.load({"preset": "sipe"})
+    assert (sipe.background, sipe.background_factor, sipe.cam_power) == ("seeds", 0.5, 1.5)
+    assert irn.IRNSettings().background == "threshold"
     mctformer = psa.PSASettings.load({"preset": "mctformer"})
     assert (mctformer.low_alpha, mctformer.high_alpha, mctformer.background, mctformer.logt) == (1, 12, "constant", 6)
     from wsss_core.errors import ConfigError

@@ -106,6 +106,11 @@ class AffinityRefiner(abc.ABC):
     def settings(self, stage: Mapping[str, Any]) -> Any:
         """The method's settings from ``stage[<name>]`` (ConfigError on unknown keys)."""
 
+    def uses_seed_background(self, settings: Any) -> bool:
+        """Whether the refiner reads the seeds' own background channel (key 0) instead of deriving a
+        background from the foreground maps (only IRN's ``background: seeds``, SIPE's reading)."""
+        return False
+
     @abc.abstractmethod
     def relation_labels(self, image: np.ndarray, seeds: RefinementSeeds, settings: Any, crf: CRFParams) -> np.ndarray:
         """``uint8 [H, W]`` relation labels: class id, 0 background, 255 unsure."""

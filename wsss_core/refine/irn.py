@@ -5,7 +5,8 @@ Three steps, each a stage (``affinity_labels``, ``train_affinity``, ``refine_ran
 1. **Relation labels** (:func:`relation_labels`): ``fg = CRF(argmax[t_fg; maps])``,
    ``bg = CRF(argmax[t_bg; maps])`` with IRN's label CRF; the label is ``fg``'s class where ``fg`` is
    foreground, 0 where both are background, 255 (unsure) elsewhere. Presets: IRN ``t_fg 0.30 /
-   t_bg 0.05``, RIB ``0.35 / 0.17``.
+   t_bg 0.05``, RIB ``0.35 / 0.17``. SIPE (``background: seeds``, :func:`seed_background_relation_labels`)
+   puts the seeds' own background map in place of ``t_fg`` and half of it in place of ``t_bg``.
 2. **IRNet** (:class:`IRNet`): a ResNet at strides (2, 2, 2, 1) whose five stage outputs feed a boundary
    branch (1×1 → 32 ch, GroupNorm(4), ReLU per stage, upsampled to stride 4, concatenated, 1×1 → 1) and
    a displacement branch (GroupNorm 8/16); trained with :func:`wsss_core.losses.affinity.irn_loss` on
@@ -17,7 +18,9 @@ Three steps, each a stage (``affinity_labels``, ``train_affinity``, ``refine_ran
    and its mirror; scores ``x = cam^p · (1 − b)`` at stride 4 (``p`` = 1 IRN, 1.3 RIB); affinity
    ``1 − path max b`` within radius 5; ``x · T^(2^exp_times)`` with ``T = A^β`` column-normalised
    (β 10, exp_times 8); bilinear ×4 upsampling, cropped to the image; divided by the global maximum;
-   argmax over ``[t_sem; x]`` (IRN 0.25, RIB VOC 0.27 / COCO 0.22).
+   argmax over ``[t_sem; x]`` (IRN 0.25, RIB VOC 0.27 / COCO 0.22). SIPE (``background: seeds``) walks
+   ``[background; maps]`` (resized to stride 4, not re-normalised; ``p`` = 1.5) and takes the argmax of
+   the walked channels, with no ``t_sem``.
 
 Deviations, on purpose: the mean-shift displacement post-processing (instance segmentation only) is
 not computed; images are not padded to 512 before the edge network (RIB's ``coco=True`` behaviour, which
@@ -57,27 +60,46 @@ LabelCRF = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image, labels
 
 
 # --------------------------------------------------------------------------------- relation labels
-def relation_labels(
-    image: np.ndarray, seeds: RefinementSeeds, fg_threshold: float, bg_threshold: float, crf: LabelCRF
-) -> np.ndarray:
-    """IRN's ``uint8 [H, W]`` relation labels: class id where the high-threshold CRF says foreground,
-    0 where the low-threshold CRF also says background, 255 in between."""
-    label_ids = seeds.label_ids
+def confident_labels(image: np.ndarray, strict: np.ndarray, lenient: np.ndarray, label_ids: np.ndarray,
+                     crf: LabelCRF) -> np.ndarray:
+    """IRN's combination of two CRF-refined argmaxes of ``[background; maps]`` scores ``[K + 1, H, W]``:
+    the class id where the ``strict`` scores (a strong background) say foreground, 0 where the
+    ``lenient`` ones (a weak background) also say background, 255 in between."""
     num_labels = len(label_ids)
-    if len(seeds.keys) == 0:  # no foreground class: everything is confident background
-        return np.zeros(seeds.maps.shape[1:], np.uint8)
-
-    def confident(threshold: float) -> np.ndarray:
-        background = np.full((1, *seeds.maps.shape[1:]), threshold, np.float32)
-        hard = np.argmax(np.concatenate([background, seeds.maps]), axis=0)
-        return label_ids[crf(image, hard, num_labels)]
-
-    foreground = confident(fg_threshold)
-    background = confident(bg_threshold)
+    foreground = label_ids[crf(image, np.argmax(strict, axis=0), num_labels)]
+    background = label_ids[crf(image, np.argmax(lenient, axis=0), num_labels)]
     labels = foreground.astype(np.uint8)
     labels[foreground == 0] = IGNORE_LABEL
     labels[(foreground == 0) & (background == 0)] = 0
     return labels
+
+
+def relation_labels(
+    image: np.ndarray, seeds: RefinementSeeds, fg_threshold: float, bg_threshold: float, crf: LabelCRF
+) -> np.ndarray:
+    """IRN's ``uint8 [H, W]`` relation labels: class id where the CRF of ``argmax[fg_threshold; maps]``
+    says foreground, 0 where that of ``argmax[bg_threshold; maps]`` also says background, 255 in between."""
+    if len(seeds.keys) == 0:  # no foreground class: everything is confident background
+        return np.zeros(seeds.maps.shape[1:], np.uint8)
+
+    def with_plane(threshold: float) -> np.ndarray:
+        return np.concatenate([np.full((1, *seeds.maps.shape[1:]), threshold, np.float32), seeds.maps])
+
+    return confident_labels(image, with_plane(fg_threshold), with_plane(bg_threshold), seeds.label_ids, crf)
+
+
+def seed_background_relation_labels(
+    image: np.ndarray, seeds: RefinementSeeds, background_factor: float, crf: LabelCRF
+) -> np.ndarray:
+    """SIPE's relation labels (``cam2ir.py``): as :func:`relation_labels`, with the seeds' own background
+    map in place of the thresholds — as it is for the confident foreground, × ``background_factor`` (0.5)
+    for the confident background."""
+    if len(seeds.keys) == 0:
+        return np.zeros(seeds.maps.shape[1:], np.uint8)
+    scores = seeds.with_background()
+    lenient = scores.copy()
+    lenient[0] *= background_factor
+    return confident_labels(image, scores, lenient, seeds.label_ids, crf)
 
 
 # ------------------------------------------------------------------------------------------ IRNet
@@ -208,7 +230,9 @@ def semantic_mask(
     height, width = image_size
     if len(seeds.keys) == 0:
         return np.zeros((height, width), np.uint8)
-    cams = torch.from_numpy(seeds.downsampled(FEATURE_STRIDE)).to(boundary.device)
+    own_background = settings.background == "seeds"  # SIPE: the background channel is walked with the classes
+    stride_maps = seeds.with_background(FEATURE_STRIDE) if own_background else seeds.downsampled(FEATURE_STRIDE)
+    cams = torch.from_numpy(stride_maps).to(boundary.device)
     boundary = boundary[: cams.shape[1], : cams.shape[2]]
     scores = cams.pow(settings.cam_power) * (1 - boundary)
     path_index = PathIndex(settings.walk_radius)
@@ -217,8 +241,10 @@ def semantic_mask(
     upsampled = F.interpolate(walked[None], scale_factor=FEATURE_STRIDE, mode="bilinear", align_corners=False)
     upsampled = upsampled[0, :, :height, :width]
     upsampled = upsampled / upsampled.max().clamp_min(1e-5)
-    background = torch.full((1, height, width), settings.sem_seg_bg_threshold, device=upsampled.device)
-    winner = torch.cat([background, upsampled]).argmax(dim=0).cpu().numpy()
+    if not own_background:
+        background = torch.full((1, height, width), settings.sem_seg_bg_threshold, device=upsampled.device)
+        upsampled = torch.cat([background, upsampled])
+    winner = upsampled.argmax(dim=0).cpu().numpy()
     return seeds.label_ids[winner].astype(np.uint8)
 
 
@@ -234,11 +260,16 @@ class IRNRefiner(AffinityRefiner):
     def settings(self, stage: Mapping[str, Any]) -> IRNSettings:
         return IRNSettings.load(stage.get("irn"), "stage.irn")
 
+    def uses_seed_background(self, settings: IRNSettings) -> bool:
+        return settings.background == "seeds"
+
     def relation_labels(self, image: np.ndarray, seeds: RefinementSeeds, settings: IRNSettings,
                         crf: CRFParams) -> np.ndarray:
         def label_crf(image: np.ndarray, labels: np.ndarray, num_labels: int) -> np.ndarray:
             return crf_labels(image, labels, num_labels, crf)
 
+        if settings.background == "seeds":
+            return seed_background_relation_labels(image, seeds, settings.background_factor, label_crf)
         return relation_labels(image, seeds, settings.conf_fg_threshold, settings.conf_bg_threshold, label_crf)
 
     def build_model(self, settings: IRNSettings, weights: WeightsCatalog) -> IRNet:

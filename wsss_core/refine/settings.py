@@ -48,21 +48,34 @@ def _with_preset(data: Any, presets: dict[str, dict[str, Any]]) -> Any:
     return data
 
 
-# IRN's defaults (run_sample.py) and RIB's retuned ones (VOC; COCO lowers the random-walk threshold)
-THRESHOLD_PRESETS: dict[str, dict[str, float]] = {
+# IRN's defaults (run_sample.py) and RIB's retuned ones (VOC; COCO lowers the random-walk threshold); SIPE's
+# (cam2ir.py, make_seg_labels.py): the seeds' own background channel instead of thresholds, halved for the
+# confident-background labels, and IS-CAM ** 1.5 in the walk
+THRESHOLD_PRESETS: dict[str, dict[str, Any]] = {
     "irn": {"conf_fg_threshold": 0.30, "conf_bg_threshold": 0.05, "sem_seg_bg_threshold": 0.25, "cam_power": 1.0},
     "rib": {"conf_fg_threshold": 0.35, "conf_bg_threshold": 0.17, "sem_seg_bg_threshold": 0.27, "cam_power": 1.3},
     "rib_coco": {"conf_fg_threshold": 0.35, "conf_bg_threshold": 0.17, "sem_seg_bg_threshold": 0.22,
                  "cam_power": 1.3},
+    "sipe": {"background": "seeds", "background_factor": 0.5, "cam_power": 1.5},
 }
+# where IRN's background comes from: constant thresholds on the foreground maps (IRN, RIB), or the background
+# channel (key 0) the method exports with its seeds (SIPE)
+IRNBackground = Literal["threshold", "seeds"]
 
 
 class IRNSettings(Settings):
     """IRN hyper-parameters (``stages.refine.irn.settings``; the stages get them as ``stage.irn``; defaults =
-    RIB's VOC preset). ``preset`` (``irn`` | ``rib`` | ``rib_coco``) supplies the thresholds and the CAM power
-    that explicit keys do not set."""
+    RIB's VOC preset). ``preset`` (``irn`` | ``rib`` | ``rib_coco`` | ``sipe``) supplies the background rule,
+    the thresholds and the CAM power that explicit keys do not set.
 
-    preset: Literal["irn", "rib", "rib_coco"] | None = None
+    ``background: threshold`` (IRN, RIB): the seeds' background channel, if any, is dropped and the three
+    thresholds make the background. ``background: seeds`` (SIPE): the seeds' own background map is the
+    background score (× ``background_factor`` for the confident-background labels; the thresholds are not
+    read), which needs seeds with a background channel (key 0)."""
+
+    preset: Literal["irn", "rib", "rib_coco", "sipe"] | None = None
+    background: IRNBackground = "threshold"
+    background_factor: Probability = 0.5
     conf_fg_threshold: Probability = 0.35
     conf_bg_threshold: Probability = 0.17
     sem_seg_bg_threshold: Probability = 0.27

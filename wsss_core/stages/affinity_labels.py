@@ -13,8 +13,10 @@ Stage keys (``config["stage"]``):
   PSA: 80/13).
 
 Seeds of any method pass through :func:`wsss_core.refine.seed_adapter.to_refinement_seeds` first (the
-one documented conversion). The output is a mask store (``uint8``, 0 background, 1..C, 255 unsure) whose
-attributes record the refiner, its settings, the CRF, the seeds' normalisation and provenance.
+one documented conversion; it keeps the background channel only for a refiner that reads it, IRN's
+``background: seeds``, and the stage stops before any work if the seeds have none). The output is a mask
+store (``uint8``, 0 background, 1..C, 255 unsure) whose attributes record the refiner, its settings, the CRF,
+the seeds' normalisation and provenance.
 The run-time ``num_workers`` (``--runtime``) > 1 spreads the CRF over processes.
 """
 
@@ -59,18 +61,31 @@ def label_crf(refiner: AffinityRefiner, fields: Mapping[str, Any] | None) -> CRF
     return CRFParams.load({**refiner.default_crf.model_dump(), **(fields or {})}, "stage.crf")
 
 
+def seed_background_kept(refiner: AffinityRefiner, settings: Any, store: SeedStore) -> bool:
+    """Whether the refiner reads the seeds' own background channel; a ConfigError, before any work, when
+    it does and the seed store has none."""
+    keep = refiner.uses_seed_background(settings)
+    if keep and not store.has_background:
+        raise ConfigError(
+            f"stages.refine.{refiner.name}.settings.background = 'seeds' (preset sipe) reads the seeds' "
+            f"background channel, but the seeds of {store.method!r} have none: use background: threshold "
+            "(preset irn or rib) for this method"
+        )
+    return keep
+
+
 def label_image(refiner: AffinityRefiner, image: np.ndarray, seeds: SeedMaps, settings: Any, crf: CRFParams,
-                image_id: str = "?") -> np.ndarray:
+                image_id: str = "?", keep_background: bool = False) -> np.ndarray:
     """Relation labels of one image (its seeds must have the image's size)."""
     if seeds.maps.shape[1:] != image.shape[:2]:
         raise StoreError(
             f"seeds of '{image_id}' are {seeds.maps.shape[1:]} but the image is {image.shape[:2]}; the seed "
             "store belongs to another dataset: re-run export_seeds"
         )
-    return refiner.relation_labels(image, to_refinement_seeds(seeds), settings, crf)
+    return refiner.relation_labels(image, to_refinement_seeds(seeds, keep_background), settings, crf)
 
 
-def _label_job(job: tuple[AffinityRefiner, np.ndarray, SeedMaps, Any, CRFParams, str]) -> np.ndarray:
+def _label_job(job: tuple[AffinityRefiner, np.ndarray, SeedMaps, Any, CRFParams, str, bool]) -> np.ndarray:
     return label_image(*job)
 
 
@@ -83,11 +98,12 @@ def label_split(refiner: AffinityRefiner, settings: Any, crf: CRFParams, store: 
                 ids: Sequence[str], writer: MaskStoreWriter, num_workers: int = 0) -> float:
     """Write the relation labels of ``ids``; returns images per second."""
     started = time.perf_counter()
+    keep_background = seed_background_kept(refiner, settings, store)
     pool = multiprocessing.get_context("spawn").Pool(num_workers) if num_workers > 1 else None
     try:
         batches = list(_batches(ids, max(1, 4 * num_workers)))
         for batch in progress(batches, f"{refiner.name} relation labels", total=len(batches)):
-            jobs = [(refiner, reader.image(i), store.get(i), settings, crf, i) for i in batch]
+            jobs = [(refiner, reader.image(i), store.get(i), settings, crf, i, keep_background) for i in batch]
             labels = pool.map(_label_job, jobs) if pool else [_label_job(job) for job in jobs]
             for image_id, label in zip(batch, labels):
                 writer.add(image_id, label)
@@ -111,6 +127,7 @@ def make_labels(config: dict[str, Any], seeds_path: Path, output: Path) -> None:
     store.check(method=expected_method(config), num_classes=reader.num_classes)
     ids = reader.ids(split)
     missing_ids(store, ids, "seed store")
+    seed_background_kept(refiner, settings, store)
     attrs = {
         "split": split,
         "refine": refiner.name,

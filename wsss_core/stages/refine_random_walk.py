@@ -6,9 +6,9 @@
 Stage keys (``config["stage"]``): ``refine`` (``irn`` | ``psa``, must match the model file), ``split``
 (default ``train_aug``: every image feeds the segmentation network; ``train`` ⊂ ``train_aug`` is scored
 from the same store), the method block ``irn`` / ``psa`` (the random-walk keys — IRN
-``sem_seg_bg_threshold``, ``cam_power``, ``walk_radius``, ``beta``, ``exp_times``; PSA ``background``,
-``background_alpha``, ``background_constant``, ``radius``, ``beta``, ``logt`` — are read from here,
-so they can be retuned without retraining; the network keys must describe the trained model). The
+``background``, ``sem_seg_bg_threshold``, ``cam_power``, ``walk_radius``, ``beta``, ``exp_times``; PSA
+``background``, ``background_alpha``, ``background_constant``, ``radius``, ``beta``, ``logt`` — are read
+from here, so they can be retuned without retraining; the network keys must describe the trained model). The
 ``device`` is a run-time setting (``--runtime``, :mod:`wsss_core.runtime`), not part of the identity.
 
 The walk is the sparse one of :mod:`wsss_core.refine.random_walk` (memory linear in the pixels, no
@@ -33,7 +33,7 @@ from wsss_core.refine.affinity import AffinityRefiner
 from wsss_core.refine.seed_adapter import to_refinement_seeds
 from wsss_core.segmentation import NORMALIZATIONS
 from wsss_core.stages import _cli
-from wsss_core.stages.affinity_labels import refiner_from_stage
+from wsss_core.stages.affinity_labels import refiner_from_stage, seed_background_kept
 from wsss_core.stages._shared import expected_method, missing_ids, open_reader, source_record, stage_config
 from wsss_core.utils.device import resolve_device
 from wsss_core.utils.progress import progress
@@ -88,6 +88,7 @@ def refine(config: dict[str, Any], seeds_path: Path, model_path: Path, output: P
     store.check(method=expected_method(config), num_classes=reader.num_classes)
     ids = reader.ids(split)
     missing_ids(store, ids, "seed store")
+    keep_background = seed_background_kept(refiner, settings, store)
     device = resolve_device(run_time.get("device", "auto"))
     model = load_model(refiner, settings, model_path, reader.num_classes, device)
     normalization = NORMALIZATIONS["imagenet"]
@@ -109,7 +110,7 @@ def refine(config: dict[str, Any], seeds_path: Path, model_path: Path, output: P
                 raise StoreError(f"seeds of '{image_id}' are {seeds.maps.shape[1:]} but the image is "
                                  f"{image.shape[:2]}; re-run export_seeds for this dataset")
             writer.add(image_id, refiner.pseudo_mask(model, normalization(image).to(device),
-                                                     to_refinement_seeds(seeds), settings))
+                                                     to_refinement_seeds(seeds, keep_background), settings))
         speed = len(ids) / max(time.perf_counter() - started, 1e-9)
         writer.attrs["images_per_second"] = float(speed)
     LOG.info("%s random walk on %d images of %s: %.2f images/s -> %s", refiner.name, len(ids), split, speed, output)
