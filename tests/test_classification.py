@@ -57,6 +57,19 @@ def test_every_method_scores_every_class_of_one_image(name: str) -> None:
     assert any(not np.allclose(scores[head], other[head]) for head in scores), name
 
 
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_declares_whether_its_seeds_carry_a_background_map(name: str) -> None:
+    """``Method.seed_background`` (what the workflow checks IRN's ``background: seeds`` against) is what
+    ``infer_seeds`` exports: key 0 or not."""
+    config = yaml.safe_load((REPOSITORY / "config.yaml").read_text())
+    method = build_method(name, resolve.method_config(config, "synth", name), num_classes=5)
+    torch.manual_seed(0)
+    model = method.build_model(RandomInitCatalog())
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    seeds = method.infer_seeds(model, image, np.array([0, 1, 0, 1, 0], np.float32))
+    assert (0 in np.asarray(seeds.keys).tolist()) == type(method).seed_background, (name, seeds.keys)
+
+
 def test_summary_flags_a_classifier_near_chance_only() -> None:
     near = Classification({"token": 0.37, "patch": 0.48}, chance=0.078)  # halfway = 0.539
     flag = classification_flag(near)

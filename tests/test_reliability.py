@@ -469,6 +469,11 @@ CONFIG_BREAKS = [
     ("own pseudo-labels of a method without them", lambda config: config["methods"]["cti"]["pipeline"]["presets"][
         "synth"].update(refine="own"),
      ("config.yaml: methods.cti.pipeline.refine is 'own', but method 'cti' makes no pseudo-labels of its own",)),
+    # SIPE's IRN reading needs the seeds' own background map: stopped at parse, not after the classifier trained
+    ("IRN on the seeds' background for a method without one", lambda config: config["methods"]["swtformer_v1"][
+        "pipeline"].update(refine_overrides={"irn": {"settings": {"preset": "sipe"}}}),
+     ("config.yaml: run 'swtformer_v1' on", "refines with IRN's background: seeds",
+      "method 'swtformer_v1' exports no background map: use preset irn or rib for it")),
 ]
 
 

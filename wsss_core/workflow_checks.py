@@ -206,9 +206,27 @@ def config_problem(config: Mapping[str, Any]) -> str | None:
                         f"pseudo-labels of its own (only {', '.join(resolve.own_pseudo_label_methods())} do): use "
                         "crf, irn or psa"
                     )
+                problem = _seed_background_problem(config, dataset, run, method)
+                if problem:
+                    return problem
     except InputError as error:
         return f"config.yaml: {error}"
     return None
+
+
+def _seed_background_problem(config: Mapping[str, Any], dataset: str, run: str, method: Any) -> str | None:
+    """One line when a run's pipeline goes through IRN with ``background: seeds`` (SIPE's reading) but its
+    method exports no background map; None otherwise (other targets of the run: the IRN stage checks them)."""
+    if resolve.pipeline_choice(config, dataset, run).get("refine") != "irn" or method.seed_background:
+        return None
+    from wsss_core.refine.settings import IRNSettings
+
+    settings = resolve.refine_params(config, dataset, run, "irn").get("settings") or {}
+    if IRNSettings.load(settings, f"stages.refine.irn.settings ({run}, {dataset})").background != "seeds":
+        return None
+    return (f"config.yaml: run '{run}' on {dataset} refines with IRN's background: seeds (preset sipe: "
+            f"stages.refine.irn.settings or methods.{run}.pipeline.refine_overrides.irn), but method '{method.name}' "
+            "exports no background map: use preset irn or rib for it")
 
 
 def _check_overrides(config: Mapping[str, Any], dataset: str, run: str) -> None:

@@ -50,6 +50,9 @@ class Method(abc.ABC):
     # How ``infer_seeds`` normalises each map: "minmax" or "max"; recorded in the seed store so that
     # refinement (IRN, PSA, CRF) converts seeds from any method the same documented way.
     seed_normalization: ClassVar[str] = "minmax"
+    # True when ``infer_seeds`` exports a background map of its own (key 0: SWTformer-V2, ViT-PCM): what
+    # IRN's ``background: seeds`` (SIPE's reading) needs; the workflow checks it when it is parsed.
+    seed_background: ClassVar[bool] = False
     # The rule of ``infer_pseudo_labels`` ("par": ToCo, MCC, AFA; "carm": ECA), or None for methods
     # whose pseudo-masks come from refinement only. Exported as ``refine: own`` (stages.export_pseudo_labels).
     pseudo_labels: ClassVar[str | None] = None

@@ -372,6 +372,7 @@ class SWTformerV2(SWTformerV1):
 
     name = "swtformer"
     uses_fusion = True
+    seed_background = True
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)

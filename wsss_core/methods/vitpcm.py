@@ -274,6 +274,7 @@ class ViTPCM(Method):
 
     name = "vitpcm"
     seed_normalization = "probability"
+    seed_background = True
 
     def __init__(self, config: Mapping[str, Any], num_classes: int) -> None:
         super().__init__(config, num_classes)
