@@ -204,20 +204,27 @@ def make_dataset(root: Path, count: int = 6) -> dict:
     }
 
 
-def write_seeds(dataset: dict, path: Path) -> None:
-    """Blurred ground truth, min-max normalised, stands in for a method's CAMs (no background channel)."""
+def write_seeds(dataset: dict, path: Path, with_background: bool = False) -> None:
+    """Blurred ground truth stands in for a method's CAMs: min-max normalised, no background channel (an
+    MCTformer-like store); or ``with_background``: max-normalised, with 1 − it as the background channel (key
+    0; a SWTformer-V2-like store)."""
     import cv2
 
     import wsss_core.data
 
     reader = wsss_core.data.open_dataset(dataset)
-    with SeedStoreWriter(path, method="mctformer", num_classes=2, normalization="minmax") as writer:
+    method, normalization = ("swtformer", "max") if with_background else ("mctformer", "minmax")
+    with SeedStoreWriter(path, method=method, num_classes=2, normalization=normalization) as writer:
         for image_id in reader.ids("train_aug"):
             truth = reader.mask(image_id)
             label = int(truth.max())
             cam = cv2.GaussianBlur((truth == label).astype(np.float32), (9, 9), 3)
-            cam = (cam - cam.min()) / (cam.max() - cam.min())
-            writer.add(image_id, cam[None], np.array([label]))
+            if with_background:
+                cam = cam / cam.max()
+                writer.add(image_id, np.stack([1.0 - cam, cam]), np.array([0, label]))
+            else:
+                cam = (cam - cam.min()) / (cam.max() - cam.min())
+                writer.add(image_id, cam[None], np.array([label]))
 
 
 class FakeSegmentationTrainingDataset(torch.utils.data.Dataset):
@@ -319,22 +326,6 @@ def test_three_stages_end_to_end(workspace, refine, monkeypatch) -> None:
         assert set(np.unique(mask)) <= {0, int(reader.mask(image_id).max())}
 
 
-def write_seeds_with_background(dataset: dict, path: Path) -> None:
-    """Blurred ground truth as the class map and 1 − it as the background channel (key 0), max-normalised."""
-    import cv2
-
-    import wsss_core.data
-
-    reader = wsss_core.data.open_dataset(dataset)
-    with SeedStoreWriter(path, method="swtformer", num_classes=2, normalization="max") as writer:
-        for image_id in reader.ids("train_aug"):
-            truth = reader.mask(image_id)
-            label = int(truth.max())
-            cam = cv2.GaussianBlur((truth == label).astype(np.float32), (9, 9), 3)
-            cam = cam / cam.max()
-            writer.add(image_id, np.stack([1.0 - cam, cam]), np.array([0, label]))
-
-
 def test_irn_with_the_seeds_background_end_to_end(workspace, tmp_path, capsys) -> None:
     """SIPE's reading through the two stages that read seeds; a store without background is refused before
     anything is written."""
@@ -342,7 +333,7 @@ def test_irn_with_the_seeds_background_end_to_end(workspace, tmp_path, capsys) -
     config["method"] = {"name": "swtformer"}
     config["stage"]["irn"] = {**config["stage"]["irn"], "background": "seeds", "cam_power": 1.5}
     seeds = tmp_path / "seeds_bg.h5"
-    write_seeds_with_background(workspace["dataset"], seeds)
+    write_seeds(workspace["dataset"], seeds, with_background=True)
     labels_path, model_path, masks_path = tmp_path / "labels.h5", tmp_path / "model.pt", tmp_path / "masks.h5"
     affinity_labels.main(["--config", json.dumps(config), "--seeds", str(seeds), "--output", str(labels_path)])
     import wsss_core.data
