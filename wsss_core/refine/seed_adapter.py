@@ -60,12 +60,7 @@ class RefinementSeeds:
 
     def downsampled(self, stride: int) -> np.ndarray:
         """Maps at feature stride ``stride``: ``[K, (H − 1) // s + 1, (W − 1) // s + 1]``, max 1 each."""
-        height, width = self.maps.shape[1:]
-        size = ((height - 1) // stride + 1, (width - 1) // stride + 1)
-        if len(self.keys) == 0:
-            return np.zeros((0, *size), np.float32)
-        small = F.interpolate(torch.from_numpy(self.maps)[None], size=size, mode="bilinear", align_corners=False)[0]
-        return max_normalized(small.numpy())
+        return max_normalized(stride_resized(self.maps, stride))
 
     def with_background(self, stride: int = 1) -> np.ndarray:
         """``[background; maps]`` ``[K + 1, ...]``, in the order of :attr:`label_ids`: at full resolution
@@ -74,12 +69,18 @@ class RefinementSeeds:
         if self.background is None:
             raise ValueError("these seeds were converted without their background channel (keep_background=False)")
         stacked = np.concatenate([self.background[None], self.maps]).astype(np.float32)
-        if stride == 1:
-            return stacked
-        height, width = stacked.shape[1:]
-        size = ((height - 1) // stride + 1, (width - 1) // stride + 1)
-        small = F.interpolate(torch.from_numpy(stacked)[None], size=size, mode="bilinear", align_corners=False)
-        return small[0].numpy()
+        return stacked if stride == 1 else stride_resized(stacked, stride)
+
+
+def stride_resized(maps: np.ndarray, stride: int) -> np.ndarray:
+    """``[K, H, W]`` maps bilinearly resized to the stride-``s`` grid ``((H − 1) // s + 1, (W − 1) // s + 1)``."""
+    height, width = maps.shape[1:]
+    size = ((height - 1) // stride + 1, (width - 1) // stride + 1)
+    if len(maps) == 0:
+        return np.zeros((0, *size), np.float32)
+    small = F.interpolate(torch.from_numpy(np.ascontiguousarray(maps))[None], size=size, mode="bilinear",
+                          align_corners=False)
+    return small[0].numpy()
 
 
 def max_normalized(maps: np.ndarray) -> np.ndarray:

@@ -95,10 +95,11 @@ def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 
 def label_split(refiner: AffinityRefiner, settings: Any, crf: CRFParams, store: SeedStore, reader: Any,
-                ids: Sequence[str], writer: MaskStoreWriter, num_workers: int = 0) -> float:
-    """Write the relation labels of ``ids``; returns images per second."""
+                ids: Sequence[str], writer: MaskStoreWriter, num_workers: int = 0,
+                keep_background: bool = False) -> float:
+    """Write the relation labels of ``ids`` (``keep_background``: :func:`seed_background_kept`); returns images
+    per second."""
     started = time.perf_counter()
-    keep_background = seed_background_kept(refiner, settings, store)
     pool = multiprocessing.get_context("spawn").Pool(num_workers) if num_workers > 1 else None
     try:
         batches = list(_batches(ids, max(1, 4 * num_workers)))
@@ -127,7 +128,7 @@ def make_labels(config: dict[str, Any], seeds_path: Path, output: Path) -> None:
     store.check(method=expected_method(config), num_classes=reader.num_classes)
     ids = reader.ids(split)
     missing_ids(store, ids, "seed store")
-    seed_background_kept(refiner, settings, store)
+    keep_background = seed_background_kept(refiner, settings, store)
     attrs = {
         "split": split,
         "refine": refiner.name,
@@ -139,7 +140,7 @@ def make_labels(config: dict[str, Any], seeds_path: Path, output: Path) -> None:
     }
     num_workers = int(run_time.get("num_workers", 0) or 0)
     with MaskStoreWriter(output, num_classes=reader.num_classes, method=store.method, attrs=attrs) as writer:
-        speed = label_split(refiner, settings, crf, store, reader, ids, writer, num_workers)
+        speed = label_split(refiner, settings, crf, store, reader, ids, writer, num_workers, keep_background)
         writer.attrs["images_per_second"] = float(speed)
     LOG.info("%s relation labels of %d images of %s: %.2f images/s -> %s", refiner.name, len(ids), split, speed, output)
 
