@@ -226,6 +226,53 @@ def test_training_steps_warmup_freezes_encoder() -> None:
         method.training_step(model, {k: v[:3] for k, v in batch.items()}, TrainingProgress(0, 0, 2, 4))
 
 
+def _train_steps(config: dict, steps: int, share_encoder_pass: bool, monkeypatch: pytest.MonkeyPatch):
+    """Losses of every step and the final parameters of ``steps`` ViT-PCM steps (warm-up, then the encoder)."""
+    torch.manual_seed(0)
+    method = build_method("vitpcm", config, num_classes=3)
+    model = method.build_model(WeightsCatalog({}))
+    if not share_encoder_pass:
+        monkeypatch.setattr(type(model), "encoder_is_deterministic", lambda self: False)
+    rng = np.random.default_rng(0)
+    labels = np.array([1, 0, 1], np.float32)
+    batch = torch.utils.data.default_collate(
+        [method.training_sample(rng.integers(0, 256, (30, 41, 3), dtype=np.uint8), labels, rng) for _ in range(4)]
+    )
+    optimizer, scheduler = method.build_optimizer(model, steps_per_epoch=2)
+    model.train()
+    history = []
+    for step in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        losses = method.training_step(model, batch, TrainingProgress(step // 2, step, 2, steps))
+        losses["loss"].backward()
+        optimizer.step()
+        scheduler.step_update(step + 1)
+        history.append({name: value.item() for name, value in losses.items()})
+    monkeypatch.undo()
+    return history, {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+def test_teacher_reuses_the_training_encoder_pass_bit_identically(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without dropout in the encoder the ET teacher takes the training pass's patch grid: the same losses and
+    weights, to the bit, as a second eval-mode encoder pass (warm-up steps and encoder steps)."""
+    shared = _train_steps(CONFIG, 4, True, monkeypatch)
+    separate = _train_steps(CONFIG, 4, False, monkeypatch)
+    assert shared[0] == separate[0]
+    assert all(torch.equal(shared[1][name], separate[1][name]) for name in shared[1])
+    assert shared[0][0] != shared[0][3]  # the steps trained
+
+
+def test_encoder_with_dropout_is_not_deterministic() -> None:
+    model = build_method("vitpcm", CONFIG, num_classes=3).build_model(WeightsCatalog({}))
+    assert model.encoder_is_deterministic()
+    dropout = {**CONFIG, "model": {**CONFIG["model"], "backbone_args": {**CONFIG["model"]["backbone_args"],
+                                                                         "proj_drop_rate": 0.1}}}
+    assert not build_method("vitpcm", dropout, num_classes=3).build_model(WeightsCatalog({})).encoder_is_deterministic()
+    path = {**CONFIG, "model": {**CONFIG["model"], "backbone_args": {**CONFIG["model"]["backbone_args"],
+                                                                      "drop_path_rate": 0.1}}}
+    assert not build_method("vitpcm", path, num_classes=3).build_model(WeightsCatalog({})).encoder_is_deterministic()
+
+
 def test_bpm_seeds_are_merged_probabilities() -> None:
     torch.manual_seed(0)
     method = build_method("vitpcm", CONFIG, num_classes=3)

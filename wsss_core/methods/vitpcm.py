@@ -180,10 +180,26 @@ class ViTPCMNet(nn.Module):
         height, width = images.shape[2] // self.patch_size, images.shape[3] // self.patch_size
         return tokens.reshape(images.shape[0], height, width, -1)
 
-    def forward(self, images: torch.Tensor, encoder_grad: bool = True) -> PatchClassOutput:
+    def encode(self, images: torch.Tensor, encoder_grad: bool = True) -> torch.Tensor:
+        """``patch_grid`` with the encoder's gradient on only when ``encoder_grad`` (the warm-up freezes it)."""
         with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
-            grid = self.patch_grid(images)
-        return self.head(grid)
+            return self.patch_grid(images)
+
+    def forward(self, images: torch.Tensor, encoder_grad: bool = True) -> PatchClassOutput:
+        return self.head(self.encode(images, encoder_grad))
+
+    def encoder_is_deterministic(self) -> bool:
+        """True when the encoder computes the same in training as in eval mode: no active dropout, drop-path
+        or patch dropout, no batch statistics. The ET teacher (an eval-mode pass) can then reuse the
+        training pass's patch grid instead of running the encoder a second time."""
+        for module in self.encoder.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                return False
+            if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
+                return False
+            if float(getattr(module, "drop_prob", 0.0) or 0.0) > 0 or float(getattr(module, "prob", 0.0) or 0.0) > 0:
+                return False  # timm DropPath (drop_prob), PatchDropout (prob)
+        return True
 
 
 class PhaseLRScheduler(Scheduler):
@@ -380,11 +396,21 @@ class ViTPCM(Method):
                     f"ViT-PCM's equivariance loss tiles 4 views per mosaic: the training batch size "
                     f"({images.shape[0]}) must be a multiple of 4, or set method.losses.et: false"
                 )
-            model.eval()
+        if self.use_et and model.encoder_is_deterministic():
+            # The eval-mode teacher differs from the training pass only in the head's dropout: one encoder pass.
+            grid = model.encode(images, encoder_grad)
+            model.head.eval()
             with torch.no_grad():
-                teacher = model(images).probabilities
-            model.train()
-        output = model(images, encoder_grad=encoder_grad)
+                teacher = model.head(grid.detach()).probabilities
+            model.head.train()
+            output = model.head(grid)
+        else:
+            if self.use_et:
+                model.eval()
+                with torch.no_grad():
+                    teacher = model(images).probabilities
+                model.train()
+            output = model(images, encoder_grad=encoder_grad)
         if self.use_mce:
             losses["mce"] = multilabel_bce(output.pooled, targets)
         if self.use_reg:
