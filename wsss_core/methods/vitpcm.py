@@ -15,7 +15,10 @@ the supplement (``seeds/004``); the main paper was not available. Registered as 
   gradient, is mapped in patch space into view-2's frame (undo view-1's flip-LR/flip-UD/transpose,
   crop view-2's patch-aligned box, bilinear resize with aligned corners, apply view-2's flips and
   transpose), sharpened by ``merge_class_labels`` and compared by categorical cross-entropy with the
-  predictions of a 2×2 mosaic of four view-2 images (the batch must be a multiple of 4).
+  predictions of a 2×2 mosaic of four view-2 images (the batch must be a multiple of 4). When the encoder
+  has no dropout, drop-path or batch statistics, its eval-mode pass equals the training pass, so the
+  teacher reuses the training pass's patch grid and only the head runs again (same values, one encoder
+  pass less per step).
 * Augmentation: every image is resized to a square ``image_size`` (aspect not kept, as coded). View 1:
   colour jitter + flips/transpose; view 2: new jitter, with probability ``crop_probability`` a
   ``crop_size`` crop on the patch grid (start drawn from {0, p, 2p, …, S} and clipped, as coded),
